@@ -1,0 +1,170 @@
+//! Human-readable output.
+
+use std::path::Path;
+
+use sqlite_salvage::check::CheckReport;
+use sqlite_salvage::info::Info;
+use sqlite_salvage::wal::{FrameStatus, WalIndex};
+
+fn status_name(s: FrameStatus) -> &'static str {
+    match s {
+        FrameStatus::Committed => "committed",
+        FrameStatus::Uncommitted => "uncommitted",
+        FrameStatus::BadSalt => "bad-salt",
+        FrameStatus::BadChecksum => "bad-checksum",
+        FrameStatus::BadPageNumber => "bad-page-number",
+        FrameStatus::AfterBreak => "after-break",
+    }
+}
+
+pub fn print_info(i: &Info) {
+    let h = &i.header;
+    println!("database      {} ({} bytes)", i.path, i.file_size);
+    println!("as of commit  {} ({:?})", i.commit, i.exactness);
+    println!(
+        "page size     {} ({} reserved, {} usable)",
+        h.page_size, h.reserved_bytes, h.usable_size
+    );
+    println!(
+        "pages         {} (header says {}{})",
+        i.page_count,
+        h.header_database_size,
+        if h.header_database_size_valid { "" } else { ", not valid" }
+    );
+    println!(
+        "format        write {} / read {} ({}), schema format {}",
+        h.format_versions.0,
+        h.format_versions.1,
+        if h.format_versions.0 == 2 { "WAL" } else { "rollback journal" },
+        h.schema_format
+    );
+    println!("encoding      {}", h.text_encoding.name());
+    println!("auto-vacuum   {:?}", h.auto_vacuum);
+    println!(
+        "freelist      {} pages, first trunk {}",
+        h.freelist_count, h.freelist_trunk
+    );
+    println!(
+        "counters      change {}, schema cookie {}, user version {}, application id {}",
+        h.change_counter, h.schema_cookie, h.user_version, h.application_id
+    );
+    println!("written by    SQLite {}", h.sqlite_version);
+    let pages: Vec<String> = i.pages.iter().map(|(r, n)| format!("{r:?} {n}")).collect();
+    println!("page kinds    {}", pages.join(", "));
+    let schema: Vec<String> = i.schema.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!("schema        {}", schema.join(", "));
+    for (name, n) in &i.entries {
+        println!("  {name:<30} {n} entries");
+    }
+    println!(
+        "damage        {}",
+        if i.damage == 0 {
+            "none found".to_string()
+        } else {
+            format!("{} problem(s); run `sqlite-salvage check`", i.damage)
+        }
+    );
+    match &i.wal {
+        None => println!("wal           none"),
+        Some(w) => {
+            println!("wal           {}", w.path);
+            println!(
+                "  frames      {} ({}), {} commits, last valid frame {}",
+                w.frames,
+                w.frame_status
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                w.commits,
+                w.last_valid_frame
+            );
+            println!(
+                "  salts       {:#010x} {:#010x}, checkpoint sequence {}, page size {}",
+                w.header.salt1, w.header.salt2, w.header.checkpoint_seq, w.header.page_size
+            );
+            println!(
+                "  checkpoint  would write {} pages, {} of them different from the database file",
+                w.checkpoint_pages, w.checkpoint_changes
+            );
+            match &w.shm {
+                Some(s) => println!(
+                    "  shm         max frame {}, backfilled {}{}",
+                    s.max_frame,
+                    s.backfilled,
+                    if s.salts_match { "" } else { " (stale: salts differ)" }
+                ),
+                None => println!("  shm         none"),
+            }
+        }
+    }
+}
+
+pub fn print_wal(path: &Path, idx: Option<&WalIndex>) {
+    let Some(w) = idx else {
+        println!("{}: empty WAL (shorter than its header)", path.display());
+        return;
+    };
+    println!(
+        "{}: page size {}, salts {:#010x} {:#010x}, checkpoint sequence {}, {} checksums",
+        path.display(),
+        w.header.page_size,
+        w.header.salt1,
+        w.header.salt2,
+        w.header.checkpoint_seq,
+        if w.header.big_endian() { "big-endian" } else { "little-endian" }
+    );
+    println!(
+        "{:>7} {:>9} {:>9} {:>5} {:>8} {:>16} {:>6}",
+        "frame", "page", "commit-db", "salt", "checksum", "status", "commit"
+    );
+    for f in &w.frames {
+        println!(
+            "{:>7} {:>9} {:>9} {:>5} {:>8} {:>16} {:>6}",
+            f.index,
+            f.pgno,
+            if f.commit_size == 0 {
+                "-".to_string()
+            } else {
+                f.commit_size.to_string()
+            },
+            if f.salt_ok { "ok" } else { "bad" },
+            if f.checksum_ok { "ok" } else { "bad" },
+            status_name(f.status),
+            f.commit.map_or("-".to_string(), |c| c.to_string())
+        );
+    }
+    println!(
+        "{} frames, {} commits, last valid frame {}{}",
+        w.frames.len(),
+        w.commits.len(),
+        w.last_valid_frame(),
+        if w.trailing_bytes > 0 {
+            format!(", {} trailing bytes", w.trailing_bytes)
+        } else {
+            String::new()
+        }
+    );
+}
+
+pub fn print_check(db: &Path, r: &CheckReport) {
+    for d in &r.damage {
+        match d.cell {
+            Some(c) => println!("page {} cell {}: {}", d.page, c, d.what),
+            None => println!("page {}: {}", d.page, d.what),
+        }
+    }
+    if r.truncated {
+        println!("(more problems not listed)");
+    }
+    if r.is_ok() {
+        println!("{}: ok ({} pages)", db.display(), r.page_count);
+    } else {
+        println!(
+            "{}: {} problem(s) in {} pages",
+            db.display(),
+            r.damage.len(),
+            r.page_count
+        );
+    }
+}

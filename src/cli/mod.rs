@@ -1,0 +1,342 @@
+//! Command-line parsing, output and exit codes.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sqlite_salvage::dump::{DumpOptions, Format, dump};
+use sqlite_salvage::{Database, Error, Exactness, WalChoice, check, info, replay, wal};
+
+mod human;
+
+/// Exit codes (also in the README).
+pub mod code {
+    /// Success; for `check`, no damage found.
+    pub const OK: u8 = 0;
+    /// `check` found damage.
+    pub const DAMAGE: u8 = 1;
+    /// Bad arguments: unknown option, no such table or commit.
+    pub const USAGE: u8 = 2;
+    /// An input could not be read (missing, permissions, a directory).
+    pub const INPUT: u8 = 3;
+    /// An input is not an SQLite database, or the WAL does not belong to it.
+    pub const NOT_A_DATABASE: u8 = 4;
+    /// Damage in the database stopped the command.
+    pub const CORRUPT: u8 = 5;
+    /// The output could not be written, exists, or is one of the inputs.
+    pub const OUTPUT: u8 = 6;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "sqlite-salvage",
+    version,
+    about = "Read, check and restore SQLite databases and their WAL at page level. Inputs are never modified."
+)]
+struct Cli {
+    /// Machine-readable JSON output (errors too).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Args, Clone)]
+struct WalArgs {
+    /// Read this WAL instead of DB-wal.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_wal")]
+    wal: Option<PathBuf>,
+    /// Ignore any WAL: read the database file alone.
+    #[arg(long)]
+    no_wal: bool,
+    /// Read the database as of commit N of the WAL (1 is the first, 0 the
+    /// database file alone); default: the last commit.
+    #[arg(long, value_name = "N")]
+    at_commit: Option<u32>,
+}
+
+impl WalArgs {
+    fn choice(&self) -> WalChoice {
+        if self.no_wal {
+            WalChoice::Ignore
+        } else if let Some(p) = &self.wal {
+            WalChoice::Path(p.clone())
+        } else {
+            WalChoice::Auto
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DumpFormat {
+    Sql,
+    Jsonl,
+    Csv,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Header fields, pages by kind, freelist, schema and the WAL beside it.
+    Info {
+        /// The database file.
+        db: PathBuf,
+        #[command(flatten)]
+        wal: WalArgs,
+    },
+    /// Every WAL frame: page, commit, salts, checksum, SQLite's verdict.
+    Wal {
+        /// The database (its -wal is read) or a WAL file.
+        path: PathBuf,
+    },
+    /// Structural check of every page; exit code 1 when damage is found.
+    Check {
+        /// The database file.
+        db: PathBuf,
+        #[command(flatten)]
+        wal: WalArgs,
+    },
+    /// Rows as of the last commit (or --at-commit), read by this tool's own
+    /// reader with the WAL applied.
+    Dump {
+        /// The database file.
+        db: PathBuf,
+        /// Only this table.
+        #[arg(long, short)]
+        table: Option<String>,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value = "sql")]
+        format: DumpFormat,
+        #[command(flatten)]
+        wal: WalArgs,
+    },
+    /// Write a fresh single-file database equal to DB with its WAL applied
+    /// up to the last commit (or --at-commit): a point-in-time restore.
+    Replay {
+        /// The database file.
+        db: PathBuf,
+        /// The new database file.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Overwrite OUTPUT if it exists.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        wal: WalArgs,
+    },
+}
+
+/// Runs the CLI and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { code::USAGE } else { code::OK });
+        }
+    };
+    let json = cli.json;
+    match run(cli) {
+        Ok(c) => ExitCode::from(c),
+        Err(e) => report_error(&e, json),
+    }
+}
+
+fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::Io { .. } => code::INPUT,
+        Error::NotADatabase { .. } | Error::BadWal { .. } => code::NOT_A_DATABASE,
+        Error::Corrupt { .. } | Error::Sqlite(_) => code::CORRUPT,
+        Error::NoSuchCommit { .. } | Error::NoSuchTable(_) => code::USAGE,
+        Error::Output { .. } | Error::OutputExists(_) | Error::OutputIsInput(_) => code::OUTPUT,
+    }
+}
+
+fn hint(e: &Error) -> &'static str {
+    match e {
+        Error::Io { .. } => "check the path and its permissions",
+        Error::NotADatabase { .. } => "check that this is the database file",
+        Error::BadWal { .. } => "pass --no-wal to read the database file alone, or --wal PATH for the right WAL",
+        Error::Corrupt { .. } => "the database is damaged here; `sqlite-salvage check` lists all damage",
+        Error::NoSuchCommit { .. } => "`sqlite-salvage wal DB` lists the commits",
+        Error::NoSuchTable(_) => "`sqlite-salvage info DB` lists the tables",
+        Error::Output { .. } => "check the output path, its directory and free space",
+        Error::OutputExists(_) => "choose another path or pass --force",
+        Error::OutputIsInput(_) => "choose an output path that is not one of the inputs",
+        Error::Sqlite(_) => "the schema could not be processed",
+    }
+}
+
+fn report_error(e: &Error, json: bool) -> ExitCode {
+    // A closed pipe (`| head`) is not a failure.
+    if let Error::Output { source, .. } = e {
+        if source.kind() == io::ErrorKind::BrokenPipe {
+            return ExitCode::from(code::OK);
+        }
+    }
+    let c = exit_code(e);
+    if json {
+        let v = serde_json::json!({ "error": e.to_string(), "hint": hint(e), "exit_code": c });
+        println!("{v}");
+    } else {
+        eprintln!("sqlite-salvage: error: {e} ({})", hint(e));
+    }
+    ExitCode::from(c)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Error> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, v).map_err(|e| Error::Output {
+        path: "-".into(),
+        source: io::Error::other(e),
+    })?;
+    writeln!(out)
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::Output {
+            path: "-".into(),
+            source: e,
+        })
+}
+
+fn warn_exactness(snap: &sqlite_salvage::Snapshot, json: bool) {
+    if json {
+        return;
+    }
+    match snap.exactness() {
+        Exactness::Exact => {}
+        Exactness::Inexact { backfilled } => eprintln!(
+            "sqlite-salvage: warning: commit {} cannot be rebuilt exactly: the database file already holds pages checkpointed from WAL frames up to {backfilled}",
+            snap.commit()
+        ),
+        Exactness::Unknown => eprintln!(
+            "sqlite-salvage: warning: commit {} may not be rebuilt exactly: no -shm tells how far the WAL was checkpointed into the database file",
+            snap.commit()
+        ),
+    }
+}
+
+/// Whether `path` starts with a WAL magic number.
+fn looks_like_wal(path: &Path) -> bool {
+    let mut b = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+        && matches!(
+            u32::from_be_bytes(b),
+            sqlite_salvage::format::wal::MAGIC_LE | sqlite_salvage::format::wal::MAGIC_BE
+        )
+}
+
+fn run(cli: Cli) -> Result<u8, Error> {
+    let json = cli.json;
+    match cli.cmd {
+        Command::Info { db, wal } => {
+            let database = Database::open_with(&db, wal.choice())?;
+            let snap = database.snapshot(wal.at_commit)?;
+            warn_exactness(&snap, json);
+            let report = info::info(&database, &snap)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                human::print_info(&report);
+            }
+            Ok(code::OK)
+        }
+        Command::Wal { path } => {
+            let wal_path = if looks_like_wal(&path) {
+                path.clone()
+            } else {
+                // A database: read the WAL beside it (the database must open).
+                Database::open_with(&path, WalChoice::Ignore)?;
+                let mut s = path.as_os_str().to_owned();
+                s.push("-wal");
+                PathBuf::from(s)
+            };
+            if !wal_path.exists() {
+                return Err(Error::Io {
+                    path: wal_path,
+                    source: io::Error::new(io::ErrorKind::NotFound, "no WAL file"),
+                });
+            }
+            let idx = wal::WalIndex::scan(&wal_path)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "path": wal_path.display().to_string(),
+                    "header": idx.as_ref().map(|w| w.header),
+                    "frames": idx.as_ref().map(|w| &w.frames),
+                    "commits": idx.as_ref().map(|w| &w.commits),
+                    "trailing_bytes": idx.as_ref().map(|w| w.trailing_bytes),
+                }))?;
+            } else {
+                human::print_wal(&wal_path, idx.as_ref());
+            }
+            Ok(code::OK)
+        }
+        Command::Check { db, wal } => {
+            let database = Database::open_with(&db, wal.choice())?;
+            let snap = database.snapshot(wal.at_commit)?;
+            warn_exactness(&snap, json);
+            let report = check::check(&snap)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                human::print_check(&db, &report);
+            }
+            Ok(if report.is_ok() { code::OK } else { code::DAMAGE })
+        }
+        Command::Dump {
+            db,
+            table,
+            format,
+            wal,
+        } => {
+            let database = Database::open_with(&db, wal.choice())?;
+            let snap = database.snapshot(wal.at_commit)?;
+            warn_exactness(&snap, false);
+            let schema = snap.schema()?;
+            let opts = DumpOptions {
+                format: match format {
+                    DumpFormat::Sql => Format::Sql,
+                    DumpFormat::Jsonl => Format::Jsonl,
+                    DumpFormat::Csv => Format::Csv,
+                },
+                table,
+            };
+            let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+            dump(&snap, &schema, &opts, &mut out)?;
+            Ok(code::OK)
+        }
+        Command::Replay {
+            db,
+            output,
+            force,
+            wal,
+        } => {
+            let database = Database::open_with(&db, wal.choice())?;
+            let mut inputs: Vec<&Path> = vec![db.as_path()];
+            if let Some(w) = database.wal() {
+                inputs.push(w.path.as_path());
+            }
+            replay::check_output(&output, &inputs, force)?;
+            let snap = database.snapshot(wal.at_commit)?;
+            warn_exactness(&snap, json);
+            let stats = replay::replay(&snap, &output)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "output": output.display().to_string(),
+                    "exactness": snap.exactness(),
+                    "stats": stats,
+                }))?;
+            } else {
+                println!(
+                    "wrote {}: {} pages ({} from the WAL), as of commit {}",
+                    output.display(),
+                    stats.pages,
+                    stats.wal_pages,
+                    stats.commit
+                );
+            }
+            Ok(code::OK)
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The library's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading or writing.
+///
+/// Each variant renders as one line that says what is wrong; the CLI adds
+/// what to do about it and maps the variant to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The input is not an SQLite database (bad magic, impossible header).
+    #[error("{path}: not an SQLite database: {reason}")]
+    NotADatabase {
+        /// The file involved.
+        path: PathBuf,
+        /// Which check failed.
+        reason: String,
+    },
+    /// The WAL file is unusable with this database.
+    #[error("{path}: not a usable WAL for this database: {reason}")]
+    BadWal {
+        /// The WAL file.
+        path: PathBuf,
+        /// Which check failed.
+        reason: String,
+    },
+    /// Writing the output failed.
+    #[error("writing {path}: {source}")]
+    Output {
+        /// The output file ("-" for standard output).
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A structure on disk is damaged where the operation needed it intact.
+    #[error("page {page}: {what}")]
+    Corrupt {
+        /// The page where the damage was found (0 when not tied to a page).
+        page: u32,
+        /// The kind of damage.
+        what: String,
+    },
+    /// The requested commit does not exist.
+    #[error("commit {requested} does not exist: the WAL holds {available} commit(s)")]
+    NoSuchCommit {
+        /// What was asked for.
+        requested: u32,
+        /// How many commits there are.
+        available: u32,
+    },
+    /// The requested table is not in the schema.
+    #[error("no table named {0:?} in the schema")]
+    NoSuchTable(String),
+    /// The output already exists and overwriting was not allowed.
+    #[error("{0}: already exists (use --force to overwrite)")]
+    OutputExists(PathBuf),
+    /// The output path would overwrite or alias one of the inputs.
+    #[error("{0}: output must not be one of the input files")]
+    OutputIsInput(PathBuf),
+    /// SQLite reported an error (schema parsing, writing output).
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn output(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Output {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(page: u32, what: impl Into<String>) -> Self {
+        Error::Corrupt {
+            page,
+            what: what.into(),
+        }
+    }
+}
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,447 @@
+//! A bounded, cycle-safe walk of one b-tree, yielding its entries in key
+//! order with their provenance.
+//!
+//! ```text
+//!            interior: [c0 | c1 | ... | right]      table trees: keys only
+//!             /        /                  \        index trees: c_i carries a
+//!       leaf ...   leaf ...             leaf ...     record, visited between
+//!                                                    its left child and c_i+1
+//! ```
+//!
+//! Every page is read at most once per walk (a page reached twice, from two
+//! parents or from itself, is damage), the depth is bounded, every pointer
+//! is checked against the page count, and overflow chains are followed with
+//! validation: in range, not seen before in the chain, and exactly as long
+//! as the payload size says.
+
+use std::collections::HashSet;
+
+use crate::error::{Error, Result};
+use crate::format::Malformed;
+use crate::format::be32;
+use crate::format::cell::{Cell, Payload};
+use crate::format::page::{BtreePage, PageKind};
+use crate::snapshot::Snapshot;
+
+/// Deepest b-tree walked. SQLite refuses trees deeper than 20 levels.
+pub const MAX_DEPTH: usize = 32;
+/// Largest payload accepted (SQLite's hard limit on a value or row).
+pub const MAX_PAYLOAD: u64 = i32::MAX as u64;
+
+/// Where an entry was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Provenance {
+    /// Page number of the cell.
+    pub page: u32,
+    /// Cell index on that page.
+    pub cell: u16,
+}
+
+/// One entry of a b-tree.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'c> {
+    /// The rowid, for table b-trees.
+    pub rowid: Option<i64>,
+    /// The whole payload (local bytes plus overflow).
+    pub payload: &'c [u8],
+    /// Where the cell is.
+    pub at: Provenance,
+}
+
+/// One piece of damage found while walking leniently.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Damage {
+    /// The page at fault.
+    pub page: u32,
+    /// The cell, when the damage is in one cell.
+    pub cell: Option<u16>,
+    /// What is wrong.
+    pub what: String,
+}
+
+struct Level {
+    pgno: u32,
+    buf: Vec<u8>,
+    /// Next step: table interior pages take one step per child; index
+    /// interior pages two per cell (child, then the cell's own record);
+    /// leaves one per cell.
+    step: u32,
+}
+
+/// Pages a walk read, by role (for callers that account for every page).
+pub trait PageVisitor {
+    /// A b-tree page of the walked tree.
+    fn btree_page(&mut self, _pgno: u32, _kind: PageKind, _depth: usize) {}
+    /// An overflow page of one of its cells.
+    fn overflow_page(&mut self, _pgno: u32) {}
+}
+
+/// A visitor that records nothing.
+pub struct NoVisitor;
+impl PageVisitor for NoVisitor {}
+
+/// A cursor over the entries of one b-tree.
+pub struct TreeCursor<'s, V: PageVisitor = NoVisitor> {
+    snap: &'s Snapshot,
+    root: u32,
+    stack: Vec<Level>,
+    pool: Vec<Vec<u8>>,
+    visited: HashSet<u32>,
+    chain_seen: HashSet<u32>,
+    payload: Vec<u8>,
+    scratch: Vec<u8>,
+    table: Option<bool>,
+    lenient: bool,
+    damage: Vec<Damage>,
+    started: bool,
+    leaf_depth: Option<usize>,
+    /// What the walk read, for callers that keep account.
+    pub visitor: V,
+}
+
+impl<'s> TreeCursor<'s, NoVisitor> {
+    /// A cursor over the b-tree rooted at `root`.
+    pub fn new(snap: &'s Snapshot, root: u32) -> Self {
+        Self::with_visitor(snap, root, NoVisitor)
+    }
+}
+
+impl<'s, V: PageVisitor> TreeCursor<'s, V> {
+    /// A cursor that reports every page it reads to `visitor`.
+    pub fn with_visitor(snap: &'s Snapshot, root: u32, visitor: V) -> Self {
+        TreeCursor {
+            snap,
+            root,
+            stack: Vec::new(),
+            pool: Vec::new(),
+            visited: HashSet::new(),
+            chain_seen: HashSet::new(),
+            payload: Vec::new(),
+            scratch: Vec::new(),
+            table: None,
+            lenient: false,
+            damage: Vec::new(),
+            started: false,
+            leaf_depth: None,
+            visitor,
+        }
+    }
+
+    /// Keep going past damage: skip what cannot be read and record it in
+    /// [`TreeCursor::damage`] instead of returning an error.
+    pub fn lenient(mut self, yes: bool) -> Self {
+        self.lenient = yes;
+        self
+    }
+
+    /// Damage seen so far (lenient walks).
+    pub fn damage(&self) -> &[Damage] {
+        &self.damage
+    }
+
+    /// Whether the tree is a table (rowid) b-tree; known once the root was read.
+    pub fn is_table(&self) -> Option<bool> {
+        self.table
+    }
+
+    fn fail(&mut self, page: u32, cell: Option<u16>, what: impl Into<String>) -> Result<()> {
+        let what = what.into();
+        if self.lenient {
+            self.damage.push(Damage { page, cell, what });
+            Ok(())
+        } else {
+            Err(match cell {
+                Some(c) => Error::corrupt(page, format!("cell {c}: {what}")),
+                None => Error::corrupt(page, what),
+            })
+        }
+    }
+
+    /// Reads page `pgno` and pushes it, after the checks that make the walk
+    /// safe. Returns false (after recording damage) when it cannot be used.
+    fn push(&mut self, pgno: u32, parent: Option<u32>) -> Result<bool> {
+        let ctx = |m: &str| match parent {
+            Some(p) => format!("{m} (child of page {p})"),
+            None => m.to_string(),
+        };
+        if pgno == 0 || pgno > self.snap.page_count() {
+            let at = parent.unwrap_or(pgno);
+            self.fail(at, None, format!("child page {pgno} out of range"))?;
+            return Ok(false);
+        }
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(pgno, None, ctx("b-tree deeper than any valid one"))?;
+            return Ok(false);
+        }
+        if !self.visited.insert(pgno) {
+            self.fail(pgno, None, ctx("page reached twice in one b-tree"))?;
+            return Ok(false);
+        }
+        let mut buf = self
+            .pool
+            .pop()
+            .unwrap_or_else(|| vec![0u8; self.snap.page_size() as usize]);
+        if let Err(e) = self.snap.read_page(pgno, &mut buf) {
+            self.pool.push(buf);
+            if self.lenient {
+                self.fail(pgno, None, e.to_string())?;
+                return Ok(false);
+            }
+            return Err(e);
+        }
+        let kind = match BtreePage::parse(&buf, pgno, self.snap.usable_size()) {
+            Ok(p) => p.kind,
+            Err(m) => {
+                self.pool.push(buf);
+                self.fail(pgno, None, ctx(m.0))?;
+                return Ok(false);
+            }
+        };
+        match self.table {
+            None => self.table = Some(kind.is_table()),
+            Some(t) if t != kind.is_table() => {
+                self.pool.push(buf);
+                self.fail(pgno, None, ctx("index page in a table b-tree or the reverse"))?;
+                return Ok(false);
+            }
+            Some(_) => {}
+        }
+        let depth = self.stack.len();
+        if kind.is_leaf() {
+            match self.leaf_depth {
+                None => self.leaf_depth = Some(depth),
+                Some(d) if d != depth => {
+                    self.pool.push(buf);
+                    self.fail(pgno, None, ctx("leaf at a different depth than the others"))?;
+                    return Ok(false);
+                }
+                Some(_) => {}
+            }
+        }
+        self.visitor.btree_page(pgno, kind, depth);
+        self.stack.push(Level { pgno, buf, step: 0 });
+        Ok(true)
+    }
+
+    fn pop(&mut self) {
+        if let Some(l) = self.stack.pop() {
+            self.pool.push(l.buf);
+        }
+    }
+
+    /// The next entry in key order, or `None` at the end.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Entry<'_>>> {
+        if !self.started {
+            self.started = true;
+            self.push(self.root, None)?;
+        }
+        let usable = self.snap.usable_size();
+        loop {
+            let Some(top) = self.stack.last_mut() else {
+                return Ok(None);
+            };
+            let pgno = top.pgno;
+            let page = match BtreePage::parse(&top.buf, pgno, usable) {
+                Ok(p) => p,
+                Err(m) => {
+                    // Parsed once already in push; cannot differ.
+                    self.pop();
+                    self.fail(pgno, None, m.0)?;
+                    continue;
+                }
+            };
+            let step = top.step;
+            top.step += 1;
+            let n = u32::from(page.cell_count);
+            match page.kind {
+                PageKind::TableInterior => {
+                    let child = if step < n {
+                        match page.cell(step as u16) {
+                            Ok(c) => c.left_child(),
+                            Err(m) => {
+                                self.fail(pgno, Some(step as u16), m.0)?;
+                                continue;
+                            }
+                        }
+                    } else if step == n {
+                        page.right_child
+                    } else {
+                        self.pop();
+                        continue;
+                    };
+                    if let Some(child) = child {
+                        self.push(child, Some(pgno))?;
+                    }
+                }
+                PageKind::IndexInterior => {
+                    if step >= 2 * n + 1 {
+                        self.pop();
+                        continue;
+                    }
+                    if step == 2 * n {
+                        if let Some(r) = page.right_child {
+                            self.push(r, Some(pgno))?;
+                        }
+                        continue;
+                    }
+                    let i = (step / 2) as u16;
+                    let cell = match page.cell(i) {
+                        Ok(c) => c,
+                        Err(m) => {
+                            self.fail(pgno, Some(i), m.0)?;
+                            // Skip the cell's record step as well.
+                            if let Some(t) = self.stack.last_mut() {
+                                t.step = t.step.max(2 * u32::from(i) + 2);
+                            }
+                            continue;
+                        }
+                    };
+                    if step % 2 == 0 {
+                        if let Some(left) = cell.left_child() {
+                            self.push(left, Some(pgno))?;
+                        }
+                        continue;
+                    }
+                    if let Some(loc) = self.load_payload(pgno, i)? {
+                        return Ok(Some(self.entry(None, pgno, i, loc)));
+                    }
+                }
+                PageKind::TableLeaf | PageKind::IndexLeaf => {
+                    if step >= n {
+                        self.pop();
+                        continue;
+                    }
+                    let i = step as u16;
+                    let rowid = match page.cell(i) {
+                        Ok(Cell::TableLeaf { rowid, .. }) => Some(rowid),
+                        Ok(_) => None,
+                        Err(m) => {
+                            self.fail(pgno, Some(i), m.0)?;
+                            continue;
+                        }
+                    };
+                    if let Some(loc) = self.load_payload(pgno, i)? {
+                        return Ok(Some(self.entry(rowid, pgno, i, loc)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn entry(&self, rowid: Option<i64>, page: u32, cell: u16, loc: PayloadLoc) -> Entry<'_> {
+        let payload = match loc {
+            PayloadLoc::Page { start, len } => self
+                .stack
+                .last()
+                .and_then(|l| l.buf.get(start..start + len))
+                .unwrap_or(&[]),
+            PayloadLoc::Assembled => &self.payload,
+        };
+        Entry {
+            rowid,
+            payload,
+            at: Provenance { page, cell },
+        }
+    }
+
+    /// Locates cell `i`'s payload on the top page, assembling it from the
+    /// overflow chain when it spills. `None` when it is damaged (lenient).
+    fn load_payload(&mut self, pgno: u32, i: u16) -> Result<Option<PayloadLoc>> {
+        let usable = self.snap.usable_size();
+        let Some(top) = self.stack.last() else {
+            return Ok(None);
+        };
+        let page = BtreePage::parse(&top.buf, pgno, usable).map_err(|m| Error::corrupt(pgno, m.0))?;
+        let cell = page.cell(i).map_err(|m| Error::corrupt(pgno, m.0))?;
+        let Some(p) = cell.payload().copied() else {
+            return Ok(None);
+        };
+        if !p.spills() {
+            let start = p.local.as_ptr() as usize - top.buf.as_ptr() as usize;
+            return Ok(Some(PayloadLoc::Page {
+                start,
+                len: p.local.len(),
+            }));
+        }
+        let res = assemble(
+            self.snap,
+            &p,
+            &mut self.payload,
+            &mut self.scratch,
+            &mut self.chain_seen,
+            &mut self.visitor,
+        );
+        match res {
+            Ok(()) => Ok(Some(PayloadLoc::Assembled)),
+            Err(m) => {
+                self.fail(pgno, Some(i), m)?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+enum PayloadLoc {
+    Page { start: usize, len: usize },
+    Assembled,
+}
+
+/// Collects a spilled payload: local bytes, then the overflow chain, with
+/// validation. On error `out` holds the valid prefix that was read.
+pub fn assemble<V: PageVisitor>(
+    snap: &Snapshot,
+    p: &Payload<'_>,
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    seen: &mut HashSet<u32>,
+    visitor: &mut V,
+) -> std::result::Result<(), String> {
+    out.clear();
+    seen.clear();
+    if p.total > MAX_PAYLOAD {
+        return Err(format!("payload size {} exceeds SQLite's limit", p.total));
+    }
+    let per_page = u64::from(snap.usable_size()) - 4;
+    let rest = p.total - p.local.len() as u64;
+    let pages_needed = rest.div_ceil(per_page);
+    if pages_needed > u64::from(snap.page_count()) {
+        return Err(format!(
+            "payload of {} bytes needs more overflow pages than the database has",
+            p.total
+        ));
+    }
+    out.extend_from_slice(p.local);
+    scratch.resize(snap.page_size() as usize, 0);
+    let mut next = p.overflow;
+    let mut remaining = rest;
+    while remaining > 0 {
+        if next == 0 {
+            return Err(format!(
+                "overflow chain ends {remaining} bytes short of the payload size"
+            ));
+        }
+        if next > snap.page_count() {
+            return Err(format!("overflow page {next} out of range"));
+        }
+        if !seen.insert(next) {
+            return Err(format!("overflow chain loops at page {next}"));
+        }
+        snap.read_page(next, scratch).map_err(|e| e.to_string())?;
+        visitor.overflow_page(next);
+        let take = remaining.min(per_page) as usize;
+        let link = be32(scratch, 0).ok_or_else(|| Malformed("overflow page").to_string())?;
+        let data = scratch
+            .get(4..4 + take)
+            .ok_or_else(|| "overflow page shorter than its content".to_string())?;
+        out.extend_from_slice(data);
+        remaining -= take as u64;
+        next = link;
+    }
+    if next != 0 {
+        return Err(format!(
+            "overflow chain continues to page {next} past the payload size"
+        ));
+    }
+    Ok(())
+}
