@@ -17,7 +17,7 @@ pub enum Format {
     #[default]
     Sql,
     /// One JSON object per row: `{"table":..,"rowid":..,"row":{col: value}}`;
-    /// blobs as `{"hex": ".."}`.
+    /// blobs as `{"hex": ".."}`, infinite reals as `{"real": "Infinity"}`.
     Jsonl,
     /// Comma-separated values of one table, header first; NULL is empty,
     /// blobs are `X'..'` hex literals.
@@ -319,15 +319,18 @@ fn dump_jsonl<W: Write>(
     Ok(())
 }
 
-/// Writes a value as JSON: null, number, string, or `{"hex": ".."}` for blobs.
-/// Infinite reals are written as ±9e999, as SQLite's JSON functions do.
+/// Writes a value as JSON: null, number, string, `{"hex": ".."}` for blobs,
+/// and `{"real": "Infinity"}` / `{"real": "-Infinity"}` for the infinite
+/// reals JSON numbers cannot hold.
 pub fn write_json_value<W: Write>(out: &mut W, v: ValueRef<'_>, enc: TextEncoding) -> io::Result<()> {
     match v {
         ValueRef::Null => out.write_all(b"null"),
         ValueRef::Integer(i) => write!(out, "{i}"),
-        ValueRef::Real(f) if f.is_infinite() => {
-            out.write_all(if f > 0.0 { b"9e999" } else { b"-9e999" })
-        }
+        ValueRef::Real(f) if f.is_infinite() => out.write_all(if f > 0.0 {
+            b"{\"real\":\"Infinity\"}"
+        } else {
+            b"{\"real\":\"-Infinity\"}"
+        }),
         ValueRef::Real(f) => write!(out, "{f:?}"),
         ValueRef::Text(t) => serde_json::to_writer(&mut *out, &*decode_text(t, enc)).map_err(io::Error::other),
         ValueRef::Blob(b) => {

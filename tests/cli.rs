@@ -1,0 +1,1 @@
+//! The command line: outputs, errors, exit codes, inputs left unchanged.

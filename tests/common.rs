@@ -1,0 +1,233 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use sqlite_salvage::format::record::Value;
+use sqlite_salvage::{Database, Snapshot};
+
+/// A row as compared: rowid (None for WITHOUT ROWID) and values.
+pub type Row = (Option<i64>, Vec<Value>);
+/// Every table's rows, by table name.
+pub type State = BTreeMap<String, Vec<Row>>;
+
+pub fn from_sqlite(v: rusqlite::types::ValueRef<'_>) -> Value {
+    use rusqlite::types::ValueRef as V;
+    match v {
+        V::Null => Value::Null,
+        V::Integer(i) => Value::Integer(i),
+        V::Real(f) => Value::Real(f),
+        V::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        V::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+/// Compares values exactly (reals by bits).
+pub fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Real(x), Value::Real(y)) => x.to_bits() == y.to_bits(),
+        _ => a == b,
+    }
+}
+
+fn sort_key(r: &Row) -> String {
+    format!("{:?}", r)
+}
+
+/// What SQLite returns for every user table (and sqlite_sequence) of `conn`:
+/// stored (non-VIRTUAL) columns, in declared order, ordered by rowid or,
+/// for WITHOUT ROWID tables, sorted.
+pub fn sqlite_state(conn: &Connection) -> State {
+    let mut names: Vec<(String, bool)> = Vec::new();
+    {
+        let mut st = conn
+            .prepare("SELECT name, wr FROM pragma_table_list WHERE schema='main' AND type='table' AND name NOT IN ('sqlite_schema','sqlite_temp_schema')")
+            .unwrap();
+        let mut rows = st.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            names.push((r.get(0).unwrap(), r.get::<_, i64>(1).unwrap() != 0));
+        }
+    }
+    let mut out = State::new();
+    for (name, wr) in names {
+        let cols: Vec<String> = {
+            let mut st = conn
+                .prepare(&format!("SELECT name FROM pragma_table_xinfo('{}') WHERE hidden IN (0,3)", name.replace('\'', "''")))
+                .unwrap();
+            st.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+        };
+        let list = cols
+            .iter()
+            .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(",");
+        let q = if wr {
+            format!("SELECT NULL,{list} FROM \"{name}\"")
+        } else {
+            format!("SELECT rowid,{list} FROM \"{name}\" ORDER BY rowid")
+        };
+        let mut st = conn.prepare(&q).unwrap();
+        let n = st.column_count();
+        let mut rows: Vec<Row> = st
+            .query_map([], |r| {
+                let rowid = r.get::<_, Option<i64>>(0)?;
+                let vals = (1..n).map(|i| from_sqlite(r.get_ref(i).unwrap())).collect();
+                Ok((rowid, vals))
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        if wr {
+            rows.sort_by_key(sort_key);
+        }
+        out.insert(name, rows);
+    }
+    out
+}
+
+/// The same, read by our reader from a snapshot.
+pub fn our_state(snap: &Snapshot) -> State {
+    let schema = snap.schema().expect("schema");
+    let mut out = State::new();
+    for t in &schema.tables {
+        let keep: Vec<usize> = (0..t.columns.len())
+            .filter(|&i| t.columns[i].slot.is_some())
+            .collect();
+        let mut rows: Vec<Row> = snap
+            .row_iter(t)
+            .map(|r| {
+                let r = r.unwrap_or_else(|e| panic!("table {}: {e}", t.name));
+                let vals = keep.iter().map(|&i| r.values[i].clone()).collect();
+                (if t.without_rowid { None } else { r.rowid }, vals)
+            })
+            .collect();
+        if t.without_rowid {
+            rows.sort_by_key(sort_key);
+        }
+        out.insert(t.name.clone(), rows);
+    }
+    out
+}
+
+/// Asserts two states are equal, with a useful message at the first difference.
+pub fn assert_same_state(ours: &State, theirs: &State, what: &str) {
+    let a: Vec<&String> = ours.keys().collect();
+    let b: Vec<&String> = theirs.keys().collect();
+    assert_eq!(a, b, "{what}: tables differ");
+    for (name, rows) in theirs {
+        let mine = &ours[name];
+        assert_eq!(mine.len(), rows.len(), "{what}: table {name}: row counts differ");
+        for (i, (x, y)) in mine.iter().zip(rows).enumerate() {
+            let eq = x.0 == y.0 && x.1.len() == y.1.len() && x.1.iter().zip(&y.1).all(|(p, q)| same(p, q));
+            assert!(eq, "{what}: table {name} row {i}: ours {x:?} sqlite {y:?}");
+        }
+    }
+}
+
+/// Copies a database and its -wal (and -shm when present) into `dir`
+/// under `name`, returning the new database path.
+pub fn copy_set(src: &Path, dir: &Path, name: &str) -> PathBuf {
+    let dst = dir.join(name);
+    std::fs::copy(src, &dst).unwrap();
+    for s in ["-wal", "-shm"] {
+        let from = side(src, s);
+        if from.exists() {
+            std::fs::copy(&from, side(&dst, s)).unwrap();
+        }
+    }
+    dst
+}
+
+pub fn side(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// SQLite's own view of a database + WAL, read from a private copy so the
+/// originals are untouched.
+pub fn sqlite_view(db: &Path) -> State {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("view.db");
+    std::fs::copy(db, &copy).unwrap();
+    let wal = side(db, "-wal");
+    if wal.exists() {
+        std::fs::copy(&wal, side(&copy, "-wal")).unwrap();
+    }
+    let conn = Connection::open(&copy).unwrap();
+    sqlite_state(&conn)
+}
+
+/// Our view of the latest commit.
+pub fn our_view(db: &Path) -> State {
+    let d = Database::open(db).unwrap();
+    our_state(&d.latest().unwrap())
+}
+
+/// A connection set up to keep every commit in the WAL.
+pub fn wal_conn(path: &Path, page_size: u32) -> Connection {
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA page_size={page_size}; PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;"
+    ))
+    .unwrap();
+    c
+}
+
+/// FNV-1a of a file's bytes (to show inputs are unchanged).
+pub fn file_hash(p: &Path) -> u64 {
+    let bytes = std::fs::read(p).unwrap();
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// Name and hash of every file in `dir`.
+pub fn dir_hashes(dir: &Path) -> BTreeMap<String, u64> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), file_hash(&e.path()))
+        })
+        .collect()
+}
+
+/// Path of the CLI binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sqlite-salvage"))
+}
+
+/// Runs the CLI, returning (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Deterministic pseudo-random numbers (xorshift).
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
