@@ -1,1 +1,284 @@
-//! Snapshots at every commit of a WAL, against SQLite's state after each.
+//! Snapshots at every commit of a WAL, against SQLite's state after each,
+//! and the WAL cases where SQLite stops reading.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, params};
+use sqlite_salvage::format::wal::{FRAME_HEADER_SIZE, WAL_HEADER_SIZE, frame_checksum};
+use sqlite_salvage::replay::replay;
+use sqlite_salvage::wal::{FrameStatus, WalIndex};
+use sqlite_salvage::{Database, Error, Exactness, WalChoice};
+
+use crate::common::*;
+
+/// A live WAL database with `commits` commits after a truncating
+/// checkpoint, and SQLite's state after each (index 0: the file alone).
+struct History {
+    _dir: tempfile::TempDir,
+    live: Connection,
+    live_path: PathBuf,
+    states: Vec<State>,
+    dir: PathBuf,
+}
+
+fn history(page_size: u32, commits: usize) -> History {
+    let dir = tempfile::tempdir().unwrap();
+    let live_path = dir.path().join("live.db");
+    let c = wal_conn(&live_path, page_size);
+    c.execute_batch(
+        "CREATE TABLE notes(id INTEGER PRIMARY KEY, title TEXT, body BLOB, score REAL);
+         CREATE INDEX notes_title ON notes(title);
+         CREATE TABLE kv(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50)
+         INSERT INTO notes(title, body, score) SELECT 'initial ' || i, randomblob(i * 10), i / 4.0 FROM n;
+         PRAGMA wal_checkpoint(TRUNCATE);",
+    )
+    .unwrap();
+    let mut states = vec![sqlite_state(&c)];
+    let mut rng = Rng(99);
+    for k in 1..=commits {
+        c.execute_batch("BEGIN").unwrap();
+        match k {
+            20 => c
+                .execute_batch("CREATE TABLE later(id INTEGER PRIMARY KEY AUTOINCREMENT, x)")
+                .unwrap(),
+            35 => c
+                .execute_batch("ALTER TABLE notes ADD COLUMN tag TEXT DEFAULT 'untagged'")
+                .unwrap(),
+            50 => c.execute_batch("DROP INDEX notes_title").unwrap(),
+            _ => {}
+        }
+        match rng.below(5) {
+            0 => {
+                let id = 1 + rng.below(50 + k as u64);
+                c.execute("DELETE FROM notes WHERE id = ?1", params![id as i64])
+                    .unwrap();
+                c.execute(
+                    "INSERT INTO notes(title, body, score) VALUES(?1, ?2, ?3)",
+                    params![format!("deleted {id}"), vec![1u8; 3], k as f64],
+                )
+                .unwrap();
+            }
+            1 => {
+                c.execute(
+                    "UPDATE notes SET score = score + 1, body = ?1 WHERE id % 7 = ?2",
+                    params![rng.blob(3000), (k % 7) as i64],
+                )
+                .unwrap();
+            }
+            2 => {
+                c.execute(
+                    "INSERT INTO kv VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                    params![format!("key{}", rng.below(40)), rng.blob(5000)],
+                )
+                .unwrap();
+            }
+            _ => {
+                for _ in 0..1 + rng.below(20) {
+                    c.execute(
+                        "INSERT INTO notes(title, body, score) VALUES(?1, ?2, ?3)",
+                        params![
+                            format!("note {k} {}", rng.below(1000)),
+                            rng.blob(2 * page_size as u64),
+                            rng.below(100) as f64 / 8.0
+                        ],
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        if k > 20 {
+            c.execute("INSERT INTO later(x) VALUES(?1)", params![k as i64])
+                .unwrap();
+        }
+        c.execute_batch("COMMIT").unwrap();
+        states.push(sqlite_state(&c));
+    }
+    History {
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+        live: c,
+        live_path,
+        states,
+    }
+}
+
+#[test]
+fn snapshot_at_every_commit_equals_sqlite() {
+    for ps in [1024u32, 4096] {
+        let h = history(ps, 80);
+        let copy = copy_set(&h.live_path, &h.dir, "copy.db");
+        let db = Database::open(&copy).unwrap();
+        assert_eq!(db.commit_count(), 80, "page size {ps}");
+        for (k, state) in h.states.iter().enumerate() {
+            let snap = db.snapshot(Some(k as u32)).unwrap();
+            assert_eq!(snap.exactness(), Exactness::Exact, "commit {k}");
+            assert_same_state(&our_state(&snap), state, &format!("page size {ps} commit {k}"));
+        }
+        assert!(matches!(
+            db.snapshot(Some(81)),
+            Err(Error::NoSuchCommit { requested: 81, available: 80 })
+        ));
+        // SQLite reading the same copy agrees with the last commit.
+        assert_same_state(&sqlite_view(&copy), &h.states[80], "sqlite view");
+
+        // Replay writes a database equal to each state, that passes
+        // SQLite's integrity check and opens without a WAL.
+        for k in [0u32, 1, 19, 20, 35, 36, 79, 80] {
+            let out = h.dir.join(format!("replay-{k}.db"));
+            let stats = replay(&db.snapshot(Some(k)).unwrap(), &out).unwrap();
+            assert_eq!(stats.commit, k);
+            let conn = Connection::open_with_flags(&out, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+            let ic: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+            assert_eq!(ic, "ok", "replay at {k}");
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+            assert_ne!(mode, "wal");
+            assert_same_state(&sqlite_state(&conn), &h.states[k as usize], &format!("replay {k}"));
+            assert!(!side(&out, "-wal").exists());
+        }
+    }
+}
+
+#[test]
+fn checkpointed_file_makes_earlier_commits_inexact() {
+    let h = history(1024, 12);
+    h.live
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        .unwrap();
+    let copy = copy_set(&h.live_path, &h.dir, "ckpt.db");
+    assert!(side(&copy, "-shm").exists());
+    let db = Database::open(&copy).unwrap();
+    let shm = db.shm().expect("shm read");
+    assert!(shm.salts_match);
+    assert_eq!(shm.backfilled, db.wal().unwrap().last_valid_frame());
+    assert!(matches!(
+        db.snapshot(Some(3)).unwrap().exactness(),
+        Exactness::Inexact { .. }
+    ));
+    let latest = db.latest().unwrap();
+    assert_eq!(latest.exactness(), Exactness::Exact);
+    assert_same_state(&our_state(&latest), &h.states[12], "latest after checkpoint");
+    // Without the -shm nothing says how far the checkpoint went.
+    std::fs::remove_file(side(&copy, "-shm")).unwrap();
+    let db = Database::open(&copy).unwrap();
+    assert_eq!(db.snapshot(Some(3)).unwrap().exactness(), Exactness::Unknown);
+}
+
+/// Rewrites frame `index`'s header field at `field` and re-chains its
+/// checksum (and every later frame's) so that only that change remains.
+fn rewrite_frame(wal: &Path, index: u32, field: usize, value: u32) {
+    let mut b = std::fs::read(wal).unwrap();
+    let ps = u32::from_be_bytes(b[8..12].try_into().unwrap()) as usize;
+    let big = b[3] & 1 == 1;
+    let fsize = FRAME_HEADER_SIZE + ps;
+    let at = WAL_HEADER_SIZE + (index as usize - 1) * fsize;
+    b[at + field..at + field + 4].copy_from_slice(&value.to_be_bytes());
+    let nframes = (b.len() - WAL_HEADER_SIZE) / fsize;
+    for i in index as usize..=nframes {
+        let at = WAL_HEADER_SIZE + (i - 1) * fsize;
+        let prev_at = if i == 1 { 24 } else { at - fsize + 16 };
+        let prev = (
+            u32::from_be_bytes(b[prev_at..prev_at + 4].try_into().unwrap()),
+            u32::from_be_bytes(b[prev_at + 4..prev_at + 8].try_into().unwrap()),
+        );
+        let (c1, c2) = frame_checksum(&b[at..at + 24], &b[at + 24..at + fsize], big, prev);
+        b[at + 16..at + 20].copy_from_slice(&c1.to_be_bytes());
+        b[at + 20..at + 24].copy_from_slice(&c2.to_be_bytes());
+    }
+    std::fs::write(wal, b).unwrap();
+}
+
+#[test]
+fn uncommitted_tail_is_ignored_as_sqlite_does() {
+    let h = history(1024, 10);
+    let copy = copy_set(&h.live_path, &h.dir, "tail.db");
+    std::fs::remove_file(side(&copy, "-shm")).ok();
+    let wal = side(&copy, "-wal");
+    let idx = WalIndex::scan(&wal).unwrap().unwrap();
+    let last = idx.commits.last().unwrap().last_frame;
+    rewrite_frame(&wal, last, 4, 0); // no longer a commit frame
+    let db = Database::open(&copy).unwrap();
+    assert_eq!(db.commit_count(), 9);
+    let w = db.wal().unwrap();
+    assert!(w.count(FrameStatus::Uncommitted) >= 1);
+    assert_same_state(&our_state(&db.latest().unwrap()), &h.states[9], "tail");
+    assert_same_state(&sqlite_view(&copy), &h.states[9], "sqlite on tail");
+}
+
+#[test]
+fn damaged_frame_ends_the_wal_where_sqlite_stops() {
+    let h = history(1024, 30);
+    let copy = copy_set(&h.live_path, &h.dir, "damaged.db");
+    std::fs::remove_file(side(&copy, "-shm")).ok();
+    let wal = side(&copy, "-wal");
+    let idx = WalIndex::scan(&wal).unwrap().unwrap();
+    let c = idx.commits[14];
+    // Flip one byte in the page data of commit 15's first frame.
+    let mut b = std::fs::read(&wal).unwrap();
+    let off = sqlite_salvage::wal::frame_offset(c.first_frame, 1024) as usize + FRAME_HEADER_SIZE + 100;
+    b[off] ^= 0x40;
+    std::fs::write(&wal, &b).unwrap();
+    let db = Database::open(&copy).unwrap();
+    assert_eq!(db.commit_count(), 14);
+    let w = db.wal().unwrap();
+    let f = &w.frames[c.first_frame as usize - 1];
+    assert_eq!(f.status, FrameStatus::BadChecksum);
+    assert!(!f.checksum_ok);
+    // Later frames are intact evidence: their checksums still agree with
+    // their predecessors' stored checksums.
+    assert!(w.frames[c.first_frame as usize..].iter().all(|f| f.status == FrameStatus::AfterBreak));
+    assert!(w.frames[c.first_frame as usize + 1..].iter().all(|f| f.checksum_ok));
+    assert_same_state(&our_state(&db.latest().unwrap()), &h.states[14], "damaged");
+    assert_same_state(&sqlite_view(&copy), &h.states[14], "sqlite on damaged");
+}
+
+#[test]
+fn restarted_wal_with_stale_frames() {
+    let h = history(1024, 25);
+    h.live
+        .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+        .unwrap();
+    let after_ckpt = sqlite_state(&h.live);
+    for i in 0..3 {
+        h.live
+            .execute("INSERT INTO kv VALUES(?1, ?2)", params![format!("restart{i}"), i])
+            .unwrap();
+    }
+    let final_state = sqlite_state(&h.live);
+    let copy = copy_set(&h.live_path, &h.dir, "restart.db");
+    let db = Database::open(&copy).unwrap();
+    assert_eq!(db.commit_count(), 3);
+    let w = db.wal().unwrap();
+    assert!(w.count(FrameStatus::BadSalt) == 1, "one stale frame ends the log");
+    assert!(w.frames.len() > 10, "stale frames remain after the new ones");
+    assert_same_state(&our_state(&db.latest().unwrap()), &final_state, "restart latest");
+    assert_same_state(
+        &our_state(&db.snapshot(Some(0)).unwrap()),
+        &after_ckpt,
+        "restart commit 0",
+    );
+    assert_same_state(&sqlite_view(&copy), &final_state, "sqlite on restart");
+}
+
+#[test]
+fn wal_of_another_database_is_refused() {
+    let h = history(1024, 3);
+    let other = h.dir.join("other.db");
+    let c = wal_conn(&other, 4096);
+    c.execute_batch("CREATE TABLE x(y); INSERT INTO x VALUES(1);").unwrap();
+    let copy = copy_set(&h.live_path, &h.dir, "mixed.db");
+    // A WAL with another page size.
+    std::fs::copy(side(&other, "-wal"), side(&copy, "-wal")).unwrap();
+    assert!(matches!(Database::open(&copy), Err(Error::BadWal { .. })));
+    // With --no-wal the file alone still reads.
+    let db = Database::open_with(&copy, WalChoice::Ignore).unwrap();
+    assert_same_state(&our_state(&db.latest().unwrap()), &h.states[0], "no wal");
+    // A WAL whose page 1 has another text encoding.
+    let o16 = h.dir.join("o16.db");
+    let c16 = wal_conn(&o16, 1024);
+    c16.execute_batch("PRAGMA encoding='UTF-16le'; CREATE TABLE x(y); INSERT INTO x VALUES('a');")
+        .unwrap();
+    std::fs::copy(side(&o16, "-wal"), side(&copy, "-wal")).unwrap();
+    assert!(matches!(Database::open(&copy), Err(Error::BadWal { .. })));
+}
