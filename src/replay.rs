@@ -66,10 +66,14 @@ fn canonical_parent(p: &Path) -> Option<PathBuf> {
     Some(std::fs::canonicalize(dir).ok()?.join(name))
 }
 
-/// Writes `make(file)` into a temporary file beside `out`, syncs it,
-/// renames it over `out` and syncs the directory. On error the temporary
-/// file is removed and `out` is untouched.
-pub fn write_atomically<T>(out: &Path, make: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {
+/// Writes `make(file)` into a temporary file beside `out`, syncs it (when
+/// `sync`), renames it over `out` and syncs the directory. On error the
+/// temporary file is removed and `out` is untouched.
+pub fn write_atomically<T>(
+    out: &Path,
+    sync: bool,
+    make: impl FnOnce(&mut File) -> Result<T>,
+) -> Result<T> {
     let dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -87,18 +91,29 @@ pub fn write_atomically<T>(out: &Path, make: impl FnOnce(&mut File) -> Result<T>
         Error::Output { source, .. } => Error::output(out, source),
         e => e,
     })?;
-    tmp.as_file().sync_all().map_err(|e| Error::output(out, e))?;
+    if sync {
+        tmp.as_file().sync_all().map_err(|e| Error::output(out, e))?;
+    }
     tmp.persist(out).map_err(|e| Error::output(out, e.error))?;
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
+    if sync {
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
     }
     Ok(value)
 }
 
 /// Writes `snap` to `out` as a fresh single-file database (see
-/// [`Snapshot::write_image`]).
+/// [`Snapshot::write_image`]), durably: the file and its directory are
+/// synced before this returns.
 pub fn replay(snap: &Snapshot, out: &Path) -> Result<ReplayStats> {
-    let bytes = write_atomically(out, |f| snap.write_image(f))?;
+    replay_with(snap, out, true)
+}
+
+/// Like [`replay`]; `sync` false skips the fsync calls (faster, but a
+/// crash soon after may lose the output).
+pub fn replay_with(snap: &Snapshot, out: &Path, sync: bool) -> Result<ReplayStats> {
+    let bytes = write_atomically(out, sync, |f| snap.write_image(f))?;
     Ok(ReplayStats {
         commit: snap.commit(),
         pages: snap.page_count(),

@@ -451,22 +451,52 @@ impl Snapshot {
     /// to `out`, a new empty file, as a single-file database: page 1's
     /// header is marked for rollback-journal mode (bytes 18-19 set to 1, so
     /// no WAL is needed to open it) and its in-header size set to the page
-    /// count. Runs of pages from the database file are copied by the kernel
-    /// where it can. Returns the bytes written.
+    /// count. The database file's part is copied in one kernel-side copy
+    /// (as `cp` does), then the WAL's pages are written over it by page
+    /// number. Returns the bytes written.
     pub fn write_image(&self, out: &mut File) -> Result<u64> {
-        use std::io::{Read, Seek, SeekFrom, Write};
+        use std::io::{Read, Seek, SeekFrom};
         let ps = u64::from(self.src.page_size);
-        let file_pages = {
-            let len = self
-                .src
-                .db_file
-                .metadata()
-                .map_err(|e| Error::io(&self.src.db_path, e))?
-                .len();
-            len / ps
-        };
+        let total = u64::from(self.page_count) * ps;
         let out_err = |e| Error::output("<output>", e);
+        let db_len = self
+            .src
+            .db_file
+            .metadata()
+            .map_err(|e| Error::io(&self.src.db_path, e))?
+            .len();
+        let from_file = (db_len / ps * ps).min(total);
+        let mut src: &File = &self.src.db_file;
+        src.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(&self.src.db_path, e))?;
+        let copied = std::io::copy(&mut src.take(from_file), out).map_err(out_err)?;
+        if copied != from_file {
+            return Err(Error::io(
+                &self.src.db_path,
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "database file shrank while being read",
+                ),
+            ));
+        }
+        // Pages past the end of the file read as zeros.
+        out.set_len(total).map_err(out_err)?;
+        let mut wal_pages: Vec<(u32, u64)> = self
+            .src
+            .overlay
+            .iter()
+            .filter(|(p, _)| **p <= self.page_count)
+            .map(|(p, o)| (*p, *o))
+            .collect();
+        wal_pages.sort_unstable();
         let mut page = vec![0u8; self.src.page_size as usize];
+        if let Some(wal) = &self.src.wal_file {
+            for (pgno, off) in wal_pages {
+                read_full_at(wal, &mut page, off).map_err(|e| Error::io(&self.src.db_path, e))?;
+                out.write_all_at(&page, u64::from(pgno - 1) * ps)
+                    .map_err(out_err)?;
+            }
+        }
         // Page 1, with its header adjusted.
         self.src.read(1, &mut page)?;
         page[18] = 1;
@@ -474,35 +504,7 @@ impl Snapshot {
         page[28..32].copy_from_slice(&self.page_count.to_be_bytes());
         let counter = [page[24], page[25], page[26], page[27]];
         page[92..96].copy_from_slice(&counter);
-        out.write_all(&page).map_err(out_err)?;
-        let mut pgno: u32 = 2;
-        while pgno <= self.page_count {
-            let from_file = |p: u32| !self.src.overlay.contains_key(&p) && u64::from(p) <= file_pages;
-            if from_file(pgno) {
-                let start = pgno;
-                while pgno <= self.page_count && from_file(pgno) && pgno - start < 16384 {
-                    pgno += 1;
-                }
-                let len = u64::from(pgno - start) * ps;
-                let mut src: &File = &self.src.db_file;
-                src.seek(SeekFrom::Start(u64::from(start - 1) * ps))
-                    .map_err(|e| Error::io(&self.src.db_path, e))?;
-                let copied = std::io::copy(&mut src.take(len), out).map_err(out_err)?;
-                if copied != len {
-                    return Err(Error::io(
-                        &self.src.db_path,
-                        std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "database file shrank while being read",
-                        ),
-                    ));
-                }
-            } else {
-                self.src.read(pgno, &mut page)?;
-                out.write_all(&page).map_err(out_err)?;
-                pgno += 1;
-            }
-        }
-        Ok(u64::from(self.page_count) * ps)
+        out.write_all_at(&page, 0).map_err(out_err)?;
+        Ok(total)
     }
 }

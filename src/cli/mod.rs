@@ -121,6 +121,9 @@ enum Command {
         /// Overwrite OUTPUT if it exists.
         #[arg(long)]
         force: bool,
+        /// Skip fsync of the output (faster; a crash soon after may lose it).
+        #[arg(long)]
+        no_sync: bool,
         #[command(flatten)]
         wal: WalArgs,
     },
@@ -310,6 +313,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             db,
             output,
             force,
+            no_sync,
             wal,
         } => {
             let database = Database::open_with(&db, wal.choice())?;
@@ -320,7 +324,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             replay::check_output(&output, &inputs, force)?;
             let snap = database.snapshot(wal.at_commit)?;
             warn_exactness(&snap, json);
-            let stats = replay::replay(&snap, &output)?;
+            let stats = replay::replay_with(&snap, &output, !no_sync)?;
             if json {
                 print_json(&serde_json::json!({
                     "output": output.display().to_string(),

@@ -1,0 +1,297 @@
+//! The benchmark harness: makes its own large inputs, then times each
+//! command side by side with its reference in the same run, with peak RSS.
+//!
+//!     cargo bench --bench salvage                 # 256 MB db + 32 MB WAL
+//!     SALVAGE_BENCH_MB=64 cargo bench --bench salvage   # smaller, quicker
+//!
+//! Inputs are cached in target/bench-data/ (delete it to regenerate).
+//! Every command runs as a child process; wall time and peak RSS come from
+//! wait4(2). Each figure is the best of SALVAGE_BENCH_RUNS runs (default 3).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use rusqlite::{Connection, params};
+
+struct Measure {
+    secs: f64,
+    rss_mb: f64,
+}
+
+/// Runs `cmd`, returning wall time and the child's peak RSS.
+fn measure(cmd: &mut Command) -> Measure {
+    let start = Instant::now();
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of a plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own unwaited child; status and usage are valid
+    // for writes. std's Child is never waited afterwards.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(r, pid, "wait4");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed: {status}"
+    );
+    std::mem::forget(child);
+    Measure {
+        secs,
+        rss_mb: usage.ru_maxrss as f64 / 1024.0,
+    }
+}
+
+fn best(runs: usize, mut f: impl FnMut() -> Measure) -> Measure {
+    let mut b = f();
+    for _ in 1..runs {
+        let m = f();
+        if m.secs < b.secs {
+            b.secs = m.secs;
+        }
+        b.rss_mb = b.rss_mb.max(m.rss_mb);
+    }
+    b
+}
+
+fn side(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// A realistic memory store: text keys, JSON metadata, embedding blobs,
+/// secondary indexes, then a WAL of further commits.
+fn generate(dir: &Path, db_mb: u64, wal_mb: u64) -> PathBuf {
+    let out = dir.join("memory.db");
+    if out.exists() && side(&out, "-wal").exists() {
+        return out;
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let live = dir.join("live.db");
+    for p in [live.clone(), side(&live, "-wal"), side(&live, "-shm")] {
+        let _ = std::fs::remove_file(p);
+    }
+    eprintln!("generating a {db_mb} MB database with a {wal_mb} MB WAL in {}", dir.display());
+    let c = Connection::open(&live).unwrap();
+    c.execute_batch(
+        "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+         PRAGMA synchronous=OFF;
+         CREATE TABLE memories(id TEXT PRIMARY KEY, kind TEXT, created REAL, meta TEXT, embedding BLOB);
+         CREATE INDEX memories_kind ON memories(kind, created);
+         CREATE TABLE events(id INTEGER PRIMARY KEY, memory TEXT, at INTEGER, note TEXT);
+         CREATE TABLE tags(tag TEXT, memory TEXT, weight REAL, PRIMARY KEY(tag, memory)) WITHOUT ROWID;",
+    )
+    .unwrap();
+    let mut n: u64 = 0;
+    let mut insert = |c: &Connection, n: &mut u64, bytes: u64| {
+        let mut written = 0;
+        c.execute_batch("BEGIN").unwrap();
+        let mut ins = c
+            .prepare_cached("INSERT INTO memories VALUES(?1, ?2, ?3, ?4, ?5)")
+            .unwrap();
+        let mut ev = c
+            .prepare_cached("INSERT INTO events(memory, at, note) VALUES(?1, ?2, ?3)")
+            .unwrap();
+        let mut tg = c.prepare_cached("INSERT OR REPLACE INTO tags VALUES(?1, ?2, ?3)").unwrap();
+        while written < bytes {
+            *n += 1;
+            let id = format!("mem-{:016x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let emb: Vec<u8> = (0..1536u32).map(|i| (i as u64 ^ *n) as u8).collect();
+            let meta = format!(
+                "{{\"source\":\"chat\",\"session\":{},\"tokens\":{},\"summary\":\"memory number {} about topic {}\"}}",
+                *n / 50,
+                *n % 4096,
+                *n,
+                *n % 97
+            );
+            ins.execute(params![id, format!("kind{}", *n % 7), *n as f64 * 0.25, meta, emb])
+                .unwrap();
+            ev.execute(params![id, *n as i64, format!("created {}", *n)]).unwrap();
+            tg.execute(params![format!("topic{}", *n % 97), id, (*n % 10) as f64 / 10.0])
+                .unwrap();
+            written += 1536 + 300;
+        }
+        drop((ins, ev, tg));
+        c.execute_batch("COMMIT").unwrap();
+    };
+    while std::fs::metadata(side(&live, "-wal")).map(|m| m.len()).unwrap_or(0) + std::fs::metadata(&live).unwrap().len()
+        < db_mb << 20
+    {
+        insert(&c, &mut n, 16 << 20);
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    }
+    // The WAL: many commits of new rows and updates.
+    while std::fs::metadata(side(&live, "-wal")).map(|m| m.len()).unwrap_or(0) < wal_mb << 20 {
+        insert(&c, &mut n, 256 << 10);
+        c.execute("UPDATE events SET note = note || '!' WHERE id % 1000 = ?1", params![(n % 1000) as i64])
+            .unwrap();
+    }
+    std::fs::copy(side(&live, "-wal"), side(&out, "-wal")).unwrap();
+    std::fs::copy(&live, &out).unwrap();
+    drop(c);
+    for p in [live.clone(), side(&live, "-wal"), side(&live, "-shm")] {
+        let _ = std::fs::remove_file(p);
+    }
+    out
+}
+
+/// Child mode: a full scan of every table, touching every value.
+fn child(mode: &str, db: &Path) {
+    let mut total: u64 = 0;
+    match mode {
+        "sqlite-scan" => {
+            let c = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+            let names: Vec<String> = c
+                .prepare("SELECT name FROM sqlite_schema WHERE type='table'")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            for name in names {
+                let mut st = c.prepare(&format!("SELECT * FROM \"{name}\"")).unwrap();
+                let n = st.column_count();
+                let mut rows = st.query([]).unwrap();
+                while let Some(r) = rows.next().unwrap() {
+                    for i in 0..n {
+                        total += match r.get_ref(i).unwrap() {
+                            rusqlite::types::ValueRef::Integer(v) => v as u64,
+                            rusqlite::types::ValueRef::Real(f) => f as u64,
+                            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t.len() as u64,
+                            rusqlite::types::ValueRef::Null => 0,
+                        };
+                    }
+                }
+            }
+        }
+        "ours-scan" => {
+            use sqlite_salvage::format::record::ValueRef;
+            let d = sqlite_salvage::Database::open(db).unwrap();
+            let snap = d.latest().unwrap();
+            let schema = snap.schema().unwrap();
+            for t in &schema.tables {
+                let mut rows = snap.rows(t);
+                while let Some(r) = rows.next_row().unwrap() {
+                    for v in r.values() {
+                        total += match v {
+                            ValueRef::Integer(v) => v as u64,
+                            ValueRef::Real(f) => f as u64,
+                            ValueRef::Text(t) | ValueRef::Blob(t) => t.len() as u64,
+                            ValueRef::Null => 0,
+                        };
+                    }
+                }
+            }
+        }
+        m => panic!("unknown child mode {m}"),
+    }
+    println!("{total}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() >= 4 && args[1] == "--child" {
+        child(&args[2], Path::new(&args[3]));
+        return;
+    }
+    let db_mb: u64 = std::env::var("SALVAGE_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let wal_mb = (db_mb / 8).max(4);
+    let runs: usize = std::env::var("SALVAGE_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("bench-data");
+    let data = root.join(format!("{db_mb}mb"));
+    let db = generate(&data, db_mb, wal_mb);
+    let wal = side(&db, "-wal");
+    let exe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/sqlite-salvage");
+    assert!(exe.exists(), "build the release binary first: cargo build --release");
+    let me = std::env::current_exe().unwrap();
+    let scratch = root.join("scratch");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    // SQLite reads its own copy (a read-only connection still creates -shm).
+    let sq = scratch.join("sqlite.db");
+    std::fs::copy(&db, &sq).unwrap();
+    std::fs::copy(&wal, side(&sq, "-wal")).unwrap();
+    let devnull = || std::fs::File::create("/dev/null").unwrap();
+    println!(
+        "input: {} ({} MB) + WAL ({} MB); best of {runs} runs",
+        db.display(),
+        std::fs::metadata(&db).unwrap().len() >> 20,
+        std::fs::metadata(&wal).unwrap().len() >> 20
+    );
+
+    let cp = best(runs, || {
+        let dst = scratch.join("cp");
+        let _ = std::fs::remove_dir_all(&dst);
+        std::fs::create_dir_all(&dst).unwrap();
+        measure(Command::new("cp").arg(&db).arg(&wal).arg(&dst))
+    });
+    let replay = best(runs, || {
+        let _ = std::fs::remove_file(scratch.join("replayed.db"));
+        measure(
+            Command::new(&exe)
+                .args(["replay", "-o"])
+                .arg(scratch.join("replayed.db"))
+                .arg(&db)
+                .stdout(devnull()),
+        )
+    });
+    let replay_nosync = best(runs, || {
+        let _ = std::fs::remove_file(scratch.join("replayed.db"));
+        measure(
+            Command::new(&exe)
+                .args(["replay", "--no-sync", "-o"])
+                .arg(scratch.join("replayed.db"))
+                .arg(&db)
+                .stdout(devnull()),
+        )
+    });
+    let cp_sync = best(runs, || {
+        let dst = scratch.join("cp");
+        let _ = std::fs::remove_dir_all(&dst);
+        std::fs::create_dir_all(&dst).unwrap();
+        measure(Command::new("sh").arg("-c").arg(format!(
+            "cp '{}' '{}' '{}' && sync -f '{}'/*",
+            db.display(),
+            wal.display(),
+            dst.display(),
+            dst.display()
+        )))
+    });
+    let dump = best(runs, || {
+        measure(
+            Command::new(&exe)
+                .args(["dump", "--format", "jsonl"])
+                .arg(&db)
+                .stdout(devnull()),
+        )
+    });
+    let ours_scan = best(runs, || {
+        measure(Command::new(&me).args(["--child", "ours-scan"]).arg(&db).stdout(devnull()))
+    });
+    let sqlite_scan = best(runs, || {
+        measure(Command::new(&me).args(["--child", "sqlite-scan"]).arg(&sq).stdout(devnull()))
+    });
+    let check = best(runs, || {
+        measure(Command::new(&exe).arg("check").arg(&db).stdout(devnull()))
+    });
+    let info = best(1, || measure(Command::new(&exe).arg("info").arg(&db).stdout(devnull())));
+
+    println!("{:<34} {:>9} {:>10} {:>22}", "command", "seconds", "peak MB", "ratio");
+    let row = |name: &str, m: &Measure, reference: Option<(&str, &Measure)>| {
+        let ratio = reference
+            .map(|(n, r)| format!("{:.2}x {n}", m.secs / r.secs))
+            .unwrap_or_default();
+        println!("{name:<34} {:>9.3} {:>10.1} {:>22}", m.secs, m.rss_mb, ratio);
+    };
+    row("cp db + wal", &cp, None);
+    row("cp db + wal, then sync", &cp_sync, None);
+    row("replay (fsync, default)", &replay, Some(("cp+sync", &cp_sync)));
+    row("replay --no-sync", &replay_nosync, Some(("cp", &cp)));
+    row("sqlite full scan (rusqlite)", &sqlite_scan, None);
+    row("our full scan (library)", &ours_scan, Some(("sqlite scan", &sqlite_scan)));
+    row("dump --format jsonl > /dev/null", &dump, Some(("sqlite scan", &sqlite_scan)));
+    row("check", &check, Some(("sqlite scan", &sqlite_scan)));
+    row("info", &info, None);
+}
