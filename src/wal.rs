@@ -108,10 +108,19 @@ impl WalIndex {
     pub fn scan(path: &Path) -> Result<Option<WalIndex>> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let file_size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        Self::scan_reader(BufReader::with_capacity(1 << 20, file), file_size, path)
+    }
+
+    /// Scans a WAL of `file_size` bytes from `reader` (positioned at its
+    /// start); `path` names it in errors.
+    pub fn scan_reader(
+        mut reader: impl Read,
+        file_size: u64,
+        path: &Path,
+    ) -> Result<Option<WalIndex>> {
         if file_size < WAL_HEADER_SIZE as u64 {
             return Ok(None);
         }
-        let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut head = [0u8; WAL_HEADER_SIZE];
         reader
             .read_exact(&mut head)

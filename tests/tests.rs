@@ -4,4 +4,5 @@
 mod cli;
 mod common;
 mod differential;
+mod hostile;
 mod wal;
