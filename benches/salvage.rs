@@ -73,7 +73,10 @@ fn generate(dir: &Path, db_mb: u64, wal_mb: u64) -> PathBuf {
     for p in [live.clone(), side(&live, "-wal"), side(&live, "-shm")] {
         let _ = std::fs::remove_file(p);
     }
-    eprintln!("generating a {db_mb} MB database with a {wal_mb} MB WAL in {}", dir.display());
+    eprintln!(
+        "generating a {db_mb} MB database with a {wal_mb} MB WAL in {}",
+        dir.display()
+    );
     let c = Connection::open(&live).unwrap();
     c.execute_batch(
         "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
@@ -85,7 +88,7 @@ fn generate(dir: &Path, db_mb: u64, wal_mb: u64) -> PathBuf {
     )
     .unwrap();
     let mut n: u64 = 0;
-    let mut insert = |c: &Connection, n: &mut u64, bytes: u64| {
+    let insert = |c: &Connection, n: &mut u64, bytes: u64| {
         let mut written = 0;
         c.execute_batch("BEGIN").unwrap();
         let mut ins = c
@@ -94,7 +97,9 @@ fn generate(dir: &Path, db_mb: u64, wal_mb: u64) -> PathBuf {
         let mut ev = c
             .prepare_cached("INSERT INTO events(memory, at, note) VALUES(?1, ?2, ?3)")
             .unwrap();
-        let mut tg = c.prepare_cached("INSERT OR REPLACE INTO tags VALUES(?1, ?2, ?3)").unwrap();
+        let mut tg = c
+            .prepare_cached("INSERT OR REPLACE INTO tags VALUES(?1, ?2, ?3)")
+            .unwrap();
         while written < bytes {
             *n += 1;
             let id = format!("mem-{:016x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -106,27 +111,49 @@ fn generate(dir: &Path, db_mb: u64, wal_mb: u64) -> PathBuf {
                 *n,
                 *n % 97
             );
-            ins.execute(params![id, format!("kind{}", *n % 7), *n as f64 * 0.25, meta, emb])
+            ins.execute(params![
+                id,
+                format!("kind{}", *n % 7),
+                *n as f64 * 0.25,
+                meta,
+                emb
+            ])
+            .unwrap();
+            ev.execute(params![id, *n as i64, format!("created {}", *n)])
                 .unwrap();
-            ev.execute(params![id, *n as i64, format!("created {}", *n)]).unwrap();
-            tg.execute(params![format!("topic{}", *n % 97), id, (*n % 10) as f64 / 10.0])
-                .unwrap();
+            tg.execute(params![
+                format!("topic{}", *n % 97),
+                id,
+                (*n % 10) as f64 / 10.0
+            ])
+            .unwrap();
             written += 1536 + 300;
         }
         drop((ins, ev, tg));
         c.execute_batch("COMMIT").unwrap();
     };
-    while std::fs::metadata(side(&live, "-wal")).map(|m| m.len()).unwrap_or(0) + std::fs::metadata(&live).unwrap().len()
+    while std::fs::metadata(side(&live, "-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+        + std::fs::metadata(&live).unwrap().len()
         < db_mb << 20
     {
         insert(&c, &mut n, 16 << 20);
-        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
     }
     // The WAL: many commits of new rows and updates.
-    while std::fs::metadata(side(&live, "-wal")).map(|m| m.len()).unwrap_or(0) < wal_mb << 20 {
+    while std::fs::metadata(side(&live, "-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+        < wal_mb << 20
+    {
         insert(&c, &mut n, 256 << 10);
-        c.execute("UPDATE events SET note = note || '!' WHERE id % 1000 = ?1", params![(n % 1000) as i64])
-            .unwrap();
+        c.execute(
+            "UPDATE events SET note = note || '!' WHERE id % 1000 = ?1",
+            params![(n % 1000) as i64],
+        )
+        .unwrap();
     }
     std::fs::copy(side(&live, "-wal"), side(&out, "-wal")).unwrap();
     std::fs::copy(&live, &out).unwrap();
@@ -142,7 +169,8 @@ fn child(mode: &str, db: &Path) {
     let mut total: u64 = 0;
     match mode {
         "sqlite-scan" => {
-            let c = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+            let c = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
             let names: Vec<String> = c
                 .prepare("SELECT name FROM sqlite_schema WHERE type='table'")
                 .unwrap()
@@ -159,7 +187,8 @@ fn child(mode: &str, db: &Path) {
                         total += match r.get_ref(i).unwrap() {
                             rusqlite::types::ValueRef::Integer(v) => v as u64,
                             rusqlite::types::ValueRef::Real(f) => f as u64,
-                            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t.len() as u64,
+                            rusqlite::types::ValueRef::Text(t)
+                            | rusqlite::types::ValueRef::Blob(t) => t.len() as u64,
                             rusqlite::types::ValueRef::Null => 0,
                         };
                     }
@@ -196,15 +225,26 @@ fn main() {
         child(&args[2], Path::new(&args[3]));
         return;
     }
-    let db_mb: u64 = std::env::var("SALVAGE_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let db_mb: u64 = std::env::var("SALVAGE_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
     let wal_mb = (db_mb / 8).max(4);
-    let runs: usize = std::env::var("SALVAGE_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("bench-data");
+    let runs: usize = std::env::var("SALVAGE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("bench-data");
     let data = root.join(format!("{db_mb}mb"));
     let db = generate(&data, db_mb, wal_mb);
     let wal = side(&db, "-wal");
     let exe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/sqlite-salvage");
-    assert!(exe.exists(), "build the release binary first: cargo build --release");
+    assert!(
+        exe.exists(),
+        "build the release binary first: cargo build --release"
+    );
     let me = std::env::current_exe().unwrap();
     let scratch = root.join("scratch");
     let _ = std::fs::remove_dir_all(&scratch);
@@ -268,30 +308,60 @@ fn main() {
         )
     });
     let ours_scan = best(runs, || {
-        measure(Command::new(&me).args(["--child", "ours-scan"]).arg(&db).stdout(devnull()))
+        measure(
+            Command::new(&me)
+                .args(["--child", "ours-scan"])
+                .arg(&db)
+                .stdout(devnull()),
+        )
     });
     let sqlite_scan = best(runs, || {
-        measure(Command::new(&me).args(["--child", "sqlite-scan"]).arg(&sq).stdout(devnull()))
+        measure(
+            Command::new(&me)
+                .args(["--child", "sqlite-scan"])
+                .arg(&sq)
+                .stdout(devnull()),
+        )
     });
     let check = best(runs, || {
         measure(Command::new(&exe).arg("check").arg(&db).stdout(devnull()))
     });
-    let info = best(1, || measure(Command::new(&exe).arg("info").arg(&db).stdout(devnull())));
+    let info = best(1, || {
+        measure(Command::new(&exe).arg("info").arg(&db).stdout(devnull()))
+    });
 
-    println!("{:<34} {:>9} {:>10} {:>22}", "command", "seconds", "peak MB", "ratio");
+    println!(
+        "{:<34} {:>9} {:>10} {:>22}",
+        "command", "seconds", "peak MB", "ratio"
+    );
     let row = |name: &str, m: &Measure, reference: Option<(&str, &Measure)>| {
         let ratio = reference
             .map(|(n, r)| format!("{:.2}x {n}", m.secs / r.secs))
             .unwrap_or_default();
-        println!("{name:<34} {:>9.3} {:>10.1} {:>22}", m.secs, m.rss_mb, ratio);
+        println!(
+            "{name:<34} {:>9.3} {:>10.1} {:>22}",
+            m.secs, m.rss_mb, ratio
+        );
     };
     row("cp db + wal", &cp, None);
     row("cp db + wal, then sync", &cp_sync, None);
-    row("replay (fsync, default)", &replay, Some(("cp+sync", &cp_sync)));
+    row(
+        "replay (fsync, default)",
+        &replay,
+        Some(("cp+sync", &cp_sync)),
+    );
     row("replay --no-sync", &replay_nosync, Some(("cp", &cp)));
     row("sqlite full scan (rusqlite)", &sqlite_scan, None);
-    row("our full scan (library)", &ours_scan, Some(("sqlite scan", &sqlite_scan)));
-    row("dump --format jsonl > /dev/null", &dump, Some(("sqlite scan", &sqlite_scan)));
+    row(
+        "our full scan (library)",
+        &ours_scan,
+        Some(("sqlite scan", &sqlite_scan)),
+    );
+    row(
+        "dump --format jsonl > /dev/null",
+        &dump,
+        Some(("sqlite scan", &sqlite_scan)),
+    );
     row("check", &check, Some(("sqlite scan", &sqlite_scan)));
     row("info", &info, None);
 }

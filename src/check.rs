@@ -10,7 +10,9 @@ use std::collections::HashMap;
 
 use crate::error::Result;
 use crate::format::header::AutoVacuum;
-use crate::format::page::{FreelistTrunk, PageKind, PtrmapKind, is_ptrmap_page, ptrmap_entry, ptrmap_page_for};
+use crate::format::page::{
+    FreelistTrunk, PageKind, PtrmapKind, is_ptrmap_page, ptrmap_entry, ptrmap_page_for,
+};
 use crate::format::record::Record;
 use crate::schema::Schema;
 use crate::snapshot::Snapshot;
@@ -40,6 +42,8 @@ pub enum Role {
     PointerMap,
     /// The lock-byte page of files over 1 GiB.
     LockByte,
+    /// Referenced by a b-tree but not usable as one of its pages.
+    Damaged,
 }
 
 impl Role {
@@ -113,6 +117,15 @@ impl PageVisitor for Marker<'_> {
     }
     fn overflow_page(&mut self, pgno: u32) {
         self.map.mark(pgno, Role::Overflow);
+    }
+    fn unusable_page(&mut self, pgno: u32) {
+        // Already reported by the walk; only keep it from also being
+        // reported as never used.
+        if let Some(r) = self.map.roles.get_mut(pgno as usize) {
+            if *r == Role::Unused {
+                *r = Role::Damaged;
+            }
+        }
     }
 }
 
@@ -246,7 +259,13 @@ pub fn check(snap: &Snapshot) -> Result<CheckReport> {
     })
 }
 
-fn walk_tree(snap: &Snapshot, map: &mut PageMap, name: &str, root: u32, is_table: bool) -> Result<u64> {
+fn walk_tree(
+    snap: &Snapshot,
+    map: &mut PageMap,
+    name: &str,
+    root: u32,
+    is_table: bool,
+) -> Result<u64> {
     let mut cursor = TreeCursor::with_visitor(snap, root, Marker { map: &mut *map }).lenient(true);
     let mut rec = Record::new();
     let mut n = 0u64;
@@ -396,13 +415,15 @@ fn check_ptrmap(snap: &Snapshot, map: &mut PageMap) -> Result<()> {
     for pgno in 2..=snap.page_count() {
         let role = map.roles[pgno as usize];
         let expect = match role {
-            Role::PointerMap | Role::LockByte | Role::Unused => continue,
+            Role::PointerMap | Role::LockByte | Role::Unused | Role::Damaged => continue,
             Role::FreelistTrunk | Role::FreelistLeaf => &[PtrmapKind::FreePage][..],
             Role::Overflow => &[PtrmapKind::Overflow1, PtrmapKind::Overflow2][..],
             _ if map.root_of.contains_key(&pgno) => &[PtrmapKind::RootPage][..],
             _ => &[PtrmapKind::Btree][..],
         };
-        let Some(mp) = ptrmap_page_for(pgno, usable, ps) else { continue };
+        let Some(mp) = ptrmap_page_for(pgno, usable, ps) else {
+            continue;
+        };
         if mp != loaded {
             snap.read_page(mp, &mut buf)?;
             loaded = mp;
@@ -412,7 +433,10 @@ fn check_ptrmap(snap: &Snapshot, map: &mut PageMap) -> Result<()> {
             Ok(e) => map.damage.push(Damage {
                 page: mp,
                 cell: None,
-                what: format!("pointer-map entry for page {pgno} says {:?}, page is {role:?}", e.kind),
+                what: format!(
+                    "pointer-map entry for page {pgno} says {:?}, page is {role:?}",
+                    e.kind
+                ),
             }),
             Err(m) => map.damage.push(Damage {
                 page: mp,

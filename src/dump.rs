@@ -60,7 +60,15 @@ pub fn dump<W: Write>(
     let enc = snap.header().encoding;
     let mut stats = DumpStats::default();
     match opts.format {
-        Format::Sql => dump_sql(snap, schema, &tables, opts.table.is_some(), enc, out, &mut stats)?,
+        Format::Sql => dump_sql(
+            snap,
+            schema,
+            &tables,
+            opts.table.is_some(),
+            enc,
+            out,
+            &mut stats,
+        )?,
         Format::Jsonl => {
             for t in tables {
                 dump_jsonl(snap, t, enc, out, &mut stats)?;
@@ -88,7 +96,11 @@ fn is_internal(name: &str) -> bool {
 }
 
 /// Writes a value as an SQL literal.
-pub fn write_sql_value<W: Write>(out: &mut W, v: ValueRef<'_>, enc: TextEncoding) -> io::Result<()> {
+pub fn write_sql_value<W: Write>(
+    out: &mut W,
+    v: ValueRef<'_>,
+    enc: TextEncoding,
+) -> io::Result<()> {
     match v {
         ValueRef::Null => out.write_all(b"NULL"),
         ValueRef::Integer(i) => write!(out, "{i}"),
@@ -105,7 +117,7 @@ pub fn write_sql_value<W: Write>(out: &mut W, v: ValueRef<'_>, enc: TextEncoding
             out.write_all(b"'")?;
             let mut rest: &str = &s;
             while let Some(p) = rest.find('\'') {
-                out.write_all(rest[..=p].as_bytes())?;
+                out.write_all(&rest.as_bytes()[..=p])?;
                 out.write_all(b"'")?;
                 rest = &rest[p + 1..];
             }
@@ -159,7 +171,9 @@ fn dump_sql<W: Write>(
     let wanted = |name: &str| tables.iter().any(|t| t.name.eq_ignore_ascii_case(name));
     let mut writable_schema = false;
     for e in schema.of_kind("table") {
-        if !wanted(&e.tbl_name) && !(e.rootpage == 0 && !only) {
+        // Virtual tables (root 0) go with a whole dump only.
+        let include = wanted(&e.tbl_name) || (e.rootpage == 0 && !only);
+        if !include {
             continue;
         }
         let Some(sql) = &e.sql else { continue };
@@ -167,12 +181,13 @@ fn dump_sql<W: Write>(
             // Virtual table: recorded in the schema without creating its
             // shadow tables again, as SQLite's own .dump does.
             if !writable_schema {
-                out.write_all(b"PRAGMA writable_schema=ON;\n").map_err(werr)?;
+                out.write_all(b"PRAGMA writable_schema=ON;\n")
+                    .map_err(werr)?;
                 writable_schema = true;
             }
-            write!(
+            writeln!(
                 out,
-                "INSERT INTO sqlite_schema(type,name,tbl_name,rootpage,sql) VALUES('table',{},{},0,{});\n",
+                "INSERT INTO sqlite_schema(type,name,tbl_name,rootpage,sql) VALUES('table',{},{},0,{});",
                 sql_str(&e.name),
                 sql_str(&e.tbl_name),
                 sql_str(sql)
@@ -182,7 +197,8 @@ fn dump_sql<W: Write>(
         }
         let lower = e.name.to_ascii_lowercase();
         if lower == "sqlite_sequence" {
-            out.write_all(b"DELETE FROM sqlite_sequence;\n").map_err(werr)?;
+            out.write_all(b"DELETE FROM sqlite_sequence;\n")
+                .map_err(werr)?;
         } else if lower == "sqlite_stat1" {
             out.write_all(b"ANALYZE sqlite_schema;\n").map_err(werr)?;
         } else if lower.starts_with("sqlite_") {
@@ -190,11 +206,14 @@ fn dump_sql<W: Write>(
         } else {
             writeln!(out, "{sql};").map_err(werr)?;
         }
-        let Some(t) = schema.table(&e.name) else { continue };
+        let Some(t) = schema.table(&e.name) else {
+            continue;
+        };
         write_inserts(snap, t, enc, out, stats)?;
     }
     if writable_schema {
-        out.write_all(b"PRAGMA writable_schema=OFF;\n").map_err(werr)?;
+        out.write_all(b"PRAGMA writable_schema=OFF;\n")
+            .map_err(werr)?;
     }
     for kind in ["index", "view", "trigger"] {
         for e in schema.of_kind(kind) {
@@ -257,14 +276,19 @@ fn write_inserts<W: Write>(
                 first = false;
             }
         }
-        let n = if t.parsed { cols.len() } else { row.len() };
-        for k in 0..n {
+        let unparsed: Vec<usize>;
+        let which: &[usize] = if t.parsed {
+            &cols
+        } else {
+            unparsed = (0..row.len()).collect();
+            &unparsed
+        };
+        for &col in which {
             if !first {
                 out.write_all(b",").map_err(werr)?;
             }
             first = false;
-            let v = if t.parsed { row.value(cols[k]) } else { row.value(k) };
-            write_sql_value(out, v, enc).map_err(werr)?;
+            write_sql_value(out, row.value(col), enc).map_err(werr)?;
         }
         out.write_all(b");\n").map_err(werr)?;
         stats.rows += 1;
@@ -280,7 +304,9 @@ fn column_labels(t: &Table, row: &RowView<'_>) -> Vec<String> {
     if t.parsed {
         t.columns.iter().map(|c| json_string(&c.name)).collect()
     } else {
-        (0..row.len()).map(|i| json_string(&format!("c{i}"))).collect()
+        (0..row.len())
+            .map(|i| json_string(&format!("c{i}")))
+            .collect()
     }
 }
 
@@ -322,7 +348,11 @@ fn dump_jsonl<W: Write>(
 /// Writes a value as JSON: null, number, string, `{"hex": ".."}` for blobs,
 /// and `{"real": "Infinity"}` / `{"real": "-Infinity"}` for the infinite
 /// reals JSON numbers cannot hold.
-pub fn write_json_value<W: Write>(out: &mut W, v: ValueRef<'_>, enc: TextEncoding) -> io::Result<()> {
+pub fn write_json_value<W: Write>(
+    out: &mut W,
+    v: ValueRef<'_>,
+    enc: TextEncoding,
+) -> io::Result<()> {
     match v {
         ValueRef::Null => out.write_all(b"null"),
         ValueRef::Integer(i) => write!(out, "{i}"),
@@ -332,7 +362,9 @@ pub fn write_json_value<W: Write>(out: &mut W, v: ValueRef<'_>, enc: TextEncodin
             b"{\"real\":\"-Infinity\"}"
         }),
         ValueRef::Real(f) => write!(out, "{f:?}"),
-        ValueRef::Text(t) => serde_json::to_writer(&mut *out, &*decode_text(t, enc)).map_err(io::Error::other),
+        ValueRef::Text(t) => {
+            serde_json::to_writer(&mut *out, &*decode_text(t, enc)).map_err(io::Error::other)
+        }
         ValueRef::Blob(b) => {
             out.write_all(b"{\"hex\":\"")?;
             write_hex(out, b)?;

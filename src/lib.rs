@@ -32,7 +32,7 @@
 //! # }
 //! ```
 //!
-//! Modules, from the bytes up: [`format`] (pure decoding of byte slices),
+//! Modules, from the bytes up: [`format`](mod@format) (pure decoding of byte slices),
 //! [`wal`] (frames and commits), [`snapshot`] (pages as of a commit),
 //! [`tree`] (b-tree walks), [`schema`], [`rows`], and the operations built
 //! on them: [`check`], [`dump`], [`replay`], [`info`].

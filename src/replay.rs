@@ -92,7 +92,9 @@ pub fn write_atomically<T>(
         e => e,
     })?;
     if sync {
-        tmp.as_file().sync_all().map_err(|e| Error::output(out, e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::output(out, e))?;
     }
     tmp.persist(out).map_err(|e| Error::output(out, e.error))?;
     if sync {

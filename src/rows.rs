@@ -130,9 +130,9 @@ impl<'s> Rows<'s> {
                 ),
             ));
         }
-        self.record.parse(e.payload).map_err(|m| {
-            Error::corrupt(e.at.page, format!("cell {}: record: {m}", e.at.cell))
-        })?;
+        self.record
+            .parse(e.payload)
+            .map_err(|m| Error::corrupt(e.at.page, format!("cell {}: record: {m}", e.at.cell)))?;
         Ok(Some(RowView {
             rowid: e.rowid,
             at: e.at,

@@ -180,7 +180,9 @@ pub struct Schema {
 impl Schema {
     /// The table called `name` (case-insensitive, as SQL names are).
     pub fn table(&self, name: &str) -> Option<&Table> {
-        self.tables.iter().find(|t| t.name.eq_ignore_ascii_case(name))
+        self.tables
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(name))
     }
 
     /// Like [`Schema::table`], with an error naming the table.
@@ -249,8 +251,9 @@ fn read_entries(snap: &Snapshot) -> Result<Vec<SchemaEntry>> {
         if e.rowid.is_none() {
             return Err(Error::corrupt(1, "sqlite_schema is not a table b-tree"));
         }
-        rec.parse(e.payload)
-            .map_err(|m| Error::corrupt(e.at.page, format!("sqlite_schema cell {}: {m}", e.at.cell)))?;
+        rec.parse(e.payload).map_err(|m| {
+            Error::corrupt(e.at.page, format!("sqlite_schema cell {}: {m}", e.at.cell))
+        })?;
         let text = |i: usize| match rec.value(e.payload, i) {
             ValueRef::Text(t) => Some(decode_text(t, enc).into_owned()),
             _ => None,
@@ -415,13 +418,20 @@ fn describe_created(conn: &Connection, probe: &str, enc: TextEncoding) -> Result
 
 /// The value SQLite reads for a column added later with this default:
 /// the expression evaluated and given the column's affinity.
-fn eval_default(conn: &Connection, expr: &str, decl: &str, enc: TextEncoding) -> Result<StoredValue> {
+fn eval_default(
+    conn: &Connection,
+    expr: &str,
+    decl: &str,
+    enc: TextEncoding,
+) -> Result<StoredValue> {
     conn.execute_batch(&format!(
         "DROP TABLE IF EXISTS temp.salvage_default; CREATE TEMP TABLE salvage_default(v {decl});"
     ))
     .or_else(|_| conn.execute_batch("CREATE TEMP TABLE salvage_default(v)"))?;
     let res = conn
-        .execute_batch(&format!("INSERT INTO temp.salvage_default VALUES(({expr}))"))
+        .execute_batch(&format!(
+            "INSERT INTO temp.salvage_default VALUES(({expr}))"
+        ))
         .and_then(|_| {
             conn.query_row("SELECT v FROM temp.salvage_default", [], |r| {
                 Ok(match r.get_ref(0)? {

@@ -169,7 +169,8 @@ impl Database {
             return Ok(());
         };
         let mut b = [0u8; HEADER_SIZE];
-        read_full_at(wf, &mut b, f.page_offset(self.page_size)).map_err(|e| Error::io(&w.path, e))?;
+        read_full_at(wf, &mut b, f.page_offset(self.page_size))
+            .map_err(|e| Error::io(&w.path, e))?;
         let bad = |reason: String| Error::BadWal {
             path: w.path.clone(),
             reason,
@@ -281,7 +282,13 @@ impl Database {
         // Every page of a valid database is in the file or the WAL; a size
         // claiming more is damage, and is capped so that nothing is sized by
         // it.
-        let present = src.overlay.keys().copied().max().unwrap_or(0).max(file_pages);
+        let present = src
+            .overlay
+            .keys()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(file_pages);
         let page_count = claimed.min(present);
         Ok(Snapshot {
             src,

@@ -74,6 +74,9 @@ pub trait PageVisitor {
     fn btree_page(&mut self, _pgno: u32, _kind: PageKind, _depth: usize) {}
     /// An overflow page of one of its cells.
     fn overflow_page(&mut self, _pgno: u32) {}
+    /// A page the tree points at that could not be used as a b-tree page
+    /// of this tree (unreadable, not a b-tree page, wrong kind or depth).
+    fn unusable_page(&mut self, _pgno: u32) {}
 }
 
 /// A visitor that records nothing.
@@ -183,6 +186,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             .unwrap_or_else(|| vec![0u8; self.snap.page_size() as usize]);
         if let Err(e) = self.snap.read_page(pgno, &mut buf) {
             self.pool.push(buf);
+            self.visitor.unusable_page(pgno);
             if self.lenient {
                 self.fail(pgno, None, e.to_string())?;
                 return Ok(false);
@@ -193,6 +197,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             Ok(p) => p.kind,
             Err(m) => {
                 self.pool.push(buf);
+                self.visitor.unusable_page(pgno);
                 self.fail(pgno, None, ctx(m.0))?;
                 return Ok(false);
             }
@@ -201,7 +206,12 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             None => self.table = Some(kind.is_table()),
             Some(t) if t != kind.is_table() => {
                 self.pool.push(buf);
-                self.fail(pgno, None, ctx("index page in a table b-tree or the reverse"))?;
+                self.visitor.unusable_page(pgno);
+                self.fail(
+                    pgno,
+                    None,
+                    ctx("index page in a table b-tree or the reverse"),
+                )?;
                 return Ok(false);
             }
             Some(_) => {}
@@ -212,6 +222,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
                 None => self.leaf_depth = Some(depth),
                 Some(d) if d != depth => {
                     self.pool.push(buf);
+                    self.visitor.unusable_page(pgno);
                     self.fail(pgno, None, ctx("leaf at a different depth than the others"))?;
                     return Ok(false);
                 }
@@ -275,7 +286,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
                     }
                 }
                 PageKind::IndexInterior => {
-                    if step >= 2 * n + 1 {
+                    if step > 2 * n {
                         self.pop();
                         continue;
                     }
@@ -352,7 +363,8 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
         let Some(top) = self.stack.last() else {
             return Ok(None);
         };
-        let page = BtreePage::parse(&top.buf, pgno, usable).map_err(|m| Error::corrupt(pgno, m.0))?;
+        let page =
+            BtreePage::parse(&top.buf, pgno, usable).map_err(|m| Error::corrupt(pgno, m.0))?;
         let cell = page.cell(i).map_err(|m| Error::corrupt(pgno, m.0))?;
         let Some(p) = cell.payload().copied() else {
             return Ok(None);

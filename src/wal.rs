@@ -13,7 +13,9 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::format::wal::{FRAME_HEADER_SIZE, FrameHeader, WAL_HEADER_SIZE, WalHeader, frame_checksum};
+use crate::format::wal::{
+    FRAME_HEADER_SIZE, FrameHeader, WAL_HEADER_SIZE, WalHeader, frame_checksum,
+};
 
 /// How SQLite regards a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

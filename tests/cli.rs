@@ -87,7 +87,9 @@ fn replay_and_dump_agree_with_sqlite() {
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("as of commit 12"), "{stdout}");
     let conn = Connection::open(&out).unwrap();
-    let ic: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let ic: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(ic, "ok");
     assert_same_state(&sqlite_state(&conn), &theirs, "replay");
     let (code, sql, _) = run(&["dump", s(&db)]);
@@ -140,7 +142,10 @@ fn errors_are_one_line_with_documented_codes() {
         let (code, stdout, err) = run(&args);
         assert_eq!(code, want, "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-        assert!(err.starts_with("sqlite-salvage: error: "), "{args:?}: {err}");
+        assert!(
+            err.starts_with("sqlite-salvage: error: "),
+            "{args:?}: {err}"
+        );
         assert!(stdout.is_empty() || args[0] == "dump", "{args:?}: {stdout}");
         // The same error as JSON on stdout.
         let mut j = args.clone();
@@ -207,11 +212,21 @@ fn closed_pipe_is_not_an_error() {
         .spawn()
         .unwrap();
     let mut first = [0u8; 16];
-    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
     drop(child.stdout.take());
     let status = child.wait().unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.is_empty(), "{err}");
 }

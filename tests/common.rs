@@ -54,9 +54,15 @@ pub fn sqlite_state(conn: &Connection) -> State {
     for (name, wr) in names {
         let cols: Vec<String> = {
             let mut st = conn
-                .prepare(&format!("SELECT name FROM pragma_table_xinfo('{}') WHERE hidden IN (0,3)", name.replace('\'', "''")))
+                .prepare(&format!(
+                    "SELECT name FROM pragma_table_xinfo('{}') WHERE hidden IN (0,3)",
+                    name.replace('\'', "''")
+                ))
                 .unwrap();
-            st.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
         };
         let list = cols
             .iter()
@@ -118,9 +124,15 @@ pub fn assert_same_state(ours: &State, theirs: &State, what: &str) {
     assert_eq!(a, b, "{what}: tables differ");
     for (name, rows) in theirs {
         let mine = &ours[name];
-        assert_eq!(mine.len(), rows.len(), "{what}: table {name}: row counts differ");
+        assert_eq!(
+            mine.len(),
+            rows.len(),
+            "{what}: table {name}: row counts differ"
+        );
         for (i, (x, y)) in mine.iter().zip(rows).enumerate() {
-            let eq = x.0 == y.0 && x.1.len() == y.1.len() && x.1.iter().zip(&y.1).all(|(p, q)| same(p, q));
+            let eq = x.0 == y.0
+                && x.1.len() == y.1.len()
+                && x.1.iter().zip(&y.1).all(|(p, q)| same(p, q));
             assert!(eq, "{what}: table {name} row {i}: ours {x:?} sqlite {y:?}");
         }
     }
@@ -193,7 +205,10 @@ pub fn dir_hashes(dir: &Path) -> BTreeMap<String, u64> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), file_hash(&e.path()))
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                file_hash(&e.path()),
+            )
         })
         .collect()
 }
@@ -205,7 +220,10 @@ pub fn bin() -> PathBuf {
 
 /// Runs the CLI, returning (exit code, stdout, stderr).
 pub fn run(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(bin()).args(args).output().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

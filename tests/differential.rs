@@ -112,7 +112,14 @@ fn build(dir: &Path, l: &Layout) -> std::path::PathBuf {
     for (i, v) in INTS.iter().enumerate() {
         c.execute(
             "INSERT INTO vals VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-            params![v, format!("t{i}"), *v as f64, v, v.to_be_bytes().to_vec(), v],
+            params![
+                v,
+                format!("t{i}"),
+                *v as f64,
+                v,
+                v.to_be_bytes().to_vec(),
+                v
+            ],
         )
         .unwrap();
     }
@@ -131,7 +138,11 @@ fn build(dir: &Path, l: &Layout) -> std::path::PathBuf {
     .unwrap();
     let mut rng = Rng(l.page_size as u64 * 31 + u64::from(l.reserved) + 7);
     for i in 0..600 {
-        let name = format!("name-{:05}-{}", rng.below(100_000), "x".repeat((i % 40) as usize));
+        let name = format!(
+            "name-{:05}-{}",
+            rng.below(100_000),
+            "x".repeat((i % 40) as usize)
+        );
         c.execute(
             "INSERT INTO ipk(id, name, score, meta) VALUES(?1, ?2, ?3, ?4)",
             params![i * 3 + 1, name, (i as f64) * 0.5, format!("{{\"k\":{i}}}")],
@@ -141,7 +152,12 @@ fn build(dir: &Path, l: &Layout) -> std::path::PathBuf {
     for i in 0..400i64 {
         c.execute(
             "INSERT INTO wr VALUES(?1, ?2, ?3, ?4)",
-            params![format!("key{}", i % 37), i / 3, rng.bytes((i % 50) as usize), i],
+            params![
+                format!("key{}", i % 37),
+                i / 3,
+                rng.bytes((i % 50) as usize),
+                i
+            ],
         )
         .unwrap();
     }
@@ -151,7 +167,12 @@ fn build(dir: &Path, l: &Layout) -> std::path::PathBuf {
     let max_index = ((u - 12) * 64 / 255) - 23;
     let min_local = ((u - 12) * 32 / 255) - 23;
     let mut sizes = Vec::new();
-    for base in [max_table, min_local, max_table + (u - 4), 2 * (u - 4) + min_local] {
+    for base in [
+        max_table,
+        min_local,
+        max_table + (u - 4),
+        2 * (u - 4) + min_local,
+    ] {
         for d in -6..=6 {
             sizes.push(base + d);
         }
@@ -192,8 +213,11 @@ fn build(dir: &Path, l: &Layout) -> std::path::PathBuf {
     }
     c.execute("DELETE FROM auto WHERE id % 4 = 0", []).unwrap();
     for i in 0..20 {
-        c.execute("INSERT INTO alt VALUES(?1, ?2)", params![i, format!("before{i}")])
-            .unwrap();
+        c.execute(
+            "INSERT INTO alt VALUES(?1, ?2)",
+            params![i, format!("before{i}")],
+        )
+        .unwrap();
     }
     c.execute_batch("COMMIT").unwrap();
     c.execute_batch(
@@ -266,13 +290,16 @@ fn every_layout_matches_sqlite() {
             "page size {} {} auto_vacuum {} reserved {}",
             l.page_size, l.encoding, l.auto_vacuum, l.reserved
         );
-        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
+        let conn =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
         let theirs = sqlite_state(&conn);
         let db = Database::open_with(&path, WalChoice::Ignore).unwrap();
         let snap = db.latest().unwrap();
         assert_eq!(snap.header().page_size, l.page_size, "{what}");
-        assert_eq!(snap.header().usable_size, l.page_size - u32::from(l.reserved));
+        assert_eq!(
+            snap.header().usable_size,
+            l.page_size - u32::from(l.reserved)
+        );
         assert_eq!(snap.header().encoding.name(), l.encoding, "{what}");
         let ours = our_state(&snap);
         assert_same_state(&ours, &theirs, &what);
@@ -282,10 +309,16 @@ fn every_layout_matches_sqlite() {
         assert!(report.is_ok(), "{what}: {:?}", report.damage);
         let (interior, leaf, overflow) = dbstat_counts(&conn);
         let n = |r: Role| report.pages.get(&r).copied().unwrap_or(0);
-        assert_eq!(n(Role::TableInterior) + n(Role::IndexInterior), interior, "{what}");
+        assert_eq!(
+            n(Role::TableInterior) + n(Role::IndexInterior),
+            interior,
+            "{what}"
+        );
         assert_eq!(n(Role::TableLeaf) + n(Role::IndexLeaf), leaf, "{what}");
         assert_eq!(n(Role::Overflow), overflow, "{what}");
-        let freelist: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap();
+        let freelist: i64 = conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(
             (n(Role::FreelistTrunk) + n(Role::FreelistLeaf)) as i64,
             freelist,
@@ -299,7 +332,13 @@ fn every_layout_matches_sqlite() {
 
         // The SQL dump rebuilds an equal database.
         let mut sql = Vec::new();
-        dump(&snap, &snap.schema().unwrap(), &DumpOptions::default(), &mut sql).unwrap();
+        dump(
+            &snap,
+            &snap.schema().unwrap(),
+            &DumpOptions::default(),
+            &mut sql,
+        )
+        .unwrap();
         let rebuilt = Connection::open_in_memory().unwrap();
         rebuilt
             .execute_batch(&format!("PRAGMA encoding='{}';", l.encoding))
@@ -307,7 +346,11 @@ fn every_layout_matches_sqlite() {
         rebuilt
             .execute_batch(std::str::from_utf8(&sql).unwrap())
             .unwrap_or_else(|e| panic!("{what}: dump does not load: {e}"));
-        assert_same_state(&sqlite_state(&rebuilt), &theirs, &format!("{what} (sql dump)"));
+        assert_same_state(
+            &sqlite_state(&rebuilt),
+            &theirs,
+            &format!("{what} (sql dump)"),
+        );
 
         // JSON lines: one parseable object per row.
         let mut jl = Vec::new();

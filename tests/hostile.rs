@@ -14,7 +14,9 @@ use crate::common::*;
 /// Runs every reader entry point over the files at `db` (+ `-wal`).
 fn exercise(db: &Path) {
     for choice in [WalChoice::Auto, WalChoice::Ignore] {
-        let Ok(d) = Database::open_with(db, choice) else { continue };
+        let Ok(d) = Database::open_with(db, choice) else {
+            continue;
+        };
         for at in [None, Some(0)] {
             let Ok(snap) = d.snapshot(at) else { continue };
             // info runs the structural check too.
@@ -27,7 +29,10 @@ fn exercise(db: &Path) {
                     }
                 }
                 for format in [Format::Sql, Format::Jsonl] {
-                    let opts = DumpOptions { format, table: None };
+                    let opts = DumpOptions {
+                        format,
+                        table: None,
+                    };
                     let _ = dump(&snap, &schema, &opts, &mut std::io::sink());
                 }
             }
@@ -69,7 +74,13 @@ struct Case {
 fn cases(db: &[u8], wal: &[u8]) -> Vec<Case> {
     let ps = 512usize;
     let mut out = Vec::new();
-    let mut add = |name: String, d: Vec<u8>, w: Vec<u8>| out.push(Case { name, db: d, wal: w });
+    let mut add = |name: String, d: Vec<u8>, w: Vec<u8>| {
+        out.push(Case {
+            name,
+            db: d,
+            wal: w,
+        })
+    };
     for p in 0..db.len() / ps {
         let mut d = db.to_vec();
         d[p * ps..(p + 1) * ps].fill(0);
@@ -84,7 +95,11 @@ fn cases(db: &[u8], wal: &[u8]) -> Vec<Case> {
         add(format!("db bit flip at {off}"), d, wal.to_vec());
     }
     for cut in (0..db.len()).step_by(ps / 2) {
-        add(format!("db truncated to {cut}"), db[..cut].to_vec(), wal.to_vec());
+        add(
+            format!("db truncated to {cut}"),
+            db[..cut].to_vec(),
+            wal.to_vec(),
+        );
     }
     for off in (0..wal.len()).step_by(61) {
         let mut w = wal.to_vec();
@@ -92,7 +107,11 @@ fn cases(db: &[u8], wal: &[u8]) -> Vec<Case> {
         add(format!("wal byte flip at {off}"), db.to_vec(), w);
     }
     for cut in (0..wal.len()).step_by(ps / 2 + 24) {
-        add(format!("wal truncated to {cut}"), db.to_vec(), wal[..cut].to_vec());
+        add(
+            format!("wal truncated to {cut}"),
+            db.to_vec(),
+            wal[..cut].to_vec(),
+        );
     }
     // Header fields set to extremes.
     let fields: &[(usize, &[u8])] = &[
@@ -112,7 +131,11 @@ fn cases(db: &[u8], wal: &[u8]) -> Vec<Case> {
     for (off, bytes) in fields {
         let mut d = db.to_vec();
         d[*off..*off + bytes.len()].copy_from_slice(bytes);
-        add(format!("header bytes at {off} set to {bytes:?}"), d, wal.to_vec());
+        add(
+            format!("header bytes at {off} set to {bytes:?}"),
+            d,
+            wal.to_vec(),
+        );
     }
     out
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod corpus;
 mod differential;
 mod hostile;
 mod wal;

@@ -113,11 +113,18 @@ fn snapshot_at_every_commit_equals_sqlite() {
         for (k, state) in h.states.iter().enumerate() {
             let snap = db.snapshot(Some(k as u32)).unwrap();
             assert_eq!(snap.exactness(), Exactness::Exact, "commit {k}");
-            assert_same_state(&our_state(&snap), state, &format!("page size {ps} commit {k}"));
+            assert_same_state(
+                &our_state(&snap),
+                state,
+                &format!("page size {ps} commit {k}"),
+            );
         }
         assert!(matches!(
             db.snapshot(Some(81)),
-            Err(Error::NoSuchCommit { requested: 81, available: 80 })
+            Err(Error::NoSuchCommit {
+                requested: 81,
+                available: 80
+            })
         ));
         // SQLite reading the same copy agrees with the last commit.
         assert_same_state(&sqlite_view(&copy), &h.states[80], "sqlite view");
@@ -128,13 +135,22 @@ fn snapshot_at_every_commit_equals_sqlite() {
             let out = h.dir.join(format!("replay-{k}.db"));
             let stats = replay(&db.snapshot(Some(k)).unwrap(), &out).unwrap();
             assert_eq!(stats.commit, k);
-            let conn = Connection::open_with_flags(&out, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            let conn =
+                Connection::open_with_flags(&out, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .unwrap();
+            let ic: String = conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
                 .unwrap();
-            let ic: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
             assert_eq!(ic, "ok", "replay at {k}");
-            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .unwrap();
             assert_ne!(mode, "wal");
-            assert_same_state(&sqlite_state(&conn), &h.states[k as usize], &format!("replay {k}"));
+            assert_same_state(
+                &sqlite_state(&conn),
+                &h.states[k as usize],
+                &format!("replay {k}"),
+            );
             assert!(!side(&out, "-wal").exists());
         }
     }
@@ -158,11 +174,18 @@ fn checkpointed_file_makes_earlier_commits_inexact() {
     ));
     let latest = db.latest().unwrap();
     assert_eq!(latest.exactness(), Exactness::Exact);
-    assert_same_state(&our_state(&latest), &h.states[12], "latest after checkpoint");
+    assert_same_state(
+        &our_state(&latest),
+        &h.states[12],
+        "latest after checkpoint",
+    );
     // Without the -shm nothing says how far the checkpoint went.
     std::fs::remove_file(side(&copy, "-shm")).unwrap();
     let db = Database::open(&copy).unwrap();
-    assert_eq!(db.snapshot(Some(3)).unwrap().exactness(), Exactness::Unknown);
+    assert_eq!(
+        db.snapshot(Some(3)).unwrap().exactness(),
+        Exactness::Unknown
+    );
 }
 
 /// Rewrites frame `index`'s header field at `field` and re-chains its
@@ -216,7 +239,8 @@ fn damaged_frame_ends_the_wal_where_sqlite_stops() {
     let c = idx.commits[14];
     // Flip one byte in the page data of commit 15's first frame.
     let mut b = std::fs::read(&wal).unwrap();
-    let off = sqlite_salvage::wal::frame_offset(c.first_frame, 1024) as usize + FRAME_HEADER_SIZE + 100;
+    let off =
+        sqlite_salvage::wal::frame_offset(c.first_frame, 1024) as usize + FRAME_HEADER_SIZE + 100;
     b[off] ^= 0x40;
     std::fs::write(&wal, &b).unwrap();
     let db = Database::open(&copy).unwrap();
@@ -227,8 +251,16 @@ fn damaged_frame_ends_the_wal_where_sqlite_stops() {
     assert!(!f.checksum_ok);
     // Later frames are intact evidence: their checksums still agree with
     // their predecessors' stored checksums.
-    assert!(w.frames[c.first_frame as usize..].iter().all(|f| f.status == FrameStatus::AfterBreak));
-    assert!(w.frames[c.first_frame as usize + 1..].iter().all(|f| f.checksum_ok));
+    assert!(
+        w.frames[c.first_frame as usize..]
+            .iter()
+            .all(|f| f.status == FrameStatus::AfterBreak)
+    );
+    assert!(
+        w.frames[c.first_frame as usize + 1..]
+            .iter()
+            .all(|f| f.checksum_ok)
+    );
     assert_same_state(&our_state(&db.latest().unwrap()), &h.states[14], "damaged");
     assert_same_state(&sqlite_view(&copy), &h.states[14], "sqlite on damaged");
 }
@@ -242,7 +274,10 @@ fn restarted_wal_with_stale_frames() {
     let after_ckpt = sqlite_state(&h.live);
     for i in 0..3 {
         h.live
-            .execute("INSERT INTO kv VALUES(?1, ?2)", params![format!("restart{i}"), i])
+            .execute(
+                "INSERT INTO kv VALUES(?1, ?2)",
+                params![format!("restart{i}"), i],
+            )
             .unwrap();
     }
     let final_state = sqlite_state(&h.live);
@@ -250,9 +285,19 @@ fn restarted_wal_with_stale_frames() {
     let db = Database::open(&copy).unwrap();
     assert_eq!(db.commit_count(), 3);
     let w = db.wal().unwrap();
-    assert!(w.count(FrameStatus::BadSalt) == 1, "one stale frame ends the log");
-    assert!(w.frames.len() > 10, "stale frames remain after the new ones");
-    assert_same_state(&our_state(&db.latest().unwrap()), &final_state, "restart latest");
+    assert!(
+        w.count(FrameStatus::BadSalt) == 1,
+        "one stale frame ends the log"
+    );
+    assert!(
+        w.frames.len() > 10,
+        "stale frames remain after the new ones"
+    );
+    assert_same_state(
+        &our_state(&db.latest().unwrap()),
+        &final_state,
+        "restart latest",
+    );
     assert_same_state(
         &our_state(&db.snapshot(Some(0)).unwrap()),
         &after_ckpt,
@@ -266,7 +311,8 @@ fn wal_of_another_database_is_refused() {
     let h = history(1024, 3);
     let other = h.dir.join("other.db");
     let c = wal_conn(&other, 4096);
-    c.execute_batch("CREATE TABLE x(y); INSERT INTO x VALUES(1);").unwrap();
+    c.execute_batch("CREATE TABLE x(y); INSERT INTO x VALUES(1);")
+        .unwrap();
     let copy = copy_set(&h.live_path, &h.dir, "mixed.db");
     // A WAL with another page size.
     std::fs::copy(side(&other, "-wal"), side(&copy, "-wal")).unwrap();

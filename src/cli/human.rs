@@ -29,13 +29,21 @@ pub fn print_info(i: &Info) {
         "pages         {} (header says {}{})",
         i.page_count,
         h.header_database_size,
-        if h.header_database_size_valid { "" } else { ", not valid" }
+        if h.header_database_size_valid {
+            ""
+        } else {
+            ", not valid"
+        }
     );
     println!(
         "format        write {} / read {} ({}), schema format {}",
         h.format_versions.0,
         h.format_versions.1,
-        if h.format_versions.0 == 2 { "WAL" } else { "rollback journal" },
+        if h.format_versions.0 == 2 {
+            "WAL"
+        } else {
+            "rollback journal"
+        },
         h.schema_format
     );
     println!("encoding      {}", h.text_encoding.name());
@@ -92,7 +100,11 @@ pub fn print_info(i: &Info) {
                     "  shm         max frame {}, backfilled {}{}",
                     s.max_frame,
                     s.backfilled,
-                    if s.salts_match { "" } else { " (stale: salts differ)" }
+                    if s.salts_match {
+                        ""
+                    } else {
+                        " (stale: salts differ)"
+                    }
                 ),
                 None => println!("  shm         none"),
             }
@@ -112,7 +124,11 @@ pub fn print_wal(path: &Path, idx: Option<&WalIndex>) {
         w.header.salt1,
         w.header.salt2,
         w.header.checkpoint_seq,
-        if w.header.big_endian() { "big-endian" } else { "little-endian" }
+        if w.header.big_endian() {
+            "big-endian"
+        } else {
+            "little-endian"
+        }
     );
     println!(
         "{:>7} {:>9} {:>9} {:>5} {:>8} {:>16} {:>6}",

@@ -135,7 +135,11 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { code::USAGE } else { code::OK });
+            return ExitCode::from(if e.use_stderr() {
+                code::USAGE
+            } else {
+                code::OK
+            });
         }
     };
     let json = cli.json;
@@ -159,8 +163,12 @@ fn hint(e: &Error) -> &'static str {
     match e {
         Error::Io { .. } => "check the path and its permissions",
         Error::NotADatabase { .. } => "check that this is the database file",
-        Error::BadWal { .. } => "pass --no-wal to read the database file alone, or --wal PATH for the right WAL",
-        Error::Corrupt { .. } => "the database is damaged here; `sqlite-salvage check` lists all damage",
+        Error::BadWal { .. } => {
+            "pass --no-wal to read the database file alone, or --wal PATH for the right WAL"
+        }
+        Error::Corrupt { .. } => {
+            "the database is damaged here; `sqlite-salvage check` lists all damage"
+        }
         Error::NoSuchCommit { .. } => "`sqlite-salvage wal DB` lists the commits",
         Error::NoSuchTable(_) => "`sqlite-salvage info DB` lists the tables",
         Error::Output { .. } => "check the output path, its directory and free space",
@@ -285,7 +293,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
             } else {
                 human::print_check(&db, &report);
             }
-            Ok(if report.is_ok() { code::OK } else { code::DAMAGE })
+            Ok(if report.is_ok() {
+                code::OK
+            } else {
+                code::DAMAGE
+            })
         }
         Command::Dump {
             db,

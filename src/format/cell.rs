@@ -159,7 +159,10 @@ impl<'a> Cell<'a> {
 pub fn cell_size(buf: &[u8], kind: PageKind, usable: u32) -> Result<usize, Malformed> {
     let end = match Cell::parse(buf, kind, usable)? {
         Cell::TableInterior { .. } => {
-            let (_, n) = buf.get(4..).and_then(read_varint).ok_or(Malformed("cell"))?;
+            let (_, n) = buf
+                .get(4..)
+                .and_then(read_varint)
+                .ok_or(Malformed("cell"))?;
             4 + n
         }
         c => {
@@ -215,7 +218,10 @@ mod tests {
         assert_eq!(min_local(4096), 489);
         assert_eq!(local_size(4061, 4096, PageKind::TableLeaf), 4061);
         assert_eq!(local_size(4062, 4096, PageKind::TableLeaf), 489);
-        assert_eq!(local_size(10_000, 4096, PageKind::TableLeaf), 489 + (10_000 - 489) % 4092);
+        assert_eq!(
+            local_size(10_000, 4096, PageKind::TableLeaf),
+            489 + (10_000 - 489) % 4092
+        );
         assert_eq!(local_size(u64::MAX, 512, PageKind::IndexLeaf), {
             let k = 39 + (u64::MAX - 39) % 508;
             if k <= 102 { k } else { 39 }

@@ -179,12 +179,14 @@ impl DbHeader {
     /// Validates raw fields, ignoring the magic string (a salvage path for
     /// files whose first bytes are damaged).
     pub fn from_raw(raw: RawHeader) -> Result<Self, Malformed> {
-        let page_size = decode_page_size(u32::from(raw.page_size))
-            .ok_or(Malformed("invalid page size"))?;
+        let page_size =
+            decode_page_size(u32::from(raw.page_size)).ok_or(Malformed("invalid page size"))?;
         let usable_size = page_size - u32::from(raw.reserved);
         // SQLite requires at least 480 usable bytes.
         if usable_size < 480 {
-            return Err(Malformed("reserved bytes leave fewer than 480 usable bytes"));
+            return Err(Malformed(
+                "reserved bytes leave fewer than 480 usable bytes",
+            ));
         }
         if raw.max_payload_fraction != 64
             || raw.min_payload_fraction != 32

@@ -186,7 +186,8 @@ impl<'a> BtreePage<'a> {
                 return Err(Malformed("freeblock out of order or inside the header"));
             }
             let link = be16(self.data, next).ok_or(Malformed("freeblock past the page"))?;
-            let size = usize::from(be16(self.data, next + 2).ok_or(Malformed("freeblock past the page"))?);
+            let size =
+                usize::from(be16(self.data, next + 2).ok_or(Malformed("freeblock past the page"))?);
             if size < 4 || next + size > self.data.len() {
                 return Err(Malformed("freeblock size out of range"));
             }

@@ -156,7 +156,8 @@ impl Record {
     }
 
     fn parse_inner(&mut self, payload: &[u8]) -> Result<(), Malformed> {
-        let (hdr_len, mut pos) = read_varint(payload).ok_or(Malformed("record header truncated"))?;
+        let (hdr_len, mut pos) =
+            read_varint(payload).ok_or(Malformed("record header truncated"))?;
         let hdr_len = usize::try_from(hdr_len).map_err(|_| Malformed("record header size"))?;
         if hdr_len < pos || hdr_len > payload.len() {
             return Err(Malformed("record header size out of range"));

@@ -69,7 +69,16 @@ mod tests {
 
     #[test]
     fn round_trips_boundaries() {
-        let mut values = vec![0u64, 1, 0x7f, 0x80, 0x3fff, 0x4000, u64::MAX, i64::MAX as u64];
+        let mut values = vec![
+            0u64,
+            1,
+            0x7f,
+            0x80,
+            0x3fff,
+            0x4000,
+            u64::MAX,
+            i64::MAX as u64,
+        ];
         for shift in 0..64 {
             values.push(1u64 << shift);
             values.push((1u64 << shift) - 1);
