@@ -282,13 +282,8 @@ impl Database {
         // Every page of a valid database is in the file or the WAL; a size
         // claiming more is damage, and is capped so that nothing is sized by
         // it.
-        let present = src
-            .overlay
-            .keys()
-            .copied()
-            .max()
-            .unwrap_or(0)
-            .max(file_pages);
+        let wal_only = src.overlay.keys().filter(|&&p| p > file_pages).count();
+        let present = file_pages.saturating_add(u32::try_from(wal_only).unwrap_or(u32::MAX));
         let page_count = claimed.min(present);
         Ok(Snapshot {
             src,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 use sqlite_salvage::format::record::Value;
+use sqlite_salvage::format::wal::{FRAME_HEADER_SIZE, WAL_HEADER_SIZE, frame_checksum};
 use sqlite_salvage::{Database, Snapshot};
 
 /// A row as compared: rowid (None for WITHOUT ROWID) and values.
@@ -253,4 +254,28 @@ impl Rng {
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
+}
+
+/// Rewrites frame `index`'s header field at `field` and re-chains its
+/// checksum (and every later frame's) so that only that change remains.
+pub fn rewrite_frame(wal: &Path, index: u32, field: usize, value: u32) {
+    let mut b = std::fs::read(wal).unwrap();
+    let ps = u32::from_be_bytes(b[8..12].try_into().unwrap()) as usize;
+    let big = b[3] & 1 == 1;
+    let fsize = FRAME_HEADER_SIZE + ps;
+    let at = WAL_HEADER_SIZE + (index as usize - 1) * fsize;
+    b[at + field..at + field + 4].copy_from_slice(&value.to_be_bytes());
+    let nframes = (b.len() - WAL_HEADER_SIZE) / fsize;
+    for i in index as usize..=nframes {
+        let at = WAL_HEADER_SIZE + (i - 1) * fsize;
+        let prev_at = if i == 1 { 24 } else { at - fsize + 16 };
+        let prev = (
+            u32::from_be_bytes(b[prev_at..prev_at + 4].try_into().unwrap()),
+            u32::from_be_bytes(b[prev_at + 4..prev_at + 8].try_into().unwrap()),
+        );
+        let (c1, c2) = frame_checksum(&b[at..at + 24], &b[at + 24..at + fsize], big, prev);
+        b[at + 16..at + 20].copy_from_slice(&c1.to_be_bytes());
+        b[at + 20..at + 24].copy_from_slice(&c2.to_be_bytes());
+    }
+    std::fs::write(wal, b).unwrap();
 }

@@ -177,3 +177,30 @@ fn the_unmutated_seed_reads_like_sqlite() {
     assert_same_state(&our_view(&p), &sqlite_view(&p), "seed");
     let _ = Connection::open_in_memory();
 }
+
+#[test]
+fn wal_claiming_four_billion_pages_allocates_nothing_by_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, wal) = build(tmp.path());
+    let p = tmp.path().join("huge.db");
+    std::fs::write(&p, &db).unwrap();
+    let w = side(&p, "-wal");
+    std::fs::write(&w, &wal).unwrap();
+    let idx = sqlite_salvage::wal::WalIndex::scan(&w).unwrap().unwrap();
+    let last = idx.commits.last().unwrap().last_frame;
+    // The last commit frame now holds page 2^32-1 and claims 2^32-1 pages,
+    // with checksums that SQLite would accept.
+    rewrite_frame(&w, last, 0, u32::MAX);
+    rewrite_frame(&w, last, 4, u32::MAX);
+    let d = Database::open(&p).unwrap();
+    let snap = d.latest().unwrap();
+    assert_eq!(snap.claimed_page_count(), u32::MAX);
+    assert!(snap.page_count() < 1000, "{}", snap.page_count());
+    let report = sqlite_salvage::check::check(&snap).unwrap();
+    assert!(
+        report.damage.iter().any(|x| x.what.contains("exceeds")),
+        "{:?}",
+        report.damage
+    );
+    exercise(&p);
+}

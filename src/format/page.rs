@@ -308,3 +308,36 @@ pub fn ptrmap_entry(map: &[u8], map_pgno: u32, pgno: u32) -> Result<PtrmapEntry,
     let parent = be32(map, off + 1).ok_or(Malformed("pointer-map entry past the page"))?;
     Ok(PtrmapEntry { kind, parent })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ptrmap_pages_follow_sqlite() {
+        // 4096-byte pages: 819 entries per map page, maps at 2, 822, 1642...
+        assert_eq!(ptrmap_page_for(3, 4096, 4096), Some(2));
+        assert_eq!(ptrmap_page_for(821, 4096, 4096), Some(2));
+        assert_eq!(ptrmap_page_for(822, 4096, 4096), Some(822));
+        assert_eq!(ptrmap_page_for(823, 4096, 4096), Some(822));
+        assert!(is_ptrmap_page(1642, 4096, 4096));
+        assert_eq!(ptrmap_page_for(1, 4096, 4096), None);
+        // The lock-byte page is skipped: at 512-byte pages it is 2097153.
+        assert_eq!(super::super::header::lock_byte_page(512), 2_097_153);
+        assert_eq!(super::super::header::lock_byte_page(65536), 16_385);
+        assert_eq!(
+            ptrmap_page_for(u32::MAX, 512, 512).map(|p| p <= u32::MAX),
+            Some(true)
+        );
+        let e = ptrmap_entry(&[0, 0, 0, 0, 0, 5, 0, 0, 0, 9], 2, 4).unwrap();
+        assert_eq!(
+            e,
+            PtrmapEntry {
+                kind: PtrmapKind::Btree,
+                parent: 9
+            }
+        );
+        assert!(ptrmap_entry(&[9; 10], 2, 3).is_err());
+        assert!(ptrmap_entry(&[1; 10], 2, 2).is_err());
+    }
+}
