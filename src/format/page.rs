@@ -325,10 +325,8 @@ mod tests {
         // The lock-byte page is skipped: at 512-byte pages it is 2097153.
         assert_eq!(super::super::header::lock_byte_page(512), 2_097_153);
         assert_eq!(super::super::header::lock_byte_page(65536), 16_385);
-        assert_eq!(
-            ptrmap_page_for(u32::MAX, 512, 512).map(|p| p <= u32::MAX),
-            Some(true)
-        );
+        // No overflow at the top of the range.
+        assert!(ptrmap_page_for(u32::MAX, 512, 512).is_some());
         let e = ptrmap_entry(&[0, 0, 0, 0, 0, 5, 0, 0, 0, 9], 2, 4).unwrap();
         assert_eq!(
             e,
