@@ -39,6 +39,40 @@ pub struct Database {
     wal: Option<WalIndex>,
     wal_file: Option<Arc<File>>,
     shm: Option<ShmInfo>,
+    wal_rejected: Option<String>,
+}
+
+/// Guesses the page size of a file whose header is gone: the smallest size
+/// at which nearly as many pages start with a valid b-tree page header as
+/// at the best size (a larger size sees every other page and scores alike).
+fn guess_page_size(file: &File, file_size: u64) -> Option<u32> {
+    use crate::format::page::BtreePage;
+    let mut scores = Vec::new();
+    let mut size = 512u32;
+    while size <= 65536 {
+        let pages = (file_size / u64::from(size)).min(4096);
+        let mut buf = vec![0u8; size as usize];
+        let mut good = 0u64;
+        for i in 1..pages {
+            if read_full_at(file, &mut buf, i * u64::from(size)).is_ok()
+                && BtreePage::parse(&buf, 2, size).is_ok()
+            {
+                good += 1;
+            }
+        }
+        if pages > 1 {
+            scores.push((size, good as f64 / (pages - 1) as f64));
+        }
+        size *= 2;
+    }
+    let best = scores.iter().map(|s| s.1).fold(0.0, f64::max);
+    if best == 0.0 {
+        return None;
+    }
+    scores
+        .iter()
+        .find(|s| s.1 >= best * 0.9)
+        .map(|s| s.0)
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -86,7 +120,20 @@ impl Database {
 
     /// Opens a database with the given WAL choice.
     pub fn open_with(path: impl AsRef<Path>, wal: WalChoice) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
+        Self::open_inner(path.as_ref(), wal, false)
+    }
+
+    /// Opens a possibly damaged database for salvage: a header that does
+    /// not parse (page 1 zeroed or torn) is tolerated, the page size then
+    /// coming from the WAL or from the shape of the file's pages; a WAL that
+    /// does not belong to the database is set aside (see
+    /// [`Database::wal_rejected`]) instead of failing the open.
+    pub fn open_salvage(path: impl AsRef<Path>, wal: WalChoice) -> Result<Self> {
+        Self::open_inner(path.as_ref(), wal, true)
+    }
+
+    fn open_inner(path: &Path, wal: WalChoice, lenient: bool) -> Result<Self> {
+        let path = path.to_path_buf();
         let (file, file_size) = open_input(&path)?;
         let not_db = |reason: &str| Error::NotADatabase {
             path: path.clone(),
@@ -95,12 +142,16 @@ impl Database {
         let header = if file_size == 0 {
             None
         } else {
-            if file_size < HEADER_SIZE as u64 {
+            if file_size < HEADER_SIZE as u64 && !lenient {
                 return Err(not_db("file is shorter than the 100-byte header"));
             }
             let mut b = [0u8; HEADER_SIZE];
             read_full_at(&file, &mut b, 0).map_err(|e| Error::io(&path, e))?;
-            Some(DbHeader::parse(&b).map_err(|m| not_db(m.0))?)
+            match DbHeader::parse(&b) {
+                Ok(h) => Some(h),
+                Err(_) if lenient => None,
+                Err(m) => return Err(not_db(m.0)),
+            }
         };
         let wal_path = match wal {
             WalChoice::Auto => {
@@ -110,35 +161,51 @@ impl Database {
             WalChoice::Ignore => None,
             WalChoice::Path(p) => Some(p),
         };
-        let (wal, wal_file) = match wal_path {
+        let mut wal_rejected = None;
+        let (mut wal, mut wal_file) = match wal_path {
             Some(p) => {
                 let (f, _) = open_input(&p)?;
-                match WalIndex::scan(&p)? {
-                    Some(idx) => (Some(idx), Some(Arc::new(f))),
-                    None => (None, None),
+                match WalIndex::scan(&p) {
+                    Ok(Some(idx)) => (Some(idx), Some(Arc::new(f))),
+                    Ok(None) => (None, None),
+                    Err(e @ Error::BadWal { .. }) if lenient => {
+                        wal_rejected = Some(e.to_string());
+                        (None, None)
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             None => (None, None),
         };
-        let page_size = match (&header, &wal) {
-            (Some(h), Some(w)) if w.header.page_size != h.page_size => {
-                return Err(Error::BadWal {
+        if let (Some(h), Some(w)) = (&header, &wal) {
+            if w.header.page_size != h.page_size {
+                let e = Error::BadWal {
                     path: w.path.clone(),
                     reason: format!(
                         "its page size {} differs from the database's {}",
                         w.header.page_size, h.page_size
                     ),
-                });
+                };
+                if !lenient {
+                    return Err(e);
+                }
+                wal_rejected = Some(e.to_string());
+                wal = None;
+                wal_file = None;
             }
+        }
+        let page_size = match (&header, &wal) {
             (Some(h), _) => h.page_size,
             (None, Some(w)) => w.header.page_size,
+            (None, None) if lenient && file_size > 0 => guess_page_size(&file, file_size)
+                .ok_or_else(|| not_db("no page size fits the file's pages"))?,
             (None, None) => return Err(not_db("file is empty and has no WAL")),
         };
         // The -shm sits beside the database: "<db>-shm".
         let shm = wal
             .as_ref()
             .and_then(|w| ShmInfo::read(&sibling(&path, "-shm"), Some(&w.header)));
-        let db = Database {
+        let mut db = Database {
             path,
             file: Arc::new(file),
             file_size,
@@ -147,8 +214,17 @@ impl Database {
             wal,
             wal_file,
             shm,
+            wal_rejected,
         };
-        db.check_wal_belongs()?;
+        if let Err(e) = db.check_wal_belongs() {
+            if !lenient {
+                return Err(e);
+            }
+            db.wal_rejected = Some(e.to_string());
+            db.wal = None;
+            db.wal_file = None;
+            db.shm = None;
+        }
         Ok(db)
     }
 
@@ -186,6 +262,11 @@ impl Database {
             return Err(bad("its page 1 has a different text encoding".into()));
         }
         Ok(())
+    }
+
+    /// Why the WAL was set aside by [`Database::open_salvage`], if it was.
+    pub fn wal_rejected(&self) -> Option<&str> {
+        self.wal_rejected.as_deref()
     }
 
     /// The database file's path.
@@ -295,6 +376,157 @@ impl Database {
         })
     }
 
+    /// Reads the database for salvage as of salvage commit `at` (default:
+    /// the last one). Unlike [`Database::snapshot`], a damaged frame does
+    /// not end the WAL: every frame is checked against its predecessor's
+    /// stored checksum, so commits after a damaged frame stay usable; a page
+    /// whose newest version is damaged keeps its previous good version and
+    /// is listed in [`SalvageWal::fallback_pages`]. Frames after the last
+    /// intact commit frame (never committed) and frames of an older WAL
+    /// generation (other salts) are not applied. A page 1 that does not
+    /// parse is replaced, for its header fields only, by the database
+    /// file's, an older intact version's, or a stand-in.
+    pub fn salvage(&self, at: Option<u32>) -> Result<Salvage> {
+        let mut overlay: HashMap<u32, u64> = HashMap::new();
+        let mut page_count = None;
+        let mut info = None;
+        let mut older: HashMap<u32, Vec<u64>> = HashMap::new();
+        if let Some(w) = &self.wal {
+            let ps = self.page_size;
+            let mut commits = Vec::new();
+            let mut damaged = Vec::new();
+            let mut stale = 0usize;
+            let mut pending: Vec<(u32, u64, bool)> = Vec::new();
+            let mut fallback: std::collections::BTreeSet<u32> = Default::default();
+            let mut first = 1u32;
+            let target = at;
+            let mut done = false;
+            for f in &w.frames {
+                let intact = f.salt_ok && f.checksum_ok && f.pgno != 0;
+                if !f.salt_ok {
+                    // A frame of an earlier WAL generation (or one whose
+                    // salt is damaged): an older page version, kept as
+                    // evidence only.
+                    stale += 1;
+                    if f.pgno != 0 {
+                        older.entry(f.pgno).or_default().push(f.page_offset(ps));
+                    }
+                    continue;
+                }
+                if done {
+                    continue;
+                }
+                if !intact {
+                    damaged.push(f.index);
+                }
+                pending.push((f.pgno, f.page_offset(ps), intact));
+                if intact && f.commit_size != 0 {
+                    for (pgno, off, ok) in pending.drain(..) {
+                        if ok {
+                            if let Some(prev) = overlay.insert(pgno, off) {
+                                older.entry(pgno).or_default().push(prev);
+                            }
+                            fallback.remove(&pgno);
+                        } else if pgno != 0 {
+                            fallback.insert(pgno);
+                        }
+                    }
+                    commits.push(crate::wal::Commit {
+                        number: commits.len() as u32 + 1,
+                        first_frame: first,
+                        last_frame: f.index,
+                        db_size: f.commit_size,
+                    });
+                    first = f.index + 1;
+                    page_count = Some(f.commit_size);
+                    if target == Some(commits.len() as u32) {
+                        done = true;
+                    }
+                }
+            }
+            if let Some(n) = target {
+                if n > commits.len() as u32 {
+                    return Err(Error::NoSuchCommit {
+                        requested: n,
+                        available: commits.len() as u32,
+                    });
+                }
+                if n == 0 {
+                    overlay.clear();
+                    page_count = None;
+                    fallback.clear();
+                }
+            }
+            info = Some(SalvageWal {
+                sqlite_commits: w.commits.len() as u32,
+                uncommitted_frames: pending.len(),
+                commit: commits.len().min(at.map_or(usize::MAX, |a| a as usize)) as u32,
+                commits,
+                damaged_frames: damaged,
+                stale_frames: stale,
+                fallback_pages: fallback.into_iter().collect(),
+            });
+        } else if let Some(n) = at.filter(|&n| n > 0) {
+            return Err(Error::NoSuchCommit {
+                requested: n,
+                available: 0,
+            });
+        }
+        let src = PageReader {
+            db_path: self.path.clone(),
+            db_file: Arc::clone(&self.file),
+            wal_file: self.wal_file.clone(),
+            page_size: self.page_size,
+            overlay,
+        };
+        let mut p1 = vec![0u8; self.page_size as usize];
+        src.read(1, &mut p1)?;
+        let (header, header_from) = match DbHeader::parse(&p1) {
+            Ok(h) if h.page_size == self.page_size => (h, HeaderSource::Page1),
+            _ => {
+                let from_older = older.get(&1).and_then(|v| {
+                    v.iter().rev().find_map(|off| {
+                        let mut b = vec![0u8; HEADER_SIZE];
+                        let wf = self.wal_file.as_ref()?;
+                        read_full_at(wf, &mut b, *off).ok()?;
+                        DbHeader::parse(&b).ok().filter(|h| h.page_size == self.page_size)
+                    })
+                });
+                match (&self.header, from_older) {
+                    (Some(h), _) if h.page_size == self.page_size => {
+                        (h.clone(), HeaderSource::DatabaseFile)
+                    }
+                    (_, Some(h)) => (h, HeaderSource::OlderVersion),
+                    _ => (DbHeader::synthetic(self.page_size), HeaderSource::StandIn),
+                }
+            }
+        };
+        let file_pages = self.file_pages().min(u64::from(u32::MAX)) as u32;
+        let claimed = match page_count {
+            Some(n) => n,
+            None => match header_from {
+                HeaderSource::Page1 => header.database_size().unwrap_or(file_pages),
+                _ => file_pages,
+            },
+        };
+        let wal_only = src.overlay.keys().filter(|&&p| p > file_pages).count();
+        let present = file_pages.saturating_add(u32::try_from(wal_only).unwrap_or(u32::MAX));
+        let commit = info.as_ref().map_or(0, |i| i.commit);
+        Ok(Salvage {
+            snapshot: Snapshot {
+                src,
+                page_count: claimed.min(present).max(1),
+                claimed_page_count: claimed,
+                header,
+                commit,
+                exactness: Exactness::Exact,
+            },
+            wal: info,
+            header_from,
+            older,
+        })
+    }
+
     fn exactness(&self, commit: u32, last_frame: u32) -> Exactness {
         let Some(w) = &self.wal else {
             return Exactness::Exact;
@@ -314,6 +546,75 @@ impl Database {
             }
             _ if w.commits.is_empty() => Exactness::Exact,
             _ => Exactness::Unknown,
+        }
+    }
+}
+
+/// Where a salvage snapshot's header fields came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeaderSource {
+    /// Page 1 of the snapshot itself.
+    Page1,
+    /// The database file's page 1 (the snapshot's page 1 is damaged).
+    DatabaseFile,
+    /// An older intact version of page 1 in the WAL.
+    OlderVersion,
+    /// Nothing readable: page size from the WAL or the file's shape,
+    /// UTF-8, no reserved bytes.
+    StandIn,
+}
+
+/// How salvage read the WAL.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SalvageWal {
+    /// Commits SQLite itself would apply.
+    pub sqlite_commits: u32,
+    /// Commits salvage found (intact commit frames, also after damage).
+    pub commits: Vec<crate::wal::Commit>,
+    /// The commit applied.
+    pub commit: u32,
+    /// Frames of the current WAL generation that are damaged.
+    pub damaged_frames: Vec<u32>,
+    /// Frames of an earlier generation (other salts), not applied.
+    pub stale_frames: usize,
+    /// Frames after the last intact commit frame, never committed.
+    pub uncommitted_frames: usize,
+    /// Pages whose newest committed version is damaged; their previous
+    /// good version is used and the rows on them may be stale.
+    pub fallback_pages: Vec<u32>,
+}
+
+/// A salvage reading of a database: its snapshot, how the WAL was read,
+/// and older versions of pages kept as evidence.
+#[derive(Debug, Clone)]
+pub struct Salvage {
+    /// The pages as of the chosen commit.
+    pub snapshot: Snapshot,
+    /// How the WAL was read, when there is one.
+    pub wal: Option<SalvageWal>,
+    /// Where the header fields came from.
+    pub header_from: HeaderSource,
+    older: HashMap<u32, Vec<u64>>,
+}
+
+impl Salvage {
+    /// WAL offsets of older intact versions of page `pgno` (oldest first):
+    /// superseded committed frames and frames of earlier WAL generations.
+    pub fn older_versions(&self, pgno: u32) -> &[u64] {
+        self.older.get(&pgno).map_or(&[], |v| v.as_slice())
+    }
+
+    /// Reads a page version at a WAL offset returned by
+    /// [`Salvage::older_versions`].
+    pub fn read_version(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let ps = self.snapshot.src.page_size as usize;
+        let buf = buf
+            .get_mut(..ps)
+            .ok_or_else(|| Error::corrupt(0, "page buffer too small"))?;
+        match &self.snapshot.src.wal_file {
+            Some(w) => read_full_at(w, buf, offset).map_err(|e| Error::io(&self.snapshot.src.db_path, e)),
+            None => Err(Error::corrupt(0, "no WAL")),
         }
     }
 }

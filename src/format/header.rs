@@ -209,6 +209,42 @@ impl DbHeader {
         })
     }
 
+    /// A stand-in header for a database whose page 1 is lost: the given
+    /// page size, no reserved bytes, UTF-8, no auto-vacuum.
+    pub fn synthetic(page_size: u32) -> Self {
+        let raw = RawHeader {
+            magic: *MAGIC,
+            page_size: if page_size == 65536 { 1 } else { page_size as u16 },
+            write_version: 1,
+            read_version: 1,
+            reserved: 0,
+            max_payload_fraction: 64,
+            min_payload_fraction: 32,
+            leaf_payload_fraction: 32,
+            change_counter: 0,
+            database_size: 0,
+            freelist_trunk: 0,
+            freelist_count: 0,
+            schema_cookie: 0,
+            schema_format: 4,
+            default_cache_size: 0,
+            largest_root_page: 0,
+            text_encoding: 1,
+            user_version: 0,
+            incremental_vacuum: 0,
+            application_id: 0,
+            reserved_expansion: [0; 20],
+            version_valid_for: 0,
+            sqlite_version: 0,
+        };
+        DbHeader {
+            raw,
+            page_size,
+            usable_size: page_size,
+            encoding: TextEncoding::Utf8,
+        }
+    }
+
     /// The in-header database size, when SQLite would trust it: non-zero and
     /// written by a version that keeps it (version-valid-for equals the
     /// change counter).
