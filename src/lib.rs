@@ -45,6 +45,7 @@ pub mod dump;
 pub mod error;
 pub mod format;
 pub mod info;
+pub mod recover;
 pub mod replay;
 pub mod rows;
 pub mod schema;

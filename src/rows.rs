@@ -64,27 +64,7 @@ impl<'r> RowView<'r> {
     /// column was added. Generated VIRTUAL columns read as NULL.
     #[inline]
     pub fn value(&self, i: usize) -> ValueRef<'r> {
-        if !self.table.parsed {
-            return self.record.value(self.payload, i);
-        }
-        let Some(col) = self.table.columns.get(i) else {
-            return ValueRef::Null;
-        };
-        if self.table.rowid_alias == Some(i) {
-            if let Some(r) = self.rowid {
-                return ValueRef::Integer(r);
-            }
-        }
-        let Some(slot) = col.slot else {
-            return ValueRef::Null;
-        };
-        if slot >= self.record.len() {
-            return col.default.as_ref();
-        }
-        match self.record.value(self.payload, slot) {
-            ValueRef::Integer(v) if col.affinity == Affinity::Real => ValueRef::Real(v as f64),
-            v => v,
-        }
+        column_value(self.table, self.record, self.payload, self.rowid, i)
     }
 
     /// All values in declared order.
@@ -103,6 +83,41 @@ impl<'r> RowView<'r> {
             rowid: self.rowid,
             values: self.values().map(|v| v.to_owned(enc)).collect(),
         }
+    }
+}
+
+/// The value of declared column `i` of `table` for a row stored as
+/// `record` over `payload` with `rowid`, as SQLite would return it (see
+/// [`RowView::value`]). For a table whose layout is unknown, record column
+/// `i`.
+#[inline]
+pub fn column_value<'a>(
+    table: &'a Table,
+    record: &Record,
+    payload: &'a [u8],
+    rowid: Option<i64>,
+    i: usize,
+) -> ValueRef<'a> {
+    if !table.parsed {
+        return record.value(payload, i);
+    }
+    let Some(col) = table.columns.get(i) else {
+        return ValueRef::Null;
+    };
+    if table.rowid_alias == Some(i) {
+        if let Some(r) = rowid {
+            return ValueRef::Integer(r);
+        }
+    }
+    let Some(slot) = col.slot else {
+        return ValueRef::Null;
+    };
+    if slot >= record.len() {
+        return col.default.as_ref();
+    }
+    match record.value(payload, slot) {
+        ValueRef::Integer(v) if col.affinity == Affinity::Real => ValueRef::Real(v as f64),
+        v => v,
     }
 }
 

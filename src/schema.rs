@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::header::TextEncoding;
 use crate::format::record::{Record, ValueRef, decode_text};
 use crate::snapshot::Snapshot;
-use crate::tree::TreeCursor;
+use crate::tree::{Damage, TreeCursor};
 
 /// One row of `sqlite_schema`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -198,8 +198,19 @@ impl Schema {
 
     /// Reads the schema of `snap`.
     pub fn read(snap: &Snapshot) -> Result<Schema> {
-        let entries = read_entries(snap)?;
-        let enc = snap.header().encoding;
+        let (entries, _) = read_entries(snap, false)?;
+        Self::from_entries(entries, snap.header().encoding)
+    }
+
+    /// Reads what can be read of the schema of a damaged `snap`, with the
+    /// damage met on the way.
+    pub fn read_lenient(snap: &Snapshot) -> Result<(Schema, Vec<Damage>)> {
+        let (entries, damage) = read_entries(snap, true)?;
+        Ok((Self::from_entries(entries, snap.header().encoding)?, damage))
+    }
+
+    /// Builds the schema from `sqlite_schema` rows.
+    pub fn from_entries(entries: Vec<SchemaEntry>, enc: TextEncoding) -> Result<Schema> {
         let conn = Connection::open_in_memory()?;
         let mut tables = Vec::new();
         for e in &entries {
@@ -208,6 +219,42 @@ impl Schema {
             }
             let Some(sql) = &e.sql else { continue };
             tables.push(describe_table(&conn, &e.name, e.rootpage, sql, enc));
+        }
+        Ok(Schema { entries, tables })
+    }
+
+    /// Builds a schema from an application's own CREATE statements, for a
+    /// database whose `sqlite_schema` is lost. Root pages are unknown (0).
+    pub fn from_sql(sql: &str, enc: TextEncoding) -> Result<Schema> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(sql)?;
+        let mut entries = Vec::new();
+        let mut st = conn.prepare(
+            "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            entries.push(SchemaEntry {
+                kind: r.get(0)?,
+                name: r.get(1)?,
+                tbl_name: r.get(2)?,
+                rootpage: 0,
+                sql: r.get(3)?,
+            });
+        }
+        drop(rows);
+        drop(st);
+        let probe = Connection::open_in_memory()?;
+        let mut tables = Vec::new();
+        for e in &entries {
+            if e.kind != "table" || e.name.starts_with("sqlite_") {
+                continue;
+            }
+            if let Some(sql) = &e.sql {
+                if !sql.to_ascii_uppercase().contains("VIRTUAL") {
+                    tables.push(describe_table(&probe, &e.name, 0, sql, enc));
+                }
+            }
         }
         Ok(Schema { entries, tables })
     }
@@ -242,18 +289,30 @@ pub fn schema_table() -> Table {
     }
 }
 
-fn read_entries(snap: &Snapshot) -> Result<Vec<SchemaEntry>> {
+fn read_entries(snap: &Snapshot, lenient: bool) -> Result<(Vec<SchemaEntry>, Vec<Damage>)> {
     let enc = snap.header().encoding;
-    let mut cursor = TreeCursor::new(snap, 1);
+    let mut cursor = TreeCursor::new(snap, 1).lenient(lenient);
     let mut rec = Record::new();
     let mut out = Vec::new();
+    let mut damage = Vec::new();
     while let Some(e) = cursor.next()? {
         if e.rowid.is_none() {
             return Err(Error::corrupt(1, "sqlite_schema is not a table b-tree"));
         }
-        rec.parse(e.payload).map_err(|m| {
-            Error::corrupt(e.at.page, format!("sqlite_schema cell {}: {m}", e.at.cell))
-        })?;
+        if let Err(m) = rec.parse(e.payload) {
+            if lenient {
+                damage.push(Damage {
+                    page: e.at.page,
+                    cell: Some(e.at.cell),
+                    what: format!("sqlite_schema record: {m}"),
+                });
+                continue;
+            }
+            return Err(Error::corrupt(
+                e.at.page,
+                format!("sqlite_schema cell {}: {m}", e.at.cell),
+            ));
+        }
         let text = |i: usize| match rec.value(e.payload, i) {
             ValueRef::Text(t) => Some(decode_text(t, enc).into_owned()),
             _ => None,
@@ -270,7 +329,8 @@ fn read_entries(snap: &Snapshot) -> Result<Vec<SchemaEntry>> {
             sql: text(4),
         });
     }
-    Ok(out)
+    damage.extend(cursor.damage().iter().cloned());
+    Ok((out, damage))
 }
 
 /// Quotes an identifier for SQL.

@@ -69,10 +69,7 @@ fn guess_page_size(file: &File, file_size: u64) -> Option<u32> {
     if best == 0.0 {
         return None;
     }
-    scores
-        .iter()
-        .find(|s| s.1 >= best * 0.9)
-        .map(|s| s.0)
+    scores.iter().find(|s| s.1 >= best * 0.9).map(|s| s.0)
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -489,7 +486,9 @@ impl Database {
                         let mut b = vec![0u8; HEADER_SIZE];
                         let wf = self.wal_file.as_ref()?;
                         read_full_at(wf, &mut b, *off).ok()?;
-                        DbHeader::parse(&b).ok().filter(|h| h.page_size == self.page_size)
+                        DbHeader::parse(&b)
+                            .ok()
+                            .filter(|h| h.page_size == self.page_size)
                     })
                 });
                 match (&self.header, from_older) {
@@ -613,7 +612,9 @@ impl Salvage {
             .get_mut(..ps)
             .ok_or_else(|| Error::corrupt(0, "page buffer too small"))?;
         match &self.snapshot.src.wal_file {
-            Some(w) => read_full_at(w, buf, offset).map_err(|e| Error::io(&self.snapshot.src.db_path, e)),
+            Some(w) => {
+                read_full_at(w, buf, offset).map_err(|e| Error::io(&self.snapshot.src.db_path, e))
+            }
             None => Err(Error::corrupt(0, "no WAL")),
         }
     }

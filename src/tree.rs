@@ -46,6 +46,29 @@ pub struct Entry<'c> {
     pub payload: &'c [u8],
     /// Where the cell is.
     pub at: Provenance,
+    /// The overflow chain broke: `payload` is the local bytes and the valid
+    /// prefix of the chain, shorter than the cell claims (only with
+    /// [`TreeCursor::keep_partial`]).
+    pub truncated: bool,
+}
+
+/// A part of a table b-tree that could not be read: the rowids in
+/// (`after`, `up_to`] (open-ended where None) were under `page`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Hole {
+    /// The unusable child page.
+    pub page: u32,
+    /// Exclusive lower bound on the rowids it held.
+    pub after: Option<i64>,
+    /// Inclusive upper bound on the rowids it held.
+    pub up_to: Option<i64>,
+}
+
+impl Hole {
+    /// Whether `rowid` falls in this hole.
+    pub fn contains(&self, rowid: i64) -> bool {
+        self.after.is_none_or(|a| rowid > a) && self.up_to.is_none_or(|u| rowid <= u)
+    }
 }
 
 /// One piece of damage found while walking leniently.
@@ -62,6 +85,9 @@ pub struct Damage {
 struct Level {
     pgno: u32,
     buf: Vec<u8>,
+    /// Key bounds of this subtree (table trees).
+    after: Option<i64>,
+    up_to: Option<i64>,
     /// Next step: table interior pages take one step per child; index
     /// interior pages two per cell (child, then the cell's own record);
     /// leaves one per cell.
@@ -98,6 +124,10 @@ pub struct TreeCursor<'s, V: PageVisitor = NoVisitor> {
     damage: Vec<Damage>,
     started: bool,
     leaf_depth: Option<usize>,
+    keep_partial: bool,
+    truncated: bool,
+    holes: Vec<Hole>,
+    bounds: (Option<i64>, Option<i64>),
     /// What the walk read, for callers that keep account.
     pub visitor: V,
 }
@@ -126,6 +156,10 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             damage: Vec::new(),
             started: false,
             leaf_depth: None,
+            keep_partial: false,
+            truncated: false,
+            holes: Vec::new(),
+            bounds: (None, None),
             visitor,
         }
     }
@@ -135,6 +169,18 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
     pub fn lenient(mut self, yes: bool) -> Self {
         self.lenient = yes;
         self
+    }
+
+    /// Yield entries whose overflow chain broke, with the bytes that could
+    /// be read, marked [`Entry::truncated`], instead of skipping them.
+    pub fn keep_partial(mut self, yes: bool) -> Self {
+        self.keep_partial = yes;
+        self
+    }
+
+    /// Parts of a table b-tree that could not be read (lenient walks).
+    pub fn holes(&self) -> &[Hole] {
+        &self.holes
     }
 
     /// Damage seen so far (lenient walks).
@@ -163,6 +209,18 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
     /// Reads page `pgno` and pushes it, after the checks that make the walk
     /// safe. Returns false (after recording damage) when it cannot be used.
     fn push(&mut self, pgno: u32, parent: Option<u32>) -> Result<bool> {
+        let pushed = self.push_inner(pgno, parent)?;
+        if !pushed && parent.is_some() && self.table != Some(false) {
+            self.holes.push(Hole {
+                page: pgno,
+                after: self.bounds.0,
+                up_to: self.bounds.1,
+            });
+        }
+        Ok(pushed)
+    }
+
+    fn push_inner(&mut self, pgno: u32, parent: Option<u32>) -> Result<bool> {
         let ctx = |m: &str| match parent {
             Some(p) => format!("{m} (child of page {p})"),
             None => m.to_string(),
@@ -230,7 +288,13 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             }
         }
         self.visitor.btree_page(pgno, kind, depth);
-        self.stack.push(Level { pgno, buf, step: 0 });
+        self.stack.push(Level {
+            pgno,
+            buf,
+            after: self.bounds.0,
+            up_to: self.bounds.1,
+            step: 0,
+        });
         Ok(true)
     }
 
@@ -267,15 +331,29 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             let n = u32::from(page.cell_count);
             match page.kind {
                 PageKind::TableInterior => {
+                    let key = |i: u32| match page.cell(i as u16) {
+                        Ok(Cell::TableInterior { rowid, .. }) => Some(rowid),
+                        _ => None,
+                    };
+                    let (lvl_after, lvl_up_to) = (top.after, top.up_to);
+                    let after = if step == 0 {
+                        lvl_after
+                    } else {
+                        key(step - 1).or(lvl_after)
+                    };
                     let child = if step < n {
                         match page.cell(step as u16) {
-                            Ok(c) => c.left_child(),
+                            Ok(c) => {
+                                self.bounds = (after, key(step).or(lvl_up_to));
+                                c.left_child()
+                            }
                             Err(m) => {
                                 self.fail(pgno, Some(step as u16), m.0)?;
                                 continue;
                             }
                         }
                     } else if step == n {
+                        self.bounds = (after, lvl_up_to);
                         page.right_child
                     } else {
                         self.pop();
@@ -341,11 +419,11 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
     }
 
     fn entry(&self, rowid: Option<i64>, page: u32, cell: u16, loc: PayloadLoc) -> Entry<'_> {
-        let payload = match loc {
+        let payload = match &loc {
             PayloadLoc::Page { start, len } => self
                 .stack
                 .last()
-                .and_then(|l| l.buf.get(start..start + len))
+                .and_then(|l| l.buf.get(*start..*start + *len))
                 .unwrap_or(&[]),
             PayloadLoc::Assembled => &self.payload,
         };
@@ -353,6 +431,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             rowid,
             payload,
             at: Provenance { page, cell },
+            truncated: matches!(loc, PayloadLoc::Assembled) && self.truncated,
         }
     }
 
@@ -385,10 +464,18 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             &mut self.visitor,
         );
         match res {
-            Ok(()) => Ok(Some(PayloadLoc::Assembled)),
+            Ok(()) => {
+                self.truncated = false;
+                Ok(Some(PayloadLoc::Assembled))
+            }
             Err(m) => {
                 self.fail(pgno, Some(i), m)?;
-                Ok(None)
+                if self.keep_partial {
+                    self.truncated = true;
+                    Ok(Some(PayloadLoc::Assembled))
+                } else {
+                    Ok(None)
+                }
             }
         }
     }

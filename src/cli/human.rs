@@ -4,6 +4,7 @@ use std::path::Path;
 
 use sqlite_salvage::check::CheckReport;
 use sqlite_salvage::info::Info;
+use sqlite_salvage::recover::Report;
 use sqlite_salvage::wal::{FrameStatus, WalIndex};
 
 fn status_name(s: FrameStatus) -> &'static str {
@@ -181,6 +182,67 @@ pub fn print_check(db: &Path, r: &CheckReport) {
             db.display(),
             r.damage.len(),
             r.page_count
+        );
+    }
+}
+
+pub fn print_recover(r: &Report) {
+    println!("recovered {} -> {} ({:?})", r.input, r.output, r.outcome);
+    println!(
+        "  {} pages of {} bytes; header from {:?}; schema from {}",
+        r.page_count, r.page_size, r.header_from, r.schema_from
+    );
+    if let Some(w) = &r.wal {
+        println!(
+            "  WAL: {} commits applied (SQLite alone would apply {}), {} damaged frames, {} stale, {} uncommitted",
+            w.commit,
+            w.sqlite_commits,
+            w.damaged_frames.len(),
+            w.stale_frames,
+            w.uncommitted_frames
+        );
+    }
+    if let Some(why) = &r.wal_rejected {
+        println!("  WAL not used: {why}");
+    }
+    println!(
+        "  {:<28} {:>9} {:>7} {:>7} {:>7} {:>8} {:>7}",
+        "table", "rows", "tree", "wal", "orphan", "carved", "flagged"
+    );
+    for t in &r.tables {
+        use sqlite_salvage::recover::Source;
+        let n = |s: Source| t.by_source.get(&s).copied().unwrap_or(0);
+        let total: u64 = t.by_source.values().sum();
+        println!(
+            "  {:<28} {:>9} {:>7} {:>7} {:>7} {:>8} {:>7}",
+            t.name,
+            total,
+            n(Source::Tree),
+            n(Source::Wal),
+            n(Source::Orphan),
+            n(Source::Carved),
+            t.truncated_values + t.possibly_stale
+        );
+    }
+    if r.lost_and_found > 0 {
+        println!(
+            "  {} rows could not be attributed: table {}",
+            r.lost_and_found,
+            r.lost_and_found_table
+                .as_deref()
+                .unwrap_or("lost_and_found")
+        );
+    }
+    if !r.unreadable_pages.is_empty() {
+        println!("  {} pages unreadable", r.unreadable_pages.len());
+    }
+    for (name, why) in r.tables_not_created.iter().chain(&r.objects_not_created) {
+        println!("  not created: {name}: {why}");
+    }
+    if r.unique_conflicts > 0 {
+        println!(
+            "  {} rows dropped for UNIQUE conflicts (the tree's row kept)",
+            r.unique_conflicts
         );
     }
 }

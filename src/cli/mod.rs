@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sqlite_salvage::dump::{DumpOptions, Format, dump};
-use sqlite_salvage::{Database, Error, Exactness, WalChoice, check, info, replay, wal};
+use sqlite_salvage::{Database, Error, Exactness, WalChoice, check, info, recover, replay, wal};
 
 mod human;
 
@@ -26,6 +26,8 @@ pub mod code {
     pub const CORRUPT: u8 = 5;
     /// The output could not be written, exists, or is one of the inputs.
     pub const OUTPUT: u8 = 6;
+    /// `recover` found nothing to recover.
+    pub const NOTHING: u8 = 7;
 }
 
 #[derive(Parser)]
@@ -77,6 +79,31 @@ enum DumpFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Recover every committed row that survives on disk (tree, orphaned
+    /// pages, WAL) into a fresh database, with a report. Exit code 0: all
+    /// read; 1: damage met (partial); 7: nothing recovered.
+    Recover {
+        /// The damaged database file.
+        db: PathBuf,
+        /// The new database file.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Overwrite OUTPUT if it exists.
+        #[arg(long)]
+        force: bool,
+        /// The application's CREATE statements, used when the schema on
+        /// disk cannot be read.
+        #[arg(long, value_name = "FILE.sql")]
+        schema: Option<PathBuf>,
+        /// Write the detailed report (page numbers, flagged rows) here.
+        #[arg(long, value_name = "FILE.json")]
+        report: Option<PathBuf>,
+        /// Skip fsync of the output.
+        #[arg(long)]
+        no_sync: bool,
+        #[command(flatten)]
+        wal: WalArgs,
+    },
     /// Header fields, pages by kind, freelist, schema and the WAL beside it.
     Info {
         /// The database file.
@@ -241,6 +268,51 @@ fn looks_like_wal(path: &Path) -> bool {
 fn run(cli: Cli) -> Result<u8, Error> {
     let json = cli.json;
     match cli.cmd {
+        Command::Recover {
+            db,
+            output,
+            force,
+            schema,
+            report,
+            no_sync,
+            wal,
+        } => {
+            let schema_sql = match &schema {
+                Some(p) => Some(std::fs::read_to_string(p).map_err(|e| Error::Io {
+                    path: p.clone(),
+                    source: e,
+                })?),
+                None => None,
+            };
+            let opts = recover::RecoverOptions {
+                wal: wal.choice(),
+                at_commit: wal.at_commit,
+                schema_sql,
+                force,
+                no_sync,
+            };
+            let r = recover::recover(&db, &output, &opts)?;
+            if let Some(path) = &report {
+                let text = serde_json::to_string_pretty(&r).map_err(|e| Error::Output {
+                    path: path.clone(),
+                    source: io::Error::other(e),
+                })?;
+                std::fs::write(path, text + "\n").map_err(|e| Error::Output {
+                    path: path.clone(),
+                    source: e,
+                })?;
+            }
+            if json {
+                print_json(&r)?;
+            } else {
+                human::print_recover(&r);
+            }
+            Ok(match r.outcome {
+                recover::Outcome::Complete => code::OK,
+                recover::Outcome::Partial => code::DAMAGE,
+                recover::Outcome::Nothing => code::NOTHING,
+            })
+        }
         Command::Info { db, wal } => {
             let database = Database::open_with(&db, wal.choice())?;
             let snap = database.snapshot(wal.at_commit)?;

@@ -214,7 +214,11 @@ impl DbHeader {
     pub fn synthetic(page_size: u32) -> Self {
         let raw = RawHeader {
             magic: *MAGIC,
-            page_size: if page_size == 65536 { 1 } else { page_size as u16 },
+            page_size: if page_size == 65536 {
+                1
+            } else {
+                page_size as u16
+            },
             write_version: 1,
             read_version: 1,
             reserved: 0,

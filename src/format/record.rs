@@ -148,14 +148,30 @@ impl Record {
     pub fn parse(&mut self, payload: &[u8]) -> Result<(), Malformed> {
         self.columns.clear();
         self.body_len = 0;
-        let r = self.parse_inner(payload);
+        let r = self.parse_inner(payload, false);
         if r.is_err() {
             self.columns.clear();
         }
         r
     }
 
-    fn parse_inner(&mut self, payload: &[u8]) -> Result<(), Malformed> {
+    /// Parses a record whose payload may be cut short (a broken overflow
+    /// chain): the header must be whole, values may run past the end.
+    /// Returns the first column not wholly present, if any; such a text or
+    /// blob reads as the prefix that is there, a number as NULL.
+    pub fn parse_partial(&mut self, payload: &[u8]) -> Result<Option<usize>, Malformed> {
+        self.columns.clear();
+        self.body_len = 0;
+        if let Err(m) = self.parse_inner(payload, true) {
+            self.columns.clear();
+            return Err(m);
+        }
+        Ok(self.columns.iter().position(|&(serial, off)| {
+            serial_len(serial).is_none_or(|l| off as u64 + l > payload.len() as u64)
+        }))
+    }
+
+    fn parse_inner(&mut self, payload: &[u8], partial: bool) -> Result<(), Malformed> {
         let (hdr_len, mut pos) =
             read_varint(payload).ok_or(Malformed("record header truncated"))?;
         let hdr_len = usize::try_from(hdr_len).map_err(|_| Malformed("record header size"))?;
@@ -177,7 +193,7 @@ impl Record {
             self.columns.push((serial, body));
             body = body
                 .checked_add(len)
-                .filter(|&e| e <= payload.len())
+                .filter(|&e| partial || e <= payload.len())
                 .ok_or(Malformed("value runs past the record"))?;
         }
         if pos != hdr_len {
@@ -237,7 +253,14 @@ fn int_be(bytes: &[u8]) -> i64 {
 #[inline]
 fn decode_value(payload: &[u8], serial: u64, off: usize) -> Option<ValueRef<'_>> {
     let len = serial_len(serial)? as usize;
-    let bytes = payload.get(off..off.checked_add(len)?)?;
+    let end = off.checked_add(len)?;
+    let bytes = match payload.get(off..end) {
+        Some(b) => b,
+        // A value cut short (partial records): text and blobs keep the
+        // bytes that are there.
+        None if serial >= 12 => payload.get(off..)?,
+        None => return None,
+    };
     Some(match serial {
         0 => ValueRef::Null,
         1..=6 => ValueRef::Integer(int_be(bytes)),

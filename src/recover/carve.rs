@@ -1,0 +1,194 @@
+//! Finding rows on pages the b-tree cannot vouch for: orphaned leaf pages
+//! and pages whose header or cell pointers are damaged.
+//!
+//! A candidate cell is kept only when its record decodes completely and its
+//! length agrees exactly with the payload size the cell claims: a random
+//! byte run rarely passes both.
+
+use crate::format::Malformed;
+use crate::format::cell::{Payload, local_size};
+use crate::format::page::{BtreePage, PageKind};
+use crate::format::record::{Record, ValueRef};
+use crate::format::varint::{read_varint, read_varint_i64};
+use crate::schema::{Affinity, Table};
+
+/// A cell found on a page.
+#[derive(Debug, Clone)]
+pub struct FoundCell {
+    /// Offset of the cell on its page.
+    pub offset: usize,
+    /// Cell index when it came from the cell pointer array.
+    pub index: Option<u16>,
+    /// The rowid (table leaf cells).
+    pub rowid: Option<i64>,
+    /// Payload size the cell claims.
+    pub total: u64,
+    /// Local payload bytes (owned: pages are reused).
+    pub local: Vec<u8>,
+    /// First overflow page, 0 when none.
+    pub overflow: u32,
+}
+
+impl FoundCell {
+    /// The payload as a [`Payload`] view.
+    pub fn payload(&self) -> Payload<'_> {
+        Payload {
+            total: self.total,
+            local: &self.local,
+            overflow: self.overflow,
+        }
+    }
+}
+
+/// Cells of a leaf page with a usable header, through its cell pointer array;
+/// cells that do not decode are skipped and counted.
+pub fn cells_by_pointer(page: &BtreePage<'_>) -> (Vec<FoundCell>, usize) {
+    let mut out = Vec::new();
+    let mut bad = 0;
+    for i in 0..page.cell_count {
+        let Ok(off) = page.cell_offset(i) else {
+            bad += 1;
+            continue;
+        };
+        match cell_at(page.data(), off, page.kind, page.usable()) {
+            Ok(mut c) => {
+                c.index = Some(i);
+                out.push(c);
+            }
+            Err(_) => bad += 1,
+        }
+    }
+    (out, bad)
+}
+
+/// Decodes a leaf cell at `off` of `page` (usable part), requiring the local
+/// record header to be whole.
+pub fn cell_at(
+    page: &[u8],
+    off: usize,
+    kind: PageKind,
+    usable: u32,
+) -> Result<FoundCell, Malformed> {
+    let buf = page.get(off..).ok_or(Malformed("offset past the page"))?;
+    let (total, n1) = read_varint(buf).ok_or(Malformed("cell"))?;
+    let (rowid, n2) = if kind == PageKind::TableLeaf {
+        let (r, n) = buf
+            .get(n1..)
+            .and_then(read_varint_i64)
+            .ok_or(Malformed("cell"))?;
+        (Some(r), n)
+    } else {
+        (None, 0)
+    };
+    if total == 0 || total > crate::tree::MAX_PAYLOAD {
+        return Err(Malformed("payload size"));
+    }
+    let start = n1 + n2;
+    let local = local_size(total, usable, kind) as usize;
+    let end = start.checked_add(local).ok_or(Malformed("cell"))?;
+    let bytes = buf
+        .get(start..end)
+        .ok_or(Malformed("payload past the page"))?;
+    let overflow = if (local as u64) < total {
+        let o = crate::format::be32(buf, end).ok_or(Malformed("overflow pointer"))?;
+        if o == 0 {
+            return Err(Malformed("overflow pointer is zero"));
+        }
+        o
+    } else {
+        0
+    };
+    Ok(FoundCell {
+        offset: off,
+        index: None,
+        rowid,
+        total,
+        local: bytes.to_vec(),
+        overflow,
+    })
+}
+
+/// Whether a whole (non-spilling) payload is exactly one well-formed record.
+fn exact_record(payload: &[u8], rec: &mut Record) -> bool {
+    rec.parse(payload).is_ok() && rec.end() == payload.len() && !rec.is_empty()
+}
+
+/// Scans the content of a page whose header or cell pointers cannot be
+/// trusted for leaf cells of `kind`. A candidate must decode as a cell,
+/// carry a record whose header is whole and, when it does not spill, whose
+/// length equals the payload size exactly. Found cells do not overlap.
+pub fn scan_page(page: &[u8], kind: PageKind, usable: u32, first: usize) -> Vec<FoundCell> {
+    let mut out = Vec::new();
+    let mut rec = Record::new();
+    let end = (usable as usize).min(page.len());
+    let mut off = first;
+    while off + 4 <= end {
+        if let Ok(c) = cell_at(page, off, kind, usable) {
+            let ok = if c.overflow == 0 {
+                exact_record(&c.local, &mut rec)
+            } else {
+                // Spilling: the header must be in the local part and the
+                // values must add up to the claimed total.
+                rec.parse_partial(&c.local).is_ok()
+                    && !rec.is_empty()
+                    && record_total(&c.local) == Some(c.total)
+            };
+            if ok {
+                let size = c.local.len() + if c.overflow != 0 { 4 } else { 0 };
+                let skip = off + size.max(4);
+                out.push(c);
+                off = skip;
+                continue;
+            }
+        }
+        off += 1;
+    }
+    out
+}
+
+/// Total record length its header describes.
+fn record_total(payload: &[u8]) -> Option<u64> {
+    let (hdr, mut pos) = read_varint(payload)?;
+    let hdr_len = usize::try_from(hdr).ok()?;
+    let mut total = hdr;
+    while pos < hdr_len {
+        let (serial, n) = payload.get(pos..hdr_len).and_then(read_varint)?;
+        pos += n;
+        total = total.checked_add(crate::format::record::serial_len(serial)?)?;
+    }
+    (pos == hdr_len).then_some(total)
+}
+
+/// Whether a record's shape fits `table`: not more values than it stores,
+/// NULL in the rowid alias's slot, and no value of a type the column's
+/// affinity would have converted on the way in.
+pub fn fits(table: &Table, rec: &Record, payload: &[u8]) -> bool {
+    if !table.parsed || rec.is_empty() || rec.len() > table.stored_columns() {
+        return false;
+    }
+    for (i, col) in table.columns.iter().enumerate() {
+        let Some(slot) = col.slot else { continue };
+        if slot >= rec.len() {
+            continue;
+        }
+        let v = rec.value(payload, slot);
+        if table.rowid_alias == Some(i) {
+            if v != ValueRef::Null {
+                return false;
+            }
+            continue;
+        }
+        let ok = match (col.affinity, v) {
+            (Affinity::Text, ValueRef::Integer(_) | ValueRef::Real(_)) => false,
+            (Affinity::Integer | Affinity::Numeric, ValueRef::Real(f)) => {
+                // Integral reals are stored as integers in these columns.
+                f.fract() != 0.0 || f.abs() > 9.0e18
+            }
+            _ => true,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,991 @@
+//! Recovery: every committed row that survives on disk, from the b-trees,
+//! from orphaned pages and from the WAL, into a fresh database.
+//!
+//! ```text
+//! db + WAL ──salvage──▶ snapshot (damaged frames skipped, older good versions stand in)
+//!    │
+//!    ├─ schema (page 1; older page-1 versions; --schema SQL)
+//!    ├─ walk each table from its root ──▶ rows (source tree / wal), holes
+//!    ├─ classify every other page: freelist, pointer map, overflow, orphan leaf, damaged
+//!    ├─ orphan leaves and carved cells ──attribute──▶ table (by evidence) or lost_and_found
+//!    ▼
+//! fresh database: tables, rows (tree first, then evidence; a key conflict keeps
+//! the first), indexes, views, triggers, sqlite_sequence ── integrity_check ── rename
+//! ```
+
+mod carve;
+mod sink;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+pub use sink::Source;
+
+use crate::error::{Error, Result};
+use crate::format::page::{
+    BtreePage, FreelistTrunk, PageKind, PtrmapKind, is_ptrmap_page, ptrmap_entry, ptrmap_page_for,
+};
+use crate::format::record::{Record, ValueRef};
+use crate::replay::check_output;
+use crate::rows::column_value;
+use crate::schema::{Schema, quote_ident};
+use crate::snapshot::{Database, HeaderSource, Salvage, SalvageWal, WalChoice};
+use crate::tree::{Damage, Hole, PageVisitor, TreeCursor, assemble};
+use carve::{FoundCell, cells_by_pointer, fits, scan_page};
+use sink::Sink;
+
+/// What to recover and how.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverOptions {
+    /// Which WAL to read.
+    pub wal: WalChoice,
+    /// Recover as of this salvage commit (default: the last).
+    pub at_commit: Option<u32>,
+    /// The application's CREATE statements, used when the schema on disk
+    /// is unreadable.
+    pub schema_sql: Option<String>,
+    /// Overwrite the output.
+    pub force: bool,
+    /// Skip fsync of the output.
+    pub no_sync: bool,
+}
+
+/// How sure the attribution of a row to its table is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Confidence {
+    /// Reached from the table's root page.
+    Root,
+    /// Given back by evidence: a pointer-map entry, or the rowid range of
+    /// an unreadable part of the table's tree, and a record shape that fits.
+    Evidence,
+    /// Not attributed: kept in the lost-and-found table.
+    Unattributed,
+}
+
+/// Outcome of a recovery, for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// No damage met: everything was read.
+    Complete,
+    /// Damage met: some rows or values may be missing or flagged.
+    Partial,
+    /// No row could be recovered.
+    Nothing,
+}
+
+/// A value that could not be read whole.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FlaggedRow {
+    /// Table.
+    pub table: String,
+    /// Rowid, when the table has one.
+    pub rowid: Option<i64>,
+    /// Page the row was read from.
+    pub page: u32,
+    /// Why it is flagged.
+    pub flag: String,
+}
+
+/// Per-table figures.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TableReport {
+    /// Table name.
+    pub name: String,
+    /// Rows written, by source.
+    pub by_source: BTreeMap<Source, u64>,
+    /// Rows written, by confidence.
+    pub by_confidence: BTreeMap<Confidence, u64>,
+    /// Rows not written because a row with the same key (or unique value)
+    /// came first from a more trusted source.
+    pub duplicates_skipped: u64,
+    /// Rows with a value read only in part (broken overflow chain).
+    pub truncated_values: u64,
+    /// Rows read from a page version older than the newest committed one
+    /// (whose newest version is damaged): possibly stale.
+    pub possibly_stale: u64,
+    /// Cells that could not be decoded at all.
+    pub cells_lost: u64,
+    /// Unreadable parts of the tree and the rowid ranges they held.
+    pub holes: Vec<Hole>,
+    /// Damage met while walking the tree.
+    pub damage: Vec<Damage>,
+}
+
+/// What a recovery did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// Input database.
+    pub input: String,
+    /// Output database.
+    pub output: String,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Page size used.
+    pub page_size: u32,
+    /// Pages examined.
+    pub page_count: u32,
+    /// Where the header fields came from.
+    pub header_from: HeaderSource,
+    /// Where the schema came from.
+    pub schema_from: String,
+    /// How the WAL was read.
+    pub wal: Option<SalvageWal>,
+    /// Why a WAL beside the input was not used.
+    pub wal_rejected: Option<String>,
+    /// Per table.
+    pub tables: Vec<TableReport>,
+    /// Rows in the lost-and-found table.
+    pub lost_and_found: u64,
+    /// Name of the lost-and-found table, when created.
+    pub lost_and_found_table: Option<String>,
+    /// Leaf pages no tree reaches, and where their rows went.
+    pub orphan_pages: Vec<(u32, String)>,
+    /// Pages that are neither usable b-tree pages nor anything else known.
+    pub unreadable_pages: Vec<u32>,
+    /// Tables in the schema that could not be created in the output.
+    pub tables_not_created: Vec<(String, String)>,
+    /// Indexes, views and triggers that could not be created, and why.
+    pub objects_not_created: Vec<(String, String)>,
+    /// Rows removed so that a UNIQUE index could be built (the row read
+    /// from the tree was kept).
+    pub unique_conflicts: u64,
+    /// Rows with flagged values (first 10000).
+    pub flagged: Vec<FlaggedRow>,
+    /// Damage met outside the tables' trees (schema, freelist).
+    pub damage: Vec<Damage>,
+}
+
+impl Report {
+    /// Total rows written to the recovered tables.
+    pub fn rows(&self) -> u64 {
+        self.tables
+            .iter()
+            .map(|t| t.by_source.values().sum::<u64>())
+            .sum()
+    }
+}
+
+const MAX_FLAGGED: usize = 10_000;
+
+/// Page roles during recovery.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    No,
+    Tree(u32),
+    Overflow,
+    Free,
+    Ptrmap,
+    Damaged(u32),
+}
+
+struct Marks<'m> {
+    seen: &'m mut Vec<Seen>,
+    table: u32,
+}
+
+impl PageVisitor for Marks<'_> {
+    fn btree_page(&mut self, pgno: u32, _kind: PageKind, _depth: usize) {
+        if let Some(s) = self.seen.get_mut(pgno as usize) {
+            *s = Seen::Tree(self.table);
+        }
+    }
+    fn overflow_page(&mut self, pgno: u32) {
+        if let Some(s) = self.seen.get_mut(pgno as usize) {
+            *s = Seen::Overflow;
+        }
+    }
+    fn unusable_page(&mut self, pgno: u32) {
+        if let Some(s) = self.seen.get_mut(pgno as usize) {
+            if *s == Seen::No {
+                *s = Seen::Damaged(self.table);
+            }
+        }
+    }
+}
+
+/// A row bound for lost_and_found.
+struct Lost {
+    page: u32,
+    cell: Option<u16>,
+    offset: Option<usize>,
+    source: Source,
+    rowid: Option<i64>,
+    values: Vec<crate::format::record::Value>,
+}
+
+/// Recovers `input` into a fresh database at `output`.
+pub fn recover(input: &Path, output: &Path, opts: &RecoverOptions) -> Result<Report> {
+    let db = Database::open_salvage(input, opts.wal.clone())?;
+    let mut inputs: Vec<&Path> = vec![input];
+    if let Some(w) = db.wal() {
+        inputs.push(w.path.as_path());
+    }
+    check_output(output, &inputs, opts.force)?;
+    let salvage = db.salvage(opts.at_commit)?;
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".salvage-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::output(&dir, e))?
+        .into_temp_path();
+    let mut report = run(&db, &salvage, &tmp, opts)?;
+    if !opts.no_sync {
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::output(output, e))?;
+    }
+    tmp.persist(output)
+        .map_err(|e| Error::output(output, e.error))?;
+    if !opts.no_sync {
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+    }
+    report.input = input.display().to_string();
+    report.output = output.display().to_string();
+    Ok(report)
+}
+
+fn read_schema(
+    db: &Database,
+    salvage: &Salvage,
+    opts: &RecoverOptions,
+) -> (Schema, String, Vec<Damage>) {
+    let snap = &salvage.snapshot;
+    let enc = snap.header().encoding;
+    if salvage.header_from == HeaderSource::Page1 {
+        if let Ok((s, damage)) = Schema::read_lenient(snap) {
+            if !s.entries.is_empty() {
+                return (s, "page 1".into(), damage);
+            }
+        }
+    }
+    // Older versions of page 1: superseded WAL frames, then the file's own.
+    let mut buf = vec![0u8; snap.page_size() as usize];
+    for off in salvage.older_versions(1).iter().rev() {
+        if salvage.read_version(*off, &mut buf).is_ok() {
+            if let Some(s) = schema_from_page1(snap, &buf) {
+                return (
+                    s,
+                    format!("an older version of page 1 (WAL offset {off})"),
+                    Vec::new(),
+                );
+            }
+        }
+    }
+    if snap.wal_offset(1).is_some() {
+        if let Ok(s0) = db.snapshot(Some(0)) {
+            if let Ok(s) = Schema::read(&s0) {
+                if !s.entries.is_empty() {
+                    return (s, "the database file's page 1".into(), Vec::new());
+                }
+            }
+        }
+    }
+    if let Some(sql) = &opts.schema_sql {
+        if let Ok(s) = Schema::from_sql(sql, enc) {
+            return (s, "--schema".into(), Vec::new());
+        }
+    }
+    (
+        Schema {
+            entries: Vec::new(),
+            tables: Vec::new(),
+        },
+        "none: no schema could be read".into(),
+        vec![Damage {
+            page: 1,
+            cell: None,
+            what: "schema unreadable".into(),
+        }],
+    )
+}
+
+/// Reads sqlite_schema from a page-1 image when it is a single leaf page.
+fn schema_from_page1(snap: &crate::snapshot::Snapshot, page: &[u8]) -> Option<Schema> {
+    let enc = snap.header().encoding;
+    let p = BtreePage::parse(page, 1, snap.usable_size()).ok()?;
+    if p.kind != PageKind::TableLeaf {
+        return None;
+    }
+    let mut rec = Record::new();
+    let mut entries = Vec::new();
+    for i in 0..p.cell_count {
+        let c = p.cell(i).ok()?;
+        let pl = c.payload()?;
+        if pl.spills() {
+            continue;
+        }
+        rec.parse(pl.local).ok()?;
+        let text = |k: usize| match rec.value(pl.local, k) {
+            ValueRef::Text(t) => Some(crate::format::record::decode_text(t, enc).into_owned()),
+            _ => None,
+        };
+        entries.push(crate::schema::SchemaEntry {
+            kind: text(0)?,
+            name: text(1)?,
+            tbl_name: text(2)?,
+            rootpage: match rec.value(pl.local, 3) {
+                ValueRef::Integer(r) => u32::try_from(r).unwrap_or(0),
+                _ => 0,
+            },
+            sql: text(4),
+        });
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    Schema::from_entries(entries, enc).ok()
+}
+
+fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> Result<Report> {
+    let snap = &salvage.snapshot;
+    let enc = snap.header().encoding;
+    let usable = snap.usable_size();
+    let page_count = snap.page_count();
+    let (schema, schema_from, mut damage) = read_schema(db, salvage, opts);
+    let mut sink = Sink::create(out, enc, snap.page_size())?;
+    let tables_not_created = sink.create_tables(&schema);
+    let not_created: HashSet<String> = tables_not_created.iter().map(|t| t.0.clone()).collect();
+    let fallback: HashSet<u32> = salvage
+        .wal
+        .as_ref()
+        .map(|w| w.fallback_pages.iter().copied().collect())
+        .unwrap_or_default();
+    let mut seen = vec![Seen::No; page_count as usize + 1];
+    let mut reports: Vec<TableReport> = schema
+        .tables
+        .iter()
+        .map(|t| TableReport {
+            name: t.name.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let mut flagged: Vec<FlaggedRow> = Vec::new();
+    let mut lost: Vec<Lost> = Vec::new();
+    sink.conn.execute_batch("BEGIN")?;
+
+    // 1. Every table from its root, and index trees only to mark their pages.
+    let mut rec = Record::new();
+    for (ti, t) in schema.tables.iter().enumerate() {
+        if t.root == 0 || t.root > page_count {
+            continue;
+        }
+        let internal = t.name.to_ascii_lowercase().starts_with("sqlite_");
+        let mut cursor = TreeCursor::with_visitor(
+            snap,
+            t.root,
+            Marks {
+                seen: &mut seen,
+                table: ti as u32,
+            },
+        )
+        .lenient(true)
+        .keep_partial(true);
+        let rep = &mut reports[ti];
+        while let Some(e) = cursor.next()? {
+            let truncated_col = if e.truncated {
+                match rec.parse_partial(e.payload) {
+                    Ok(c) => c.or(Some(rec.len())),
+                    Err(_) => {
+                        rep.cells_lost += 1;
+                        continue;
+                    }
+                }
+            } else {
+                if rec.parse(e.payload).is_err() {
+                    rep.cells_lost += 1;
+                    continue;
+                }
+                None
+            };
+            if internal || not_created.contains(&t.name) {
+                if t.name.eq_ignore_ascii_case("sqlite_sequence") {
+                    restore_sequence(&sink, &rec, e.payload, enc)?;
+                } else if !internal {
+                    lost.push(Lost {
+                        page: e.at.page,
+                        cell: Some(e.at.cell),
+                        offset: None,
+                        source: Source::Tree,
+                        rowid: e.rowid,
+                        values: (0..rec.len())
+                            .map(|i| rec.value(e.payload, i).to_owned(enc))
+                            .collect(),
+                    });
+                }
+                continue;
+            }
+            let source = if snap.wal_offset(e.at.page).is_some() {
+                Source::Wal
+            } else {
+                Source::Tree
+            };
+            let payload = e.payload;
+            let rowid = e.rowid;
+            let inserted = sink.insert(
+                t,
+                rowid,
+                &|c| column_value(t, &rec, payload, rowid, c),
+                source,
+            )?;
+            if !inserted {
+                rep.duplicates_skipped += 1;
+                continue;
+            }
+            *rep.by_source.entry(source).or_default() += 1;
+            *rep.by_confidence.entry(Confidence::Root).or_default() += 1;
+            let stale = fallback.contains(&e.at.page);
+            if stale {
+                rep.possibly_stale += 1;
+            }
+            if truncated_col.is_some() {
+                rep.truncated_values += 1;
+            }
+            if (stale || truncated_col.is_some()) && flagged.len() < MAX_FLAGGED {
+                flagged.push(FlaggedRow {
+                    table: t.name.clone(),
+                    rowid,
+                    page: e.at.page,
+                    flag: match truncated_col {
+                        Some(c) => format!(
+                            "value of column {c} onwards read only in part (overflow chain broken)"
+                        ),
+                        None => "read from an older page version: the newest is damaged".into(),
+                    },
+                });
+            }
+        }
+        rep.holes = cursor.holes().to_vec();
+        rep.damage = cursor.damage().to_vec();
+    }
+    // Index b-trees: only to account for their pages.
+    for e in schema.of_kind("index") {
+        if e.rootpage == 0 || e.rootpage > page_count {
+            continue;
+        }
+        let mut cursor = TreeCursor::with_visitor(
+            snap,
+            e.rootpage,
+            Marks {
+                seen: &mut seen,
+                table: u32::MAX,
+            },
+        )
+        .lenient(true);
+        while cursor.next()?.is_some() {}
+    }
+    if let Some(s) = seen.get_mut(1) {
+        if *s == Seen::No {
+            *s = Seen::Tree(u32::MAX);
+        }
+    }
+    {
+        let mut c = TreeCursor::with_visitor(
+            snap,
+            1,
+            Marks {
+                seen: &mut seen,
+                table: u32::MAX,
+            },
+        )
+        .lenient(true);
+        while c.next()?.is_some() {}
+    }
+    mark_freelist(snap, &mut seen, &mut damage)?;
+    let h = snap.header();
+    if h.auto_vacuum() != crate::format::header::AutoVacuum::None {
+        for p in 2..=page_count {
+            if is_ptrmap_page(p, usable, snap.page_size()) {
+                seen[p as usize] = Seen::Ptrmap;
+            }
+        }
+    }
+    let lock = h.lock_byte_page();
+    if lock <= page_count {
+        seen[lock as usize] = Seen::Ptrmap;
+    }
+
+    // 2. Every page nothing accounted for, and damaged tree pages.
+    let mut orphan_pages = Vec::new();
+    let mut unreadable_pages = Vec::new();
+    let mut buf = vec![0u8; snap.page_size() as usize];
+    let mut scratch = Vec::new();
+    let mut chain_seen = HashSet::new();
+    let mut payload_buf = Vec::new();
+    let ptrmap_root = |pgno: u32, seen: &Vec<Seen>| -> Option<u32> {
+        // Follow pointer-map parents up to a page a table's walk reached.
+        let mut p = pgno;
+        let mut map = vec![0u8; snap.page_size() as usize];
+        for _ in 0..64 {
+            let mp = ptrmap_page_for(p, usable, snap.page_size())?;
+            snap.read_page(mp, &mut map).ok()?;
+            let e = ptrmap_entry(map.get(..usable as usize)?, mp, p).ok()?;
+            match e.kind {
+                PtrmapKind::Btree => {
+                    p = e.parent;
+                    if let Some(Seen::Tree(t) | Seen::Damaged(t)) = seen.get(p as usize) {
+                        if *t != u32::MAX {
+                            return Some(*t);
+                        }
+                    }
+                }
+                PtrmapKind::RootPage => return None,
+                _ => return None,
+            }
+        }
+        None
+    };
+    for pgno in 2..=page_count {
+        let owner = match seen[pgno as usize] {
+            Seen::No => None,
+            Seen::Damaged(t) if t != u32::MAX => Some(t),
+            _ => continue,
+        };
+        if snap.read_page(pgno, &mut buf).is_err() {
+            unreadable_pages.push(pgno);
+            continue;
+        }
+        if buf.iter().all(|&b| b == 0) {
+            if owner.is_some() {
+                unreadable_pages.push(pgno);
+            }
+            continue;
+        }
+        // Cells: through the pointer array when the header is usable,
+        // else carved from the content.
+        let (cells, kind, source) = match BtreePage::parse(&buf, pgno, usable) {
+            Ok(p) if p.kind.is_leaf() && owner.is_none() => {
+                let (c, _bad) = cells_by_pointer(&p);
+                (c, p.kind, Source::Orphan)
+            }
+            Ok(p) if !p.kind.is_leaf() && owner.is_none() => {
+                // An orphan interior page: its leaves are orphans too and
+                // are handled on their own.
+                continue;
+            }
+            _ => {
+                // Which kind to carve for: the owner's, else table leaves.
+                let kind = match owner.and_then(|t| schema.tables.get(t as usize)) {
+                    Some(t) if t.without_rowid => PageKind::IndexLeaf,
+                    _ => PageKind::TableLeaf,
+                };
+                (
+                    scan_page(&buf[..usable as usize], kind, usable, 8),
+                    kind,
+                    Source::Carved,
+                )
+            }
+        };
+        if cells.is_empty() {
+            if owner.is_some() || source == Source::Carved {
+                unreadable_pages.push(pgno);
+            }
+            continue;
+        }
+        // Decode every cell's record (assembling overflow).
+        let mut decoded: Vec<(FoundCell, Vec<u8>, bool)> = Vec::new();
+        for c in cells {
+            let p = c.payload();
+            let (bytes, truncated) = if p.spills() {
+                let r = assemble(
+                    snap,
+                    &p,
+                    &mut payload_buf,
+                    &mut scratch,
+                    &mut chain_seen,
+                    &mut crate::tree::NoVisitor,
+                );
+                (payload_buf.clone(), r.is_err())
+            } else {
+                (c.local.clone(), false)
+            };
+            decoded.push((c, bytes, truncated));
+        }
+        // Attribute the page.
+        let attributed: Option<(usize, Confidence)> = if let Some(t) = owner {
+            Some((t as usize, Confidence::Evidence))
+        } else if let Some(t) = ptrmap_root(pgno, &seen) {
+            Some((t as usize, Confidence::Evidence))
+        } else {
+            attribute(&schema, &reports, &decoded, kind, &mut rec)
+        };
+        let label = match attributed {
+            Some((t, _)) => schema.tables[t].name.clone(),
+            None => "lost_and_found".into(),
+        };
+        if source == Source::Orphan {
+            orphan_pages.push((pgno, label));
+        }
+        for (c, bytes, truncated) in &decoded {
+            let ok = if *truncated {
+                rec.parse_partial(bytes).is_ok()
+            } else {
+                rec.parse(bytes).is_ok()
+            };
+            if !ok {
+                continue;
+            }
+            match attributed {
+                Some((ti, conf))
+                    if fits(&schema.tables[ti], &rec, bytes)
+                        && !not_created.contains(&schema.tables[ti].name) =>
+                {
+                    let t = &schema.tables[ti];
+                    let rowid = c.rowid;
+                    let inserted = sink.insert(
+                        t,
+                        rowid,
+                        &|k| column_value(t, &rec, bytes, rowid, k),
+                        source,
+                    )?;
+                    let rep = &mut reports[ti];
+                    if !inserted {
+                        rep.duplicates_skipped += 1;
+                        continue;
+                    }
+                    *rep.by_source.entry(source).or_default() += 1;
+                    *rep.by_confidence.entry(conf).or_default() += 1;
+                    if *truncated {
+                        rep.truncated_values += 1;
+                    }
+                    if flagged.len() < MAX_FLAGGED {
+                        flagged.push(FlaggedRow {
+                            table: t.name.clone(),
+                            rowid,
+                            page: pgno,
+                            flag: format!(
+                                "{} page{}",
+                                if source == Source::Carved {
+                                    "carved from a damaged"
+                                } else {
+                                    "from an orphaned"
+                                },
+                                if *truncated {
+                                    "; a value read only in part"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        });
+                    }
+                }
+                _ => lost.push(Lost {
+                    page: pgno,
+                    cell: c.index,
+                    offset: Some(c.offset),
+                    source,
+                    rowid: c.rowid,
+                    values: (0..rec.len())
+                        .map(|i| rec.value(bytes, i).to_owned(enc))
+                        .collect(),
+                }),
+            }
+        }
+    }
+
+    // 3. lost_and_found, indexes, views, triggers.
+    let lost_table = write_lost(&sink, &schema, &lost)?;
+    sink.conn.execute_batch("COMMIT")?;
+    let (objects_not_created, unique_conflicts) = create_objects(&sink, &schema)?;
+    let ic: String = sink
+        .conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if ic != "ok" {
+        return Err(Error::corrupt(
+            0,
+            format!("recovered database failed its integrity check: {ic}"),
+        ));
+    }
+    drop(sink);
+
+    let any_damage = !damage.is_empty()
+        || reports.iter().any(|r| {
+            !r.damage.is_empty()
+                || r.cells_lost > 0
+                || r.possibly_stale > 0
+                || r.truncated_values > 0
+        })
+        || !orphan_pages.is_empty()
+        || !unreadable_pages.is_empty()
+        || !lost.is_empty()
+        || salvage
+            .wal
+            .as_ref()
+            .is_some_and(|w| !w.damaged_frames.is_empty())
+        || salvage.header_from != HeaderSource::Page1;
+    let mut report = Report {
+        input: String::new(),
+        output: String::new(),
+        outcome: Outcome::Complete,
+        page_size: snap.page_size(),
+        page_count,
+        header_from: salvage.header_from,
+        schema_from,
+        wal: salvage.wal.clone(),
+        wal_rejected: db.wal_rejected().map(String::from),
+        tables: reports,
+        lost_and_found: lost.len() as u64,
+        lost_and_found_table: lost_table,
+        orphan_pages,
+        unreadable_pages,
+        tables_not_created,
+        objects_not_created,
+        unique_conflicts,
+        flagged,
+        damage,
+    };
+    report.outcome = if report.rows() == 0 && report.lost_and_found == 0 {
+        Outcome::Nothing
+    } else if any_damage {
+        Outcome::Partial
+    } else {
+        Outcome::Complete
+    };
+    Ok(report)
+}
+
+/// Picks the table an orphan or carved page belongs to by the shape of its
+/// records and the holes in the tables' trees; None when not sure.
+fn attribute(
+    schema: &Schema,
+    reports: &[TableReport],
+    cells: &[(FoundCell, Vec<u8>, bool)],
+    kind: PageKind,
+    rec: &mut Record,
+) -> Option<(usize, Confidence)> {
+    let mut candidates: Vec<usize> = Vec::new();
+    for (ti, t) in schema.tables.iter().enumerate() {
+        if t.without_rowid != (kind == PageKind::IndexLeaf)
+            || t.name.to_ascii_lowercase().starts_with("sqlite_")
+        {
+            continue;
+        }
+        let all_fit = cells.iter().all(|(_, bytes, truncated)| {
+            let ok = if *truncated {
+                rec.parse_partial(bytes).is_ok()
+            } else {
+                rec.parse(bytes).is_ok()
+            };
+            ok && fits(t, rec, bytes)
+        });
+        if all_fit {
+            candidates.push(ti);
+        }
+    }
+    // Only a table whose tree is damaged can have lost pages.
+    let damaged: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&t| !reports[t].holes.is_empty() || !reports[t].damage.is_empty())
+        .collect();
+    if kind == PageKind::TableLeaf {
+        let in_hole: Vec<usize> = damaged
+            .iter()
+            .copied()
+            .filter(|&t| {
+                cells.iter().all(|(c, _, _)| {
+                    c.rowid
+                        .is_some_and(|r| reports[t].holes.iter().any(|h| h.contains(r)))
+                })
+            })
+            .collect();
+        if let [t] = in_hole.as_slice() {
+            return Some((*t, Confidence::Evidence));
+        }
+        return None;
+    }
+    match damaged.as_slice() {
+        [t] => Some((*t, Confidence::Evidence)),
+        _ => None,
+    }
+}
+
+fn mark_freelist(
+    snap: &crate::snapshot::Snapshot,
+    seen: &mut [Seen],
+    damage: &mut Vec<Damage>,
+) -> Result<()> {
+    let h = snap.header();
+    let mut trunk = h.raw.freelist_trunk;
+    let mut buf = vec![0u8; snap.page_size() as usize];
+    let mut n = 0u32;
+    while trunk != 0 && trunk <= snap.page_count() && n < snap.page_count() {
+        n += 1;
+        if seen.get(trunk as usize) != Some(&Seen::No) {
+            damage.push(Damage {
+                page: trunk,
+                cell: None,
+                what: "freelist trunk reused or looping".into(),
+            });
+            break;
+        }
+        seen[trunk as usize] = Seen::Free;
+        snap.read_page(trunk, &mut buf)?;
+        match FreelistTrunk::parse(&buf, snap.usable_size()) {
+            Ok(t) => {
+                for l in t.leaves {
+                    if let Some(s) = seen.get_mut(l as usize) {
+                        if *s == Seen::No {
+                            *s = Seen::Free;
+                        }
+                    }
+                }
+                trunk = t.next;
+            }
+            Err(m) => {
+                damage.push(Damage {
+                    page: trunk,
+                    cell: None,
+                    what: format!("freelist: {m}"),
+                });
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn restore_sequence(
+    sink: &Sink,
+    rec: &Record,
+    payload: &[u8],
+    enc: crate::format::header::TextEncoding,
+) -> Result<()> {
+    let name = match rec.value(payload, 0) {
+        ValueRef::Text(t) => crate::format::record::decode_text(t, enc).into_owned(),
+        _ => return Ok(()),
+    };
+    let ValueRef::Integer(seq) = rec.value(payload, 1) else {
+        return Ok(());
+    };
+    let exists: bool = sink.conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE name='sqlite_sequence'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? > 0;
+    if !exists {
+        return Ok(());
+    }
+    let updated = sink.conn.execute(
+        "UPDATE sqlite_sequence SET seq = max(seq, ?2) WHERE name = ?1",
+        rusqlite::params![name, seq],
+    )?;
+    if updated == 0 {
+        sink.conn.execute(
+            "INSERT INTO sqlite_sequence(name, seq) VALUES(?1, ?2)",
+            rusqlite::params![name, seq],
+        )?;
+    }
+    Ok(())
+}
+
+fn write_lost(sink: &Sink, schema: &Schema, lost: &[Lost]) -> Result<Option<String>> {
+    if lost.is_empty() {
+        return Ok(None);
+    }
+    let mut name = "lost_and_found".to_string();
+    let mut k = 0;
+    while schema.table(&name).is_some() {
+        k += 1;
+        name = format!("lost_and_found_{k}");
+    }
+    let width = lost
+        .iter()
+        .map(|l| l.values.len())
+        .max()
+        .unwrap_or(0)
+        .min(2000);
+    let cols: Vec<String> = (0..width).map(|i| format!("c{i}")).collect();
+    let extra = if cols.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", cols.join(", "))
+    };
+    sink.conn.execute_batch(&format!(
+        "CREATE TABLE {}(id INTEGER PRIMARY KEY, page INTEGER, cell INTEGER, offset INTEGER, source TEXT, rowid_found INTEGER, nfield INTEGER{extra})",
+        quote_ident(&name)
+    ))?;
+    let marks = vec!["?"; 6 + width].join(",");
+    let colnames = if cols.is_empty() {
+        String::new()
+    } else {
+        format!(",{}", cols.join(","))
+    };
+    let sql = format!(
+        "INSERT INTO {}(page, cell, offset, source, rowid_found, nfield{colnames}) VALUES({marks})",
+        quote_ident(&name)
+    );
+    let mut st = sink.conn.prepare(&sql)?;
+    for l in lost {
+        let mut params: Vec<rusqlite::types::Value> = vec![
+            rusqlite::types::Value::Integer(i64::from(l.page)),
+            l.cell.map_or(rusqlite::types::Value::Null, |c| {
+                rusqlite::types::Value::Integer(i64::from(c))
+            }),
+            l.offset.map_or(rusqlite::types::Value::Null, |o| {
+                rusqlite::types::Value::Integer(o as i64)
+            }),
+            rusqlite::types::Value::Text(format!("{:?}", l.source).to_ascii_lowercase()),
+            l.rowid.map_or(
+                rusqlite::types::Value::Null,
+                rusqlite::types::Value::Integer,
+            ),
+            rusqlite::types::Value::Integer(l.values.len() as i64),
+        ];
+        for i in 0..width {
+            params.push(match l.values.get(i) {
+                None | Some(crate::format::record::Value::Null) => rusqlite::types::Value::Null,
+                Some(crate::format::record::Value::Integer(v)) => {
+                    rusqlite::types::Value::Integer(*v)
+                }
+                Some(crate::format::record::Value::Real(v)) => rusqlite::types::Value::Real(*v),
+                Some(crate::format::record::Value::Text(v)) => {
+                    rusqlite::types::Value::Text(v.clone())
+                }
+                Some(crate::format::record::Value::Blob(v)) => {
+                    rusqlite::types::Value::Blob(v.clone())
+                }
+            });
+        }
+        st.execute(rusqlite::params_from_iter(params))?;
+    }
+    Ok(Some(name))
+}
+
+/// Indexes (a UNIQUE conflict drops the less trusted rows), then views,
+/// then triggers, so nothing fires during the load.
+fn create_objects(sink: &Sink, schema: &Schema) -> Result<(Vec<(String, String)>, u64)> {
+    let mut failed = Vec::new();
+    let mut conflicts = 0u64;
+    for kind in ["index", "view", "trigger"] {
+        for e in schema.of_kind(kind) {
+            let Some(sql) = &e.sql else { continue };
+            match sink.conn.execute_batch(sql) {
+                Ok(()) => {}
+                Err(err) if kind == "index" && err.to_string().contains("UNIQUE") => {
+                    // Drop rows that did not come from the tree and collide.
+                    let removed = sink.conn.execute(
+                        &format!(
+                            "DELETE FROM {t} WHERE rowid IN (SELECT rid FROM temp.salvage_rank WHERE tbl = ?1)",
+                            t = quote_ident(&e.tbl_name)
+                        ),
+                        [&e.tbl_name],
+                    )?;
+                    match sink.conn.execute_batch(sql) {
+                        Ok(()) => conflicts += removed as u64,
+                        Err(err) => failed.push((e.name.clone(), err.to_string())),
+                    }
+                }
+                Err(err) => failed.push((e.name.clone(), err.to_string())),
+            }
+        }
+    }
+    Ok((failed, conflicts))
+}
