@@ -510,3 +510,30 @@ fn eval_default(
     // either) reads as NULL.
     Ok(res.unwrap_or(StoredValue::Null))
 }
+
+/// Names of the tables listed on a page-1 image whose `sqlite_schema` fits
+/// on that one leaf page; None when it does not (or the page is damaged).
+pub fn table_names_on_page1(page: &[u8], usable: u32, enc: TextEncoding) -> Option<Vec<String>> {
+    use crate::format::page::{BtreePage, PageKind};
+    let p = BtreePage::parse(page, 1, usable).ok()?;
+    if p.kind != PageKind::TableLeaf {
+        return None;
+    }
+    let mut rec = Record::new();
+    let mut names = Vec::new();
+    for i in 0..p.cell_count {
+        let pl = *p.cell(i).ok()?.payload()?;
+        if pl.spills() {
+            return None;
+        }
+        rec.parse(pl.local).ok()?;
+        if let (ValueRef::Text(kind), ValueRef::Text(name)) =
+            (rec.value(pl.local, 0), rec.value(pl.local, 1))
+        {
+            if kind == encode_text("table", enc).as_slice() {
+                names.push(decode_text(name, enc).into_owned());
+            }
+        }
+    }
+    Some(names)
+}

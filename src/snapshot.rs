@@ -258,6 +258,26 @@ impl Database {
         if raw.text_encoding != h.raw.text_encoding && h.raw.text_encoding != 0 {
             return Err(bad("its page 1 has a different text encoding".into()));
         }
+        // The earliest page 1 in the WAL follows the file's schema closely:
+        // a schema with no table in common is another database's.
+        let Some(first) = w
+            .frames
+            .iter()
+            .find(|f| f.pgno == 1 && f.salt_ok && f.checksum_ok)
+        else {
+            return Ok(());
+        };
+        let ps = self.page_size as usize;
+        let (mut a, mut b) = (vec![0u8; ps], vec![0u8; ps]);
+        read_full_at(&self.file, &mut a, 0).map_err(|e| Error::io(&self.path, e))?;
+        read_full_at(wf, &mut b, first.page_offset(self.page_size))
+            .map_err(|e| Error::io(&w.path, e))?;
+        let names = |p: &[u8]| crate::schema::table_names_on_page1(p, h.usable_size, h.encoding);
+        if let (Some(ours), Some(theirs)) = (names(&a), names(&b)) {
+            if !ours.is_empty() && !theirs.is_empty() && !ours.iter().any(|n| theirs.contains(n)) {
+                return Err(bad("its page 1 describes another schema".into()));
+            }
+        }
         Ok(())
     }
 

@@ -205,6 +205,15 @@ impl PageVisitor for Marks<'_> {
     }
 }
 
+/// Collects the overflow pages an assembly read.
+struct Collect(Vec<u32>);
+
+impl PageVisitor for Collect {
+    fn overflow_page(&mut self, pgno: u32) {
+        self.0.push(pgno);
+    }
+}
+
 /// A row bound for lost_and_found.
 struct Lost {
     page: u32,
@@ -375,6 +384,17 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
     let mut rec = Record::new();
     for (ti, t) in schema.tables.iter().enumerate() {
         if t.root == 0 || t.root > page_count {
+            // The whole tree is unknown: every rowid is in the hole.
+            reports[ti].holes.push(Hole {
+                page: t.root,
+                after: None,
+                up_to: None,
+            });
+            reports[ti].damage.push(Damage {
+                page: t.root,
+                cell: None,
+                what: "root page unknown or out of range".into(),
+            });
             continue;
         }
         let internal = t.name.to_ascii_lowercase().starts_with("sqlite_");
@@ -542,150 +562,168 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
         }
         None
     };
-    for pgno in 2..=page_count {
-        let owner = match seen[pgno as usize] {
-            Seen::No => None,
-            Seen::Damaged(t) if t != u32::MAX => Some(t),
-            _ => continue,
-        };
-        if snap.read_page(pgno, &mut buf).is_err() {
-            unreadable_pages.push(pgno);
-            continue;
-        }
-        if buf.iter().all(|&b| b == 0) {
-            if owner.is_some() {
-                unreadable_pages.push(pgno);
-            }
-            continue;
-        }
-        // Cells: through the pointer array when the header is usable,
-        // else carved from the content.
-        let (cells, kind, source) = match BtreePage::parse(&buf, pgno, usable) {
-            Ok(p) if p.kind.is_leaf() && owner.is_none() => {
-                let (c, _bad) = cells_by_pointer(&p);
-                (c, p.kind, Source::Orphan)
-            }
-            Ok(p) if !p.kind.is_leaf() && owner.is_none() => {
-                // An orphan interior page: its leaves are orphans too and
-                // are handled on their own.
+    // Two passes: orphan leaf pages first (which also claims their
+    // overflow pages), then carving what is still unaccounted for.
+    for carving in [false, true] {
+        for pgno in 2..=page_count {
+            let owner = match seen[pgno as usize] {
+                Seen::No => None,
+                Seen::Damaged(t) if t != u32::MAX => Some(t),
+                _ => continue,
+            };
+            if !carving && owner.is_some() {
                 continue;
             }
-            _ => {
-                // Which kind to carve for: the owner's, else table leaves.
-                let kind = match owner.and_then(|t| schema.tables.get(t as usize)) {
-                    Some(t) if t.without_rowid => PageKind::IndexLeaf,
-                    _ => PageKind::TableLeaf,
-                };
-                (
-                    scan_page(&buf[..usable as usize], kind, usable, 8),
-                    kind,
-                    Source::Carved,
-                )
-            }
-        };
-        if cells.is_empty() {
-            if owner.is_some() || source == Source::Carved {
+            if snap.read_page(pgno, &mut buf).is_err() {
                 unreadable_pages.push(pgno);
-            }
-            continue;
-        }
-        // Decode every cell's record (assembling overflow).
-        let mut decoded: Vec<(FoundCell, Vec<u8>, bool)> = Vec::new();
-        for c in cells {
-            let p = c.payload();
-            let (bytes, truncated) = if p.spills() {
-                let r = assemble(
-                    snap,
-                    &p,
-                    &mut payload_buf,
-                    &mut scratch,
-                    &mut chain_seen,
-                    &mut crate::tree::NoVisitor,
-                );
-                (payload_buf.clone(), r.is_err())
-            } else {
-                (c.local.clone(), false)
-            };
-            decoded.push((c, bytes, truncated));
-        }
-        // Attribute the page.
-        let attributed: Option<(usize, Confidence)> = if let Some(t) = owner {
-            Some((t as usize, Confidence::Evidence))
-        } else if let Some(t) = ptrmap_root(pgno, &seen) {
-            Some((t as usize, Confidence::Evidence))
-        } else {
-            attribute(&schema, &reports, &decoded, kind, &mut rec)
-        };
-        let label = match attributed {
-            Some((t, _)) => schema.tables[t].name.clone(),
-            None => "lost_and_found".into(),
-        };
-        if source == Source::Orphan {
-            orphan_pages.push((pgno, label));
-        }
-        for (c, bytes, truncated) in &decoded {
-            let ok = if *truncated {
-                rec.parse_partial(bytes).is_ok()
-            } else {
-                rec.parse(bytes).is_ok()
-            };
-            if !ok {
                 continue;
             }
-            match attributed {
-                Some((ti, conf))
-                    if fits(&schema.tables[ti], &rec, bytes)
-                        && !not_created.contains(&schema.tables[ti].name) =>
-                {
-                    let t = &schema.tables[ti];
-                    let rowid = c.rowid;
-                    let inserted = sink.insert(
-                        t,
-                        rowid,
-                        &|k| column_value(t, &rec, bytes, rowid, k),
-                        source,
-                    )?;
-                    let rep = &mut reports[ti];
-                    if !inserted {
-                        rep.duplicates_skipped += 1;
+            if buf.iter().all(|&b| b == 0) {
+                if owner.is_some() && carving {
+                    unreadable_pages.push(pgno);
+                }
+                continue;
+            }
+            // Cells: through the pointer array when the header is usable,
+            // else carved from the content.
+            let (cells, kind, source) = match BtreePage::parse(&buf, pgno, usable) {
+                Ok(p) if p.kind.is_leaf() && owner.is_none() => {
+                    if carving {
                         continue;
                     }
-                    *rep.by_source.entry(source).or_default() += 1;
-                    *rep.by_confidence.entry(conf).or_default() += 1;
-                    if *truncated {
-                        rep.truncated_values += 1;
-                    }
-                    if flagged.len() < MAX_FLAGGED {
-                        flagged.push(FlaggedRow {
-                            table: t.name.clone(),
-                            rowid,
-                            page: pgno,
-                            flag: format!(
-                                "{} page{}",
-                                if source == Source::Carved {
-                                    "carved from a damaged"
-                                } else {
-                                    "from an orphaned"
-                                },
-                                if *truncated {
-                                    "; a value read only in part"
-                                } else {
-                                    ""
-                                }
-                            ),
-                        });
-                    }
+                    let (c, _bad) = cells_by_pointer(&p);
+                    seen[pgno as usize] = Seen::Tree(u32::MAX);
+                    (c, p.kind, Source::Orphan)
                 }
-                _ => lost.push(Lost {
-                    page: pgno,
-                    cell: c.index,
-                    offset: Some(c.offset),
-                    source,
-                    rowid: c.rowid,
-                    values: (0..rec.len())
-                        .map(|i| rec.value(bytes, i).to_owned(enc))
-                        .collect(),
-                }),
+                Ok(p) if !p.kind.is_leaf() && owner.is_none() => {
+                    // An orphan interior page: its leaves are orphans too and
+                    // are handled on their own.
+                    continue;
+                }
+                _ if !carving => continue,
+                _ => {
+                    // Which kind to carve for: the owner's, else table leaves.
+                    let kind = match owner.and_then(|t| schema.tables.get(t as usize)) {
+                        Some(t) if t.without_rowid => PageKind::IndexLeaf,
+                        _ => PageKind::TableLeaf,
+                    };
+                    (
+                        scan_page(&buf[..usable as usize], kind, usable, 8),
+                        kind,
+                        Source::Carved,
+                    )
+                }
+            };
+            if cells.is_empty() {
+                if owner.is_some() || source == Source::Carved {
+                    unreadable_pages.push(pgno);
+                }
+                continue;
+            }
+            // Decode every cell's record (assembling overflow).
+            let mut decoded: Vec<(FoundCell, Vec<u8>, bool)> = Vec::new();
+            for c in cells {
+                let p = c.payload();
+                let (bytes, truncated) = if p.spills() {
+                    let mut ovf = Collect(Vec::new());
+                    let r = assemble(
+                        snap,
+                        &p,
+                        &mut payload_buf,
+                        &mut scratch,
+                        &mut chain_seen,
+                        &mut ovf,
+                    );
+                    for o in ovf.0 {
+                        if let Some(s @ Seen::No) = seen.get_mut(o as usize) {
+                            *s = Seen::Overflow;
+                        }
+                    }
+                    (payload_buf.clone(), r.is_err())
+                } else {
+                    (c.local.clone(), false)
+                };
+                decoded.push((c, bytes, truncated));
+            }
+            // Attribute the page.
+            let attributed: Option<(usize, Confidence)> = if let Some(t) = owner {
+                Some((t as usize, Confidence::Evidence))
+            } else if let Some(t) = ptrmap_root(pgno, &seen) {
+                Some((t as usize, Confidence::Evidence))
+            } else {
+                attribute(&schema, &reports, &decoded, kind, &mut rec)
+            };
+            let label = match attributed {
+                Some((t, _)) => schema.tables[t].name.clone(),
+                None => "lost_and_found".into(),
+            };
+            if source == Source::Orphan {
+                orphan_pages.push((pgno, label));
+            }
+            for (c, bytes, truncated) in &decoded {
+                let ok = if *truncated {
+                    rec.parse_partial(bytes).is_ok()
+                } else {
+                    rec.parse(bytes).is_ok()
+                };
+                if !ok {
+                    continue;
+                }
+                match attributed {
+                    Some((ti, conf))
+                        if fits(&schema.tables[ti], &rec, bytes)
+                            && !not_created.contains(&schema.tables[ti].name) =>
+                    {
+                        let t = &schema.tables[ti];
+                        let rowid = c.rowid;
+                        let inserted = sink.insert(
+                            t,
+                            rowid,
+                            &|k| column_value(t, &rec, bytes, rowid, k),
+                            source,
+                        )?;
+                        let rep = &mut reports[ti];
+                        if !inserted {
+                            rep.duplicates_skipped += 1;
+                            continue;
+                        }
+                        *rep.by_source.entry(source).or_default() += 1;
+                        *rep.by_confidence.entry(conf).or_default() += 1;
+                        if *truncated {
+                            rep.truncated_values += 1;
+                        }
+                        if flagged.len() < MAX_FLAGGED {
+                            flagged.push(FlaggedRow {
+                                table: t.name.clone(),
+                                rowid,
+                                page: pgno,
+                                flag: format!(
+                                    "{} page{}",
+                                    if source == Source::Carved {
+                                        "carved from a damaged"
+                                    } else {
+                                        "from an orphaned"
+                                    },
+                                    if *truncated {
+                                        "; a value read only in part"
+                                    } else {
+                                        ""
+                                    }
+                                ),
+                            });
+                        }
+                    }
+                    _ => lost.push(Lost {
+                        page: pgno,
+                        cell: c.index,
+                        offset: Some(c.offset),
+                        source,
+                        rowid: c.rowid,
+                        values: (0..rec.len())
+                            .map(|i| rec.value(bytes, i).to_owned(enc))
+                            .collect(),
+                    }),
+                }
             }
         }
     }
