@@ -83,6 +83,17 @@ pub enum StoredValue {
 }
 
 impl StoredValue {
+    /// An owned copy of a value, text kept in the database encoding.
+    pub fn from_ref(v: ValueRef<'_>) -> Self {
+        match v {
+            ValueRef::Null => StoredValue::Null,
+            ValueRef::Integer(i) => StoredValue::Integer(i),
+            ValueRef::Real(f) => StoredValue::Real(f),
+            ValueRef::Text(t) => StoredValue::Text(t.to_vec()),
+            ValueRef::Blob(b) => StoredValue::Blob(b.to_vec()),
+        }
+    }
+
     /// A borrowed view.
     pub fn as_ref(&self) -> ValueRef<'_> {
         match self {
@@ -124,6 +135,8 @@ pub struct Column {
     pub generated: bool,
     /// Position in the primary key (1-based), 0 when not part of it.
     pub pk: u32,
+    /// Declared NOT NULL.
+    pub notnull: bool,
 }
 
 /// A table with a b-tree.
@@ -167,6 +180,22 @@ impl Table {
     }
 }
 
+/// An index with a b-tree.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Index {
+    /// Name.
+    pub name: String,
+    /// The table it indexes.
+    pub table: String,
+    /// Root page.
+    pub root: u32,
+    /// For each key column: the table column it holds (declared index), or
+    /// None for an expression.
+    pub columns: Vec<Option<usize>>,
+    /// A partial index (WHERE clause): a row may be absent from it.
+    pub partial: bool,
+}
+
 /// The schema of a snapshot.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Schema {
@@ -175,6 +204,8 @@ pub struct Schema {
     /// Tables with b-trees, in schema order (including internal ones such
     /// as `sqlite_sequence`, excluding `sqlite_schema` itself).
     pub tables: Vec<Table>,
+    /// Indexes of rowid tables with b-trees, as SQLite parses them.
+    pub indexes: Vec<Index>,
 }
 
 impl Schema {
@@ -220,7 +251,12 @@ impl Schema {
             let Some(sql) = &e.sql else { continue };
             tables.push(describe_table(&conn, &e.name, e.rootpage, sql, enc));
         }
-        Ok(Schema { entries, tables })
+        let indexes = describe_indexes(&entries, &tables);
+        Ok(Schema {
+            entries,
+            tables,
+            indexes,
+        })
     }
 
     /// Builds a schema from an application's own CREATE statements, for a
@@ -256,7 +292,11 @@ impl Schema {
                 }
             }
         }
-        Ok(Schema { entries, tables })
+        Ok(Schema {
+            entries,
+            tables,
+            indexes: Vec::new(),
+        })
     }
 }
 
@@ -270,6 +310,7 @@ pub fn schema_table() -> Table {
         slot: Some(slot),
         generated: false,
         pk: 0,
+        notnull: false,
     };
     Table {
         name: "sqlite_schema".into(),
@@ -399,6 +440,7 @@ fn describe_created(conn: &Connection, probe: &str, enc: TextEncoding) -> Result
         dflt: Option<String>,
         pk: u32,
         hidden: i64,
+        notnull: bool,
     }
     let mut infos = Vec::new();
     {
@@ -411,6 +453,7 @@ fn describe_created(conn: &Connection, probe: &str, enc: TextEncoding) -> Result
                 dflt: r.get(4)?,
                 pk: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
                 hidden: r.get(6)?,
+                notnull: r.get::<_, i64>(3)? != 0,
             });
         }
     }
@@ -471,6 +514,7 @@ fn describe_created(conn: &Connection, probe: &str, enc: TextEncoding) -> Result
             slot: slots[i],
             generated: info.hidden == 2 || info.hidden == 3,
             pk: info.pk,
+            notnull: info.notnull,
         });
     }
     Ok((columns, rowid_alias, without_rowid))
@@ -536,4 +580,57 @@ pub fn table_names_on_page1(page: &[u8], usable: u32, enc: TextEncoding) -> Opti
         }
     }
     Some(names)
+}
+
+/// Describes the indexes of rowid tables: which table column each key
+/// column holds. Indexes SQLite cannot create here are left out.
+fn describe_indexes(entries: &[SchemaEntry], tables: &[Table]) -> Vec<Index> {
+    let Ok(conn) = Connection::open_in_memory() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in tables
+        .iter()
+        .filter(|t| t.parsed && !t.without_rowid && !t.name.starts_with("sqlite_"))
+    {
+        if conn.execute_batch(&t.sql).is_err() {
+            continue;
+        }
+        for e in entries.iter().filter(|e| {
+            e.kind == "index" && e.rootpage > 0 && e.tbl_name.eq_ignore_ascii_case(&t.name)
+        }) {
+            // Automatic indexes (UNIQUE, PRIMARY KEY) have no SQL: creating
+            // the table made them under the same name.
+            if let Some(sql) = &e.sql {
+                if conn.execute_batch(sql).is_err() {
+                    continue;
+                }
+            }
+            let cols: Result<Vec<Option<usize>>> = (|| {
+                let mut st =
+                    conn.prepare(&format!("PRAGMA index_xinfo({})", quote_ident(&e.name)))?;
+                let mut rows = st.query([])?;
+                let mut cols = Vec::new();
+                while let Some(r) = rows.next()? {
+                    if r.get::<_, i64>(5)? == 1 {
+                        cols.push(usize::try_from(r.get::<_, i64>(1)?).ok());
+                    }
+                }
+                Ok(cols)
+            })();
+            if let Ok(columns) = cols {
+                out.push(Index {
+                    name: e.name.clone(),
+                    table: t.name.clone(),
+                    root: e.rootpage,
+                    columns,
+                    partial: e
+                        .sql
+                        .as_deref()
+                        .is_some_and(|sql| sql.to_ascii_uppercase().contains(" WHERE ")),
+                });
+            }
+        }
+    }
+    out
 }

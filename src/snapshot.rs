@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::header::{DbHeader, HEADER_SIZE, RawHeader};
+use crate::format::header::{DbHeader, HEADER_SIZE, RawHeader, TextEncoding};
 use crate::wal::{FrameStatus, ShmInfo, WalIndex};
 
 /// Which WAL to read with the database.
@@ -42,34 +42,89 @@ pub struct Database {
     wal_rejected: Option<String>,
 }
 
-/// Guesses the page size of a file whose header is gone: the smallest size
-/// at which nearly as many pages start with a valid b-tree page header as
-/// at the best size (a larger size sees every other page and scores alike).
+/// Guesses the text encoding of a database whose header is gone from the
+/// text values on its leaf pages: UTF-16 text of mostly ASCII characters
+/// has a zero in every other byte.
+fn guess_encoding(src: &PageReader, pages: u32, page_size: u32) -> TextEncoding {
+    use crate::format::page::BtreePage;
+    use crate::format::record::{Record, ValueRef};
+    let (mut le, mut be, mut u8s) = (0u32, 0u32, 0u32);
+    let mut buf = vec![0u8; page_size as usize];
+    let mut rec = Record::new();
+    for pgno in 2..=pages {
+        if src.read(pgno, &mut buf).is_err() {
+            continue;
+        }
+        let Ok(p) = BtreePage::parse(&buf, pgno, page_size) else {
+            continue;
+        };
+        if !p.kind.is_leaf() {
+            continue;
+        }
+        for i in 0..p.cell_count {
+            let Some(pl) = p.cell(i).ok().and_then(|c| c.payload().copied()) else {
+                continue;
+            };
+            if pl.spills() || rec.parse(pl.local).is_err() {
+                continue;
+            }
+            for k in 0..rec.len() {
+                if let ValueRef::Text(t) = rec.value(pl.local, k) {
+                    if t.len() < 4 {
+                        continue;
+                    }
+                    let zeros_even = t.iter().step_by(2).filter(|&&b| b == 0).count();
+                    let zeros_odd = t.iter().skip(1).step_by(2).filter(|&&b| b == 0).count();
+                    let half = t.len() / 2;
+                    if t.len() % 2 == 0 && zeros_odd * 4 >= half * 3 {
+                        le += 1;
+                    } else if t.len() % 2 == 0 && zeros_even * 4 >= half * 3 {
+                        be += 1;
+                    } else {
+                        u8s += 1;
+                    }
+                }
+            }
+        }
+        if le + be + u8s > 2000 {
+            break;
+        }
+    }
+    if le > u8s && le >= be {
+        TextEncoding::Utf16le
+    } else if be > u8s {
+        TextEncoding::Utf16be
+    } else {
+        TextEncoding::Utf8
+    }
+}
+
+/// Guesses the page size of a file whose header is gone: the size at which
+/// the most bytes of the file are b-tree pages whose space adds up exactly
+/// ([`crate::format::page::BtreePage::is_consistent`]). At a wrong size a
+/// page's cells point past its end or leave its content area short.
 fn guess_page_size(file: &File, file_size: u64) -> Option<u32> {
     use crate::format::page::BtreePage;
-    let mut scores = Vec::new();
+    let mut best: Option<(u64, u32)> = None;
     let mut size = 512u32;
     while size <= 65536 {
-        let pages = (file_size / u64::from(size)).min(4096);
+        let pages = (file_size / u64::from(size)).min(8192);
         let mut buf = vec![0u8; size as usize];
         let mut good = 0u64;
         for i in 1..pages {
             if read_full_at(file, &mut buf, i * u64::from(size)).is_ok()
-                && BtreePage::parse(&buf, 2, size).is_ok()
+                && BtreePage::parse(&buf, 2, size).is_ok_and(|p| p.is_consistent())
             {
                 good += 1;
             }
         }
-        if pages > 1 {
-            scores.push((size, good as f64 / (pages - 1) as f64));
+        let score = good * u64::from(size);
+        if score > 0 && best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, size));
         }
         size *= 2;
     }
-    let best = scores.iter().map(|s| s.1).fold(0.0, f64::max);
-    if best == 0.0 {
-        return None;
-    }
-    scores.iter().find(|s| s.1 >= best * 0.9).map(|s| s.0)
+    best.map(|b| b.1)
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -213,7 +268,10 @@ impl Database {
             shm,
             wal_rejected,
         };
-        if let Err(e) = db.check_wal_belongs() {
+        if let Err(e) = db
+            .check_wal_belongs()
+            .and_then(|_| db.check_schema_continuity())
+        {
             if !lenient {
                 return Err(e);
             }
@@ -284,6 +342,47 @@ impl Database {
     /// Why the WAL was set aside by [`Database::open_salvage`], if it was.
     pub fn wal_rejected(&self) -> Option<&str> {
         self.wal_rejected.as_deref()
+    }
+
+    /// Rejects a WAL after which none of the database file's tables exist
+    /// any more: the WAL rewrote the schema wholesale, as a WAL of another
+    /// database applied to this file would.
+    fn check_schema_continuity(&self) -> Result<()> {
+        if self.wal.is_none() || self.header.is_none() {
+            return Ok(());
+        }
+        let user = |s: &crate::schema::Schema| -> Vec<String> {
+            s.tables
+                .iter()
+                .filter(|t| !t.name.to_ascii_lowercase().starts_with("sqlite_"))
+                .map(|t| t.name.to_ascii_lowercase())
+                .collect()
+        };
+        let Ok(before) = self
+            .snapshot(Some(0))
+            .and_then(|s| crate::schema::Schema::read(&s))
+        else {
+            return Ok(());
+        };
+        let Ok((after, _)) = self
+            .snapshot(None)
+            .and_then(|s| crate::schema::Schema::read_lenient(&s))
+        else {
+            return Ok(());
+        };
+        let (b, a) = (user(&before), user(&after));
+        if !b.is_empty() && !a.is_empty() && !b.iter().any(|n| a.contains(n)) {
+            return Err(Error::BadWal {
+                path: self
+                    .wal
+                    .as_ref()
+                    .map(|w| w.path.clone())
+                    .unwrap_or_default(),
+                reason: "after it, none of the database's tables exist: it is another database's"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// The database file's path.
@@ -516,7 +615,20 @@ impl Database {
                         (h.clone(), HeaderSource::DatabaseFile)
                     }
                     (_, Some(h)) => (h, HeaderSource::OlderVersion),
-                    _ => (DbHeader::synthetic(self.page_size), HeaderSource::StandIn),
+                    _ => {
+                        let mut h = DbHeader::synthetic(self.page_size);
+                        h.encoding = guess_encoding(
+                            &src,
+                            self.file_pages().min(2048) as u32,
+                            self.page_size,
+                        );
+                        h.raw.text_encoding = match h.encoding {
+                            TextEncoding::Utf8 => 1,
+                            TextEncoding::Utf16le => 2,
+                            TextEncoding::Utf16be => 3,
+                        };
+                        (h, HeaderSource::StandIn)
+                    }
                 }
             }
         };

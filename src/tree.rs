@@ -50,6 +50,13 @@ pub struct Entry<'c> {
     /// prefix of the chain, shorter than the cell claims (only with
     /// [`TreeCursor::keep_partial`]).
     pub truncated: bool,
+    /// A page of the overflow chain is all zeros: legal (`zeroblob()`), but
+    /// also what a zeroed page looks like.
+    pub zeroed_overflow: bool,
+    /// The entry's page failed the space accounting, or an entry's key is
+    /// outside the bounds its parents give (only with
+    /// [`TreeCursor::verify_pages`]): its bytes may be from another version.
+    pub suspect: bool,
 }
 
 /// A part of a table b-tree that could not be read: the rowids in
@@ -88,6 +95,8 @@ struct Level {
     /// Key bounds of this subtree (table trees).
     after: Option<i64>,
     up_to: Option<i64>,
+    /// The page failed the space accounting (with `verify_pages`).
+    suspect: bool,
     /// Next step: table interior pages take one step per child; index
     /// interior pages two per cell (child, then the cell's own record);
     /// leaves one per cell.
@@ -125,7 +134,9 @@ pub struct TreeCursor<'s, V: PageVisitor = NoVisitor> {
     started: bool,
     leaf_depth: Option<usize>,
     keep_partial: bool,
+    verify: bool,
     truncated: bool,
+    zeroed: bool,
     holes: Vec<Hole>,
     bounds: (Option<i64>, Option<i64>),
     /// What the walk read, for callers that keep account.
@@ -157,7 +168,9 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             started: false,
             leaf_depth: None,
             keep_partial: false,
+            verify: false,
             truncated: false,
+            zeroed: false,
             holes: Vec::new(),
             bounds: (None, None),
             visitor,
@@ -175,6 +188,13 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
     /// be read, marked [`Entry::truncated`], instead of skipping them.
     pub fn keep_partial(mut self, yes: bool) -> Self {
         self.keep_partial = yes;
+        self
+    }
+
+    /// Check each page's space accounting ([`BtreePage::is_consistent`])
+    /// and mark entries from pages that fail it [`Entry::suspect`].
+    pub fn verify_pages(mut self, yes: bool) -> Self {
+        self.verify = yes;
         self
     }
 
@@ -210,7 +230,8 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
     /// safe. Returns false (after recording damage) when it cannot be used.
     fn push(&mut self, pgno: u32, parent: Option<u32>) -> Result<bool> {
         let pushed = self.push_inner(pgno, parent)?;
-        if !pushed && parent.is_some() && self.table != Some(false) {
+        // An unusable root leaves the whole key range unknown.
+        if !pushed && self.table != Some(false) {
             self.holes.push(Hole {
                 page: pgno,
                 after: self.bounds.0,
@@ -288,11 +309,15 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             }
         }
         self.visitor.btree_page(pgno, kind, depth);
+        let suspect = self.verify
+            && BtreePage::parse(&buf, pgno, self.snap.usable_size())
+                .is_ok_and(|p| !p.is_consistent());
         self.stack.push(Level {
             pgno,
             buf,
             after: self.bounds.0,
             up_to: self.bounds.1,
+            suspect,
             step: 0,
         });
         Ok(true)
@@ -427,11 +452,22 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
                 .unwrap_or(&[]),
             PayloadLoc::Assembled => &self.payload,
         };
+        let (suspect, out_of_bounds) = match self.stack.last() {
+            Some(l) => (
+                l.suspect,
+                rowid.is_some_and(|r| {
+                    l.after.is_some_and(|a| r <= a) || l.up_to.is_some_and(|u| r > u)
+                }),
+            ),
+            None => (false, false),
+        };
         Entry {
             rowid,
             payload,
             at: Provenance { page, cell },
             truncated: matches!(loc, PayloadLoc::Assembled) && self.truncated,
+            zeroed_overflow: matches!(loc, PayloadLoc::Assembled) && !self.truncated && self.zeroed,
+            suspect: self.verify && (suspect || out_of_bounds),
         }
     }
 
@@ -464,8 +500,9 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             &mut self.visitor,
         );
         match res {
-            Ok(()) => {
+            Ok(zeros) => {
                 self.truncated = false;
+                self.zeroed = zeros;
                 Ok(Some(PayloadLoc::Assembled))
             }
             Err(m) => {
@@ -487,7 +524,9 @@ enum PayloadLoc {
 }
 
 /// Collects a spilled payload: local bytes, then the overflow chain, with
-/// validation. On error `out` holds the valid prefix that was read.
+/// validation. On error `out` holds the valid prefix that was read. Returns
+/// whether a page of the chain was all zeros (legal, as for `zeroblob()`,
+/// but also what a zeroed page looks like).
 pub fn assemble<V: PageVisitor>(
     snap: &Snapshot,
     p: &Payload<'_>,
@@ -495,9 +534,10 @@ pub fn assemble<V: PageVisitor>(
     scratch: &mut Vec<u8>,
     seen: &mut HashSet<u32>,
     visitor: &mut V,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<bool, String> {
     out.clear();
     seen.clear();
+    let mut zero_pages = false;
     if p.total > MAX_PAYLOAD {
         return Err(format!("payload size {} exceeds SQLite's limit", p.total));
     }
@@ -527,6 +567,9 @@ pub fn assemble<V: PageVisitor>(
             return Err(format!("overflow chain loops at page {next}"));
         }
         snap.read_page(next, scratch).map_err(|e| e.to_string())?;
+        if scratch.iter().all(|&b| b == 0) {
+            zero_pages = true;
+        }
         visitor.overflow_page(next);
         let take = remaining.min(per_page) as usize;
         let link = be32(scratch, 0).ok_or_else(|| Malformed("overflow page").to_string())?;
@@ -542,5 +585,5 @@ pub fn assemble<V: PageVisitor>(
             "overflow chain continues to page {next} past the payload size"
         ));
     }
-    Ok(())
+    Ok(zero_pages)
 }

@@ -6,4 +6,5 @@ mod common;
 mod corpus;
 mod differential;
 mod hostile;
+mod recover;
 mod wal;

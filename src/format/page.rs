@@ -201,6 +201,52 @@ impl<'a> BtreePage<'a> {
         Ok(out)
     }
 
+    /// Whether the page's space adds up as SQLite requires: every cell
+    /// inside the content area, no two cells or freeblocks overlapping, and
+    /// cells, freeblocks and fragmented bytes together filling the content
+    /// area exactly; on table pages, rowids strictly increasing. A torn
+    /// page (some sectors from another version) almost never passes.
+    pub fn is_consistent(&self) -> bool {
+        let mut extents: Vec<(usize, usize)> = Vec::with_capacity(usize::from(self.cell_count) + 8);
+        let mut last_key: Option<i64> = None;
+        for i in 0..self.cell_count {
+            let (Ok(off), Ok(size)) = (self.cell_offset(i), self.cell_size(i)) else {
+                return false;
+            };
+            if off < self.content_start as usize || off + size > self.data.len() {
+                return false;
+            }
+            if self.kind.is_table() {
+                let key = match self.cell(i) {
+                    Ok(super::cell::Cell::TableLeaf { rowid, .. })
+                    | Ok(super::cell::Cell::TableInterior { rowid, .. }) => rowid,
+                    _ => return false,
+                };
+                if last_key.is_some_and(|k| key <= k) {
+                    return false;
+                }
+                last_key = Some(key);
+            }
+            extents.push((off, size));
+        }
+        let Ok(free) = self.freeblocks() else {
+            return false;
+        };
+        extents.extend(free);
+        extents.sort_unstable();
+        let mut end = self.content_start as usize;
+        let mut used = 0usize;
+        for (off, size) in &extents {
+            if *off < end {
+                return false;
+            }
+            end = off + size;
+            used += size;
+        }
+        let area = self.data.len().saturating_sub(self.content_start as usize);
+        used + usize::from(self.fragmented) == area
+    }
+
     /// Every child page number of an interior page, in key order (left
     /// children then the right-most pointer). Empty for leaves.
     pub fn children(&self) -> Result<Vec<u32>, Malformed> {

@@ -40,23 +40,31 @@ impl FoundCell {
     }
 }
 
-/// Cells of a leaf page with a usable header, through its cell pointer array;
-/// cells that do not decode are skipped and counted.
+/// Cells of a page with a usable header, through its cell pointer array
+/// (leaf cells, and the records of index interior cells); cells that do not
+/// decode are skipped and counted.
 pub fn cells_by_pointer(page: &BtreePage<'_>) -> (Vec<FoundCell>, usize) {
+    use crate::format::cell::Cell;
     let mut out = Vec::new();
     let mut bad = 0;
     for i in 0..page.cell_count {
-        let Ok(off) = page.cell_offset(i) else {
+        let (Ok(off), Ok(cell)) = (page.cell_offset(i), page.cell(i)) else {
             bad += 1;
             continue;
         };
-        match cell_at(page.data(), off, page.kind, page.usable()) {
-            Ok(mut c) => {
-                c.index = Some(i);
-                out.push(c);
-            }
-            Err(_) => bad += 1,
-        }
+        let rowid = match cell {
+            Cell::TableLeaf { rowid, .. } => Some(rowid),
+            _ => None,
+        };
+        let Some(p) = cell.payload() else { continue };
+        out.push(FoundCell {
+            offset: off,
+            index: Some(i),
+            rowid,
+            total: p.total,
+            local: p.local.to_vec(),
+            overflow: p.overflow,
+        });
     }
     (out, bad)
 }
@@ -177,6 +185,9 @@ pub fn fits(table: &Table, rec: &Record, payload: &[u8]) -> bool {
                 return false;
             }
             continue;
+        }
+        if col.notnull && v == ValueRef::Null {
+            return false;
         }
         let ok = match (col.affinity, v) {
             (Affinity::Text, ValueRef::Integer(_) | ValueRef::Real(_)) => false,

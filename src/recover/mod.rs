@@ -16,7 +16,7 @@
 mod carve;
 mod sink;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 pub use sink::Source;
@@ -28,7 +28,7 @@ use crate::format::page::{
 use crate::format::record::{Record, ValueRef};
 use crate::replay::check_output;
 use crate::rows::column_value;
-use crate::schema::{Schema, quote_ident};
+use crate::schema::{Index, Schema, StoredValue, Table, quote_ident};
 use crate::snapshot::{Database, HeaderSource, Salvage, SalvageWal, WalChoice};
 use crate::tree::{Damage, Hole, PageVisitor, TreeCursor, assemble};
 use carve::{FoundCell, cells_by_pointer, fits, scan_page};
@@ -144,6 +144,8 @@ pub struct Report {
     pub orphan_pages: Vec<(u32, String)>,
     /// Pages that are neither usable b-tree pages nor anything else known.
     pub unreadable_pages: Vec<u32>,
+    /// Orphaned index pages left out (indexes are rebuilt from the tables).
+    pub index_pages_skipped: u64,
     /// Tables in the schema that could not be created in the output.
     pub tables_not_created: Vec<(String, String)>,
     /// Indexes, views and triggers that could not be created, and why.
@@ -168,6 +170,8 @@ impl Report {
 }
 
 const MAX_FLAGGED: usize = 10_000;
+const ZEROED_FLAG: &str =
+    "an overflow page of a value is all zeros: the value may have been zeroed (or is a zeroblob)";
 
 /// Page roles during recovery.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -203,6 +207,129 @@ impl PageVisitor for Marks<'_> {
             }
         }
     }
+}
+
+/// A row read from a page that cannot vouch for it.
+struct Suspect {
+    table: usize,
+    rowid: Option<i64>,
+    /// Values by declared column, text in the database encoding.
+    values: Vec<StoredValue>,
+    /// The record's values, for lost_and_found.
+    raw: Vec<crate::format::record::Value>,
+    page: u32,
+    cell: Option<u16>,
+    offset: Option<usize>,
+    source: Source,
+}
+
+/// Indexes that can confirm whole rows of `t`: not partial, on plain
+/// columns, covering every stored column (the rowid alias is the rowid).
+fn confirming_indexes<'s>(schema: &'s Schema, t: &Table) -> Vec<&'s Index> {
+    schema
+        .indexes
+        .iter()
+        .filter(|i| {
+            i.table == t.name
+                && !i.partial
+                && !i.columns.is_empty()
+                && i.columns.iter().all(Option::is_some)
+                && t.columns.iter().enumerate().all(|(c, col)| {
+                    col.slot.is_none()
+                        || col.generated
+                        || t.rowid_alias == Some(c)
+                        || i.columns.contains(&Some(c))
+                })
+        })
+        .collect()
+}
+
+/// Whether a cell at `off` spanning about `len` bytes overlaps a 512-byte
+/// sector that is all zeros (a partly zeroed page): its bytes may be cut.
+fn touches_zero_sector(page: &[u8], off: usize, len: usize) -> bool {
+    let end = (off + len).min(page.len());
+    let mut sector = off / 512;
+    while sector * 512 < end {
+        let s = &page[sector * 512..((sector + 1) * 512).min(page.len())];
+        if s.iter().all(|&b| b == 0) {
+            return true;
+        }
+        sector += 1;
+    }
+    false
+}
+
+/// Whether each suspect row is confirmed: some index of its table holds an
+/// entry with its rowid and the same values in the indexed columns.
+fn confirm(
+    snap: &crate::snapshot::Snapshot,
+    schema: &Schema,
+    suspects: &[Suspect],
+) -> Result<Vec<bool>> {
+    let mut ok = vec![false; suspects.len()];
+    let mut by_table: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, s) in suspects.iter().enumerate() {
+        by_table.entry(s.table).or_default().push(i);
+    }
+    let mut rec = Record::new();
+    for (ti, idxs) in by_table {
+        let t = &schema.tables[ti];
+        if t.without_rowid {
+            continue;
+        }
+        let wanted: HashSet<i64> = idxs.iter().filter_map(|&i| suspects[i].rowid).collect();
+        for index in confirming_indexes(schema, t) {
+            if index.root == 0 || index.root > snap.page_count() {
+                continue;
+            }
+            // rowid -> the index's key values for it.
+            let mut found: HashMap<i64, Vec<Vec<StoredValue>>> = HashMap::new();
+            let mut cur = TreeCursor::new(snap, index.root).lenient(true);
+            while let Some(e) = cur.next()? {
+                if rec.parse(e.payload).is_err() || rec.len() != index.columns.len() + 1 {
+                    continue;
+                }
+                let ValueRef::Integer(rowid) = rec.value(e.payload, index.columns.len()) else {
+                    continue;
+                };
+                if !wanted.contains(&rowid) {
+                    continue;
+                }
+                let key = index
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(k, col)| {
+                        let v = rec.value(e.payload, k);
+                        let real = col
+                            .and_then(|c| t.columns.get(c))
+                            .is_some_and(|c| c.affinity == crate::schema::Affinity::Real);
+                        match v {
+                            ValueRef::Integer(x) if real => StoredValue::Real(x as f64),
+                            v => StoredValue::from_ref(v),
+                        }
+                    })
+                    .collect();
+                found.entry(rowid).or_default().push(key);
+            }
+            for &i in &idxs {
+                let s = &suspects[i];
+                let Some(r) = s.rowid else { continue };
+                let mine: Vec<StoredValue> = index
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        c.and_then(|c| s.values.get(c).cloned())
+                            .unwrap_or(StoredValue::Null)
+                    })
+                    .collect();
+                if found.get(&r).is_some_and(|keys| keys.contains(&mine)) {
+                    ok[i] = true;
+                }
+            }
+        }
+    }
+    Ok(ok)
 }
 
 /// Collects the overflow pages an assembly read.
@@ -297,6 +424,10 @@ fn read_schema(
             }
         }
     }
+    if let Some((s, pages)) = schema_from_orphans(snap) {
+        let what = format!("sqlite_schema rows found on pages {pages:?}");
+        return (s, what, Vec::new());
+    }
     if let Some(sql) = &opts.schema_sql {
         if let Ok(s) = Schema::from_sql(sql, enc) {
             return (s, "--schema".into(), Vec::new());
@@ -306,6 +437,7 @@ fn read_schema(
         Schema {
             entries: Vec::new(),
             tables: Vec::new(),
+            indexes: Vec::new(),
         },
         "none: no schema could be read".into(),
         vec![Damage {
@@ -314,6 +446,78 @@ fn read_schema(
             what: "schema unreadable".into(),
         }],
     )
+}
+
+/// Collects `sqlite_schema` rows from every table leaf page: records of
+/// five values shaped like (type, name, tbl_name, rootpage, sql) with a
+/// known type and a CREATE statement. When page 1 is lost, the rest of a
+/// multi-page schema still names every root page.
+fn schema_from_orphans(snap: &crate::snapshot::Snapshot) -> Option<(Schema, Vec<u32>)> {
+    let enc = snap.header().encoding;
+    let usable = snap.usable_size();
+    let mut buf = vec![0u8; snap.page_size() as usize];
+    let mut rec = Record::new();
+    let mut entries: BTreeMap<i64, crate::schema::SchemaEntry> = BTreeMap::new();
+    let mut pages: Vec<u32> = Vec::new();
+    let text = |v: ValueRef<'_>| match v {
+        ValueRef::Text(t) => Some(crate::format::record::decode_text(t, enc).into_owned()),
+        _ => None,
+    };
+    for pgno in 2..=snap.page_count() {
+        if snap.read_page(pgno, &mut buf).is_err() {
+            continue;
+        }
+        let Ok(p) = BtreePage::parse(&buf, pgno, usable) else {
+            continue;
+        };
+        if p.kind != PageKind::TableLeaf {
+            continue;
+        }
+        for i in 0..p.cell_count {
+            let Ok(crate::format::cell::Cell::TableLeaf { rowid, payload }) = p.cell(i) else {
+                continue;
+            };
+            if payload.spills() || rec.parse(payload.local).is_err() || rec.len() != 5 {
+                continue;
+            }
+            let (Some(kind), Some(name), Some(tbl)) = (
+                text(rec.value(payload.local, 0)),
+                text(rec.value(payload.local, 1)),
+                text(rec.value(payload.local, 2)),
+            ) else {
+                continue;
+            };
+            let sql = text(rec.value(payload.local, 4));
+            let known = matches!(kind.as_str(), "table" | "index" | "view" | "trigger");
+            let create = sql
+                .as_deref()
+                .is_none_or(|q| q.get(..6).is_some_and(|h| h.eq_ignore_ascii_case("CREATE")));
+            let ValueRef::Integer(root) = rec.value(payload.local, 3) else {
+                continue;
+            };
+            if !known || !create || root < 0 || root > i64::from(snap.page_count()) {
+                continue;
+            }
+            if pages.last() != Some(&pgno) {
+                pages.push(pgno);
+            }
+            entries.insert(
+                rowid,
+                crate::schema::SchemaEntry {
+                    kind,
+                    name,
+                    tbl_name: tbl,
+                    rootpage: root as u32,
+                    sql,
+                },
+            );
+        }
+    }
+    if !entries.values().any(|e| e.kind == "table") {
+        return None;
+    }
+    let schema = Schema::from_entries(entries.into_values().collect(), enc).ok()?;
+    Some((schema, pages))
 }
 
 /// Reads sqlite_schema from a page-1 image when it is a single leaf page.
@@ -378,6 +582,8 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
         .collect();
     let mut flagged: Vec<FlaggedRow> = Vec::new();
     let mut lost: Vec<Lost> = Vec::new();
+    let mut suspects: Vec<Suspect> = Vec::new();
+    let mut partial_rows: HashSet<(usize, i64)> = HashSet::new();
     sink.conn.execute_batch("BEGIN")?;
 
     // 1. Every table from its root, and index trees only to mark their pages.
@@ -407,7 +613,8 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
             },
         )
         .lenient(true)
-        .keep_partial(true);
+        .keep_partial(true)
+        .verify_pages(true);
         let rep = &mut reports[ti];
         while let Some(e) = cursor.next()? {
             let truncated_col = if e.truncated {
@@ -449,6 +656,26 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
             };
             let payload = e.payload;
             let rowid = e.rowid;
+            let zeroed = e.zeroed_overflow;
+            if e.suspect {
+                // The page's space does not add up (torn?): keep the row
+                // only if an index confirms it.
+                suspects.push(Suspect {
+                    table: ti,
+                    rowid,
+                    values: (0..t.columns.len())
+                        .map(|c| StoredValue::from_ref(column_value(t, &rec, payload, rowid, c)))
+                        .collect(),
+                    raw: (0..rec.len())
+                        .map(|i| rec.value(payload, i).to_owned(enc))
+                        .collect(),
+                    page: e.at.page,
+                    cell: Some(e.at.cell),
+                    offset: None,
+                    source,
+                });
+                continue;
+            }
             let inserted = sink.insert(
                 t,
                 rowid,
@@ -465,10 +692,10 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
             if stale {
                 rep.possibly_stale += 1;
             }
-            if truncated_col.is_some() {
+            if truncated_col.is_some() || zeroed {
                 rep.truncated_values += 1;
             }
-            if (stale || truncated_col.is_some()) && flagged.len() < MAX_FLAGGED {
+            if (stale || truncated_col.is_some() || zeroed) && flagged.len() < MAX_FLAGGED {
                 flagged.push(FlaggedRow {
                     table: t.name.clone(),
                     rowid,
@@ -477,6 +704,7 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
                         Some(c) => format!(
                             "value of column {c} onwards read only in part (overflow chain broken)"
                         ),
+                        None if zeroed => ZEROED_FLAG.into(),
                         None => "read from an older page version: the newest is damaged".into(),
                     },
                 });
@@ -517,6 +745,16 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
         )
         .lenient(true);
         while c.next()?.is_some() {}
+    }
+    if schema_from.starts_with("sqlite_schema rows found") {
+        // Those pages are the schema's own: accounted for.
+        if let Some((_, pages)) = schema_from_orphans(snap) {
+            for p in pages {
+                if let Some(s @ Seen::No) = seen.get_mut(p as usize) {
+                    *s = Seen::Tree(u32::MAX);
+                }
+            }
+        }
     }
     mark_freelist(snap, &mut seen, &mut damage)?;
     let h = snap.header();
@@ -562,6 +800,23 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
         }
         None
     };
+    // Children of interior pages no walk reached: a leaf one of them
+    // points at belongs to a cut-off subtree, a leaf nothing points at may
+    // be a freed page.
+    let mut unreached_children: HashSet<u32> = HashSet::new();
+    let mut unreached_interiors = false;
+    for pgno in 2..=page_count {
+        if seen[pgno as usize] != Seen::No || snap.read_page(pgno, &mut buf).is_err() {
+            continue;
+        }
+        if let Ok(p) = BtreePage::parse(&buf, pgno, usable) {
+            if let (false, Ok(children)) = (p.kind.is_leaf(), p.children()) {
+                unreached_interiors = true;
+                unreached_children.extend(children);
+            }
+        }
+    }
+    let mut index_pages_skipped = 0u64;
     // Two passes: orphan leaf pages first (which also claims their
     // overflow pages), then carving what is still unaccounted for.
     for carving in [false, true] {
@@ -586,18 +841,28 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
             }
             // Cells: through the pointer array when the header is usable,
             // else carved from the content.
-            let (cells, kind, source) = match BtreePage::parse(&buf, pgno, usable) {
+            let (cells, kind, source, consistent) = match BtreePage::parse(&buf, pgno, usable) {
                 Ok(p) if p.kind.is_leaf() && owner.is_none() => {
                     if carving {
                         continue;
                     }
                     let (c, _bad) = cells_by_pointer(&p);
                     seen[pgno as usize] = Seen::Tree(u32::MAX);
-                    (c, p.kind, Source::Orphan)
+                    (c, p.kind, Source::Orphan, p.is_consistent())
+                }
+                Ok(p) if p.kind == PageKind::IndexInterior && owner.is_none() => {
+                    // Index interior cells carry records too (WITHOUT ROWID
+                    // rows); its children are orphans handled on their own.
+                    if carving {
+                        continue;
+                    }
+                    let (c, _bad) = cells_by_pointer(&p);
+                    seen[pgno as usize] = Seen::Tree(u32::MAX);
+                    (c, PageKind::IndexLeaf, Source::Orphan, p.is_consistent())
                 }
                 Ok(p) if !p.kind.is_leaf() && owner.is_none() => {
-                    // An orphan interior page: its leaves are orphans too and
-                    // are handled on their own.
+                    // An orphan table interior page: no rows; its leaves are
+                    // orphans too and are handled on their own.
                     continue;
                 }
                 _ if !carving => continue,
@@ -611,6 +876,7 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
                         scan_page(&buf[..usable as usize], kind, usable, 8),
                         kind,
                         Source::Carved,
+                        true,
                     )
                 }
             };
@@ -634,25 +900,64 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
                         &mut chain_seen,
                         &mut ovf,
                     );
-                    for o in ovf.0 {
-                        if let Some(s @ Seen::No) = seen.get_mut(o as usize) {
-                            *s = Seen::Overflow;
+                    // A chain page something else already owns was reused:
+                    // the value is good only up to it.
+                    let per_page = usable as usize - 4;
+                    let mut bad = r.is_err();
+                    for (k, o) in ovf.0.iter().enumerate() {
+                        match seen.get_mut(*o as usize) {
+                            Some(s @ Seen::No) => *s = Seen::Overflow,
+                            _ => {
+                                payload_buf.truncate(c.local.len() + k * per_page);
+                                bad = true;
+                                break;
+                            }
                         }
                     }
-                    (payload_buf.clone(), r.is_err())
+                    (payload_buf.clone(), bad || r.is_ok_and(|zeros| zeros))
                 } else {
                     (c.local.clone(), false)
                 };
                 decoded.push((c, bytes, truncated));
             }
             // Attribute the page.
+            let mut unlinked_page = false;
             let attributed: Option<(usize, Confidence)> = if let Some(t) = owner {
                 Some((t as usize, Confidence::Evidence))
             } else if let Some(t) = ptrmap_root(pgno, &seen) {
                 Some((t as usize, Confidence::Evidence))
+            } else if source == Source::Carved {
+                // Residue on a page no table owns (a freelist trunk, an old
+                // page): never guessed into a table.
+                None
             } else {
-                attribute(&schema, &reports, &decoded, kind, &mut rec)
+                let referenced = unreached_children.contains(&pgno);
+                // With page 1 lost the freelist is unknown too: a leaf nothing
+                // points at may be a table's root leaf or a freed page; it is
+                // taken, and its rows flagged as possibly stale.
+                let freelist_lost = salvage.header_from != HeaderSource::Page1;
+                let linked = referenced || !unreached_interiors;
+                let a = attribute(
+                    &schema,
+                    &reports,
+                    &decoded,
+                    kind,
+                    &mut rec,
+                    linked || freelist_lost,
+                );
+                if a.is_some() && !linked {
+                    unlinked_page = true;
+                }
+                a
             };
+            if attributed.is_none()
+                && kind == PageKind::IndexLeaf
+                && looks_like_index(&decoded, &mut rec)
+            {
+                // Entries of an index: rebuilt from the tables, not data.
+                index_pages_skipped += 1;
+                continue;
+            }
             let label = match attributed {
                 Some((t, _)) => schema.tables[t].name.clone(),
                 None => "lost_and_found".into(),
@@ -676,6 +981,42 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
                     {
                         let t = &schema.tables[ti];
                         let rowid = c.rowid;
+                        if !consistent
+                            || (source == Source::Carved
+                                && touches_zero_sector(&buf, c.offset, c.local.len() + 8))
+                        {
+                            suspects.push(Suspect {
+                                table: ti,
+                                rowid,
+                                values: (0..t.columns.len())
+                                    .map(|k| {
+                                        StoredValue::from_ref(column_value(
+                                            t, &rec, bytes, rowid, k,
+                                        ))
+                                    })
+                                    .collect(),
+                                raw: (0..rec.len())
+                                    .map(|i| rec.value(bytes, i).to_owned(enc))
+                                    .collect(),
+                                page: pgno,
+                                cell: c.index,
+                                offset: Some(c.offset),
+                                source,
+                            });
+                            continue;
+                        }
+                        // A complete copy of a row beats one read only in
+                        // part from another page.
+                        if let (false, Some(r), false) = (*truncated, rowid, t.without_rowid) {
+                            if partial_rows.remove(&(ti, r)) {
+                                sink.delete_rowid(t, r)?;
+                                reports[ti].truncated_values =
+                                    reports[ti].truncated_values.saturating_sub(1);
+                            }
+                        }
+                        if let (true, Some(r)) = (*truncated, rowid) {
+                            partial_rows.insert((ti, r));
+                        }
                         let inserted = sink.insert(
                             t,
                             rowid,
@@ -701,6 +1042,8 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
                                     "{} page{}",
                                     if source == Source::Carved {
                                         "carved from a damaged"
+                                    } else if unlinked_page {
+                                        "possibly stale: the freelist is lost with page 1; from an unreferenced"
                                     } else {
                                         "from an orphaned"
                                     },
@@ -728,7 +1071,45 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
         }
     }
 
-    // 3. lost_and_found, indexes, views, triggers.
+    // 3. Rows from suspect pages: confirmed by an index, or lost_and_found.
+    let confirmed = confirm(snap, &schema, &suspects)?;
+    for (sus, ok) in suspects.into_iter().zip(confirmed) {
+        let t = &schema.tables[sus.table];
+        if ok {
+            let inserted = sink.insert(
+                t,
+                sus.rowid,
+                &|c| sus.values.get(c).map_or(ValueRef::Null, |v| v.as_ref()),
+                sus.source,
+            )?;
+            let rep = &mut reports[sus.table];
+            if !inserted {
+                rep.duplicates_skipped += 1;
+                continue;
+            }
+            *rep.by_source.entry(sus.source).or_default() += 1;
+            *rep.by_confidence.entry(Confidence::Evidence).or_default() += 1;
+            if flagged.len() < MAX_FLAGGED {
+                flagged.push(FlaggedRow {
+                    table: t.name.clone(),
+                    rowid: sus.rowid,
+                    page: sus.page,
+                    flag: "from a damaged page; confirmed by an index entry".into(),
+                });
+            }
+        } else {
+            lost.push(Lost {
+                page: sus.page,
+                cell: sus.cell,
+                offset: sus.offset,
+                source: sus.source,
+                rowid: sus.rowid,
+                values: sus.raw,
+            });
+        }
+    }
+
+    // 4. lost_and_found, indexes, views, triggers.
     let lost_table = write_lost(&sink, &schema, &lost)?;
     sink.conn.execute_batch("COMMIT")?;
     let (objects_not_created, unique_conflicts) = create_objects(&sink, &schema)?;
@@ -773,6 +1154,7 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
         lost_and_found_table: lost_table,
         orphan_pages,
         unreadable_pages,
+        index_pages_skipped,
         tables_not_created,
         objects_not_created,
         unique_conflicts,
@@ -797,6 +1179,7 @@ fn attribute(
     cells: &[(FoundCell, Vec<u8>, bool)],
     kind: PageKind,
     rec: &mut Record,
+    linked: bool,
 ) -> Option<(usize, Confidence)> {
     let mut candidates: Vec<usize> = Vec::new();
     for (ti, t) in schema.tables.iter().enumerate() {
@@ -818,19 +1201,46 @@ fn attribute(
         }
     }
     // Only a table whose tree is damaged can have lost pages.
-    let damaged: Vec<usize> = candidates
+    let mut damaged: Vec<usize> = candidates
         .iter()
         .copied()
         .filter(|&t| !reports[t].holes.is_empty() || !reports[t].damage.is_empty())
         .collect();
+    // Records as wide as the table's stored columns are the rule; fewer
+    // happen only for rows older than an ALTER TABLE ADD COLUMN. Prefer the
+    // tables whose width every record matches exactly.
+    let exact: Vec<usize> = damaged
+        .iter()
+        .copied()
+        .filter(|&t| {
+            let width = schema.tables[t].stored_columns();
+            cells.iter().all(|(_, bytes, truncated)| {
+                let ok = if *truncated {
+                    rec.parse_partial(bytes).is_ok()
+                } else {
+                    rec.parse(bytes).is_ok()
+                };
+                ok && rec.len() == width
+            })
+        })
+        .collect();
+    if !exact.is_empty() {
+        damaged = exact;
+    }
     if kind == PageKind::TableLeaf {
         let in_hole: Vec<usize> = damaged
             .iter()
             .copied()
             .filter(|&t| {
                 cells.iter().all(|(c, _, _)| {
-                    c.rowid
-                        .is_some_and(|r| reports[t].holes.iter().any(|h| h.contains(r)))
+                    // A hole left by an unknown root covers every rowid; a
+                    // leaf nothing points at is then as likely a freed page.
+                    c.rowid.is_some_and(|r| {
+                        reports[t]
+                            .holes
+                            .iter()
+                            .any(|h| h.contains(r) && (h.page != 0 || linked))
+                    })
                 })
             })
             .collect();
@@ -840,9 +1250,21 @@ fn attribute(
         return None;
     }
     match damaged.as_slice() {
-        [t] => Some((*t, Confidence::Evidence)),
+        [t] if linked || reports[*t].holes.iter().all(|h| h.page != 0) => {
+            Some((*t, Confidence::Evidence))
+        }
         _ => None,
     }
+}
+
+/// Whether index-leaf records look like entries of an index on a rowid
+/// table: at least two values, the last an integer (the rowid).
+fn looks_like_index(cells: &[(FoundCell, Vec<u8>, bool)], rec: &mut Record) -> bool {
+    cells.iter().all(|(_, bytes, _)| {
+        rec.parse(bytes).is_ok()
+            && rec.len() >= 2
+            && matches!(rec.value(bytes, rec.len() - 1), ValueRef::Integer(_))
+    })
 }
 
 fn mark_freelist(

@@ -115,6 +115,19 @@ impl Sink {
         x
     }
 
+    /// Deletes the row with `rowid` from `t` (to replace a partial copy).
+    pub fn delete_rowid(&mut self, t: &Table, rowid: i64) -> Result<()> {
+        if let Some(r) = t.rowid_name() {
+            self.conn
+                .prepare_cached(&format!(
+                    "DELETE FROM {} WHERE {r} = ?1",
+                    quote_ident(&t.name)
+                ))?
+                .execute([rowid])?;
+        }
+        Ok(())
+    }
+
     /// Inserts one row (values by declared column); false when a row with
     /// the same key (or another unique value) is already there.
     pub fn insert<'v>(

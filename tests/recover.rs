@@ -1,0 +1,664 @@
+//! `recover` against a generated memory store, per damage class: every row
+//! whose bytes survive comes back exactly, no row comes back that was never
+//! committed, damaged values are flagged, inputs are unchanged.
+//!
+//! `cargo test recover -- --nocapture` prints the per-class table.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, params};
+use sqlite_salvage::format::record::Record;
+use sqlite_salvage::recover::{RecoverOptions, Report, recover};
+use sqlite_salvage::rows::column_value;
+use sqlite_salvage::tree::{PageVisitor, TreeCursor};
+use sqlite_salvage::wal::WalIndex;
+use sqlite_salvage::{Database, WalChoice};
+
+use crate::common::*;
+
+const SCHEMA: &str = "
+    CREATE TABLE memories(id TEXT PRIMARY KEY, kind TEXT NOT NULL, created REAL, meta TEXT, embedding BLOB);
+    CREATE INDEX memories_kind ON memories(kind, created);
+    CREATE TABLE events(id INTEGER PRIMARY KEY, memory TEXT, at INTEGER, note TEXT);
+    CREATE INDEX events_memory ON events(memory);
+    CREATE TABLE tags(tag TEXT, memory TEXT, weight REAL, PRIMARY KEY(tag, memory)) WITHOUT ROWID;";
+
+/// Row identity as compared: table and the row (rowid + values).
+fn keys(state: &State) -> HashSet<String> {
+    state
+        .iter()
+        .filter(|(t, _)| !t.starts_with("lost_and_found"))
+        .flat_map(|(t, rows)| rows.iter().map(move |r| format!("{t}|{r:?}")))
+        .collect()
+}
+
+struct Store {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    live: PathBuf,
+    conn: Connection,
+    /// State after the checkpoint (index 0) and after each WAL commit.
+    states: Vec<State>,
+    page_size: u32,
+}
+
+fn insert_memory(c: &Connection, n: u64, page_size: u32) {
+    let id = format!("mem-{n:05}");
+    let len = if page_size >= 65536 {
+        70_000 + (n % 7) as usize * 5000
+    } else {
+        1536 + (n % 5) as usize * 300
+    };
+    let emb: Vec<u8> = (0..len).map(|i| (i as u64 * 31 + n) as u8).collect();
+    c.execute(
+        "INSERT INTO memories VALUES(?1, ?2, ?3, ?4, ?5)",
+        params![
+            id,
+            format!("kind{}", n % 4),
+            n as f64 * 0.5,
+            format!("{{\"n\":{n},\"tokens\":{}}}", n * 7),
+            emb
+        ],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO events(memory, at, note) VALUES(?1, ?2, ?3)",
+        params![id, n as i64, format!("created memory {n}")],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT OR REPLACE INTO tags VALUES(?1, ?2, ?3)",
+        params![format!("topic{}", n % 9), id, (n % 10) as f64 / 10.0],
+    )
+    .unwrap();
+}
+
+fn store(page_size: u32, encoding: &str, base: u64, commits: usize) -> Store {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let live = dir.join("live.db");
+    let c = Connection::open(&live).unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA page_size={page_size}; PRAGMA encoding='{encoding}'; PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;"
+    ))
+    .unwrap();
+    c.execute_batch(SCHEMA).unwrap();
+    // Pages freed and reused: a table filled and dropped first.
+    c.execute_batch(
+        "CREATE TABLE scratch(x);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 40)
+         INSERT INTO scratch SELECT randomblob(600) FROM n;
+         DROP TABLE scratch;",
+    )
+    .unwrap();
+    c.execute_batch("BEGIN").unwrap();
+    for n in 1..=base {
+        insert_memory(&c, n, page_size);
+    }
+    c.execute_batch("COMMIT").unwrap();
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let mut states = vec![sqlite_state(&c)];
+    let mut rng = Rng(page_size as u64 + base);
+    let mut next = base + 1;
+    for k in 0..commits {
+        c.execute_batch("BEGIN").unwrap();
+        for _ in 0..3 {
+            insert_memory(&c, next, page_size);
+            next += 1;
+        }
+        match k % 3 {
+            0 => {
+                let victim = 1 + rng.below(next - 1);
+                c.execute(
+                    "DELETE FROM memories WHERE id = ?1",
+                    params![format!("mem-{victim:05}")],
+                )
+                .unwrap();
+                c.execute(
+                    "DELETE FROM events WHERE memory = ?1",
+                    params![format!("mem-{victim:05}")],
+                )
+                .unwrap();
+            }
+            1 => {
+                c.execute(
+                    "UPDATE events SET note = note || ' (seen)' WHERE id % 13 = ?1",
+                    params![(k % 13) as i64],
+                )
+                .unwrap();
+            }
+            _ => {
+                c.execute(
+                    "UPDATE tags SET weight = weight + 1 WHERE tag = ?1",
+                    params![format!("topic{}", k % 9)],
+                )
+                .unwrap();
+            }
+        }
+        c.execute_batch("COMMIT").unwrap();
+        states.push(sqlite_state(&c));
+    }
+    Store {
+        _tmp: tmp,
+        dir,
+        live,
+        conn: c,
+        states,
+        page_size,
+    }
+}
+
+struct Pages(Vec<u32>);
+impl PageVisitor for Pages {
+    fn overflow_page(&mut self, pgno: u32) {
+        self.0.push(pgno);
+    }
+}
+
+/// For every row of the latest snapshot of `db`: the pages its bytes are on.
+fn locate(db: &Path) -> HashMap<String, Vec<u32>> {
+    let d = Database::open(db).unwrap();
+    let snap = d.latest().unwrap();
+    let enc = snap.header().encoding;
+    let schema = snap.schema().unwrap();
+    let mut out = HashMap::new();
+    let mut rec = Record::new();
+    for t in &schema.tables {
+        let keep: Vec<usize> = (0..t.columns.len())
+            .filter(|&i| t.columns[i].slot.is_some())
+            .collect();
+        let mut cur = TreeCursor::with_visitor(&snap, t.root, Pages(Vec::new()));
+        loop {
+            let (key, page) = {
+                let Some(e) = cur.next().unwrap() else { break };
+                rec.parse(e.payload).unwrap();
+                let vals: Vec<_> = keep
+                    .iter()
+                    .map(|&i| column_value(t, &rec, e.payload, e.rowid, i).to_owned(enc))
+                    .collect();
+                let row: Row = (if t.without_rowid { None } else { e.rowid }, vals);
+                (format!("{}|{row:?}", t.name), e.at.page)
+            };
+            let mut pages = std::mem::take(&mut cur.visitor.0);
+            pages.push(page);
+            out.insert(key, pages);
+        }
+    }
+    out
+}
+
+/// One damage class's outcome.
+struct Outcome {
+    class: String,
+    truth: usize,
+    ceiling: usize,
+    recovered: usize,
+    invented: usize,
+    stale: usize,
+    lost_and_found: u64,
+    sqlite_plain: String,
+    report: Report,
+}
+
+/// Recovers `db` and measures against `truth` (the committed state the
+/// damaged files stand for), `history` (every committed row ever) and the
+/// pages the damage destroyed.
+fn measure(
+    class: &str,
+    db: &Path,
+    located: &HashMap<String, Vec<u32>>,
+    destroyed: &HashSet<u32>,
+    truth: &State,
+    history: &HashSet<String>,
+    schema_sql: Option<&str>,
+) -> Outcome {
+    let before = dir_hashes(db.parent().unwrap());
+    let out = db
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(format!("{}-recovered.db", class.replace(['/', ' '], "-")));
+    let opts = RecoverOptions {
+        schema_sql: schema_sql.map(String::from),
+        no_sync: true,
+        ..Default::default()
+    };
+    let report = recover(db, &out, &opts).unwrap_or_else(|e| panic!("{class}: {e}"));
+    assert_eq!(
+        dir_hashes(db.parent().unwrap()),
+        before,
+        "{class}: inputs changed"
+    );
+    let conn = Connection::open(&out).unwrap();
+    let ic: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ic, "ok", "{class}");
+    let got = keys(&sqlite_state(&conn));
+    let truth_keys = keys(truth);
+    let ceiling: HashSet<&String> = truth_keys
+        .iter()
+        .filter(|k| {
+            located
+                .get(*k)
+                .is_none_or(|pages| !pages.iter().any(|p| destroyed.contains(p)))
+        })
+        .collect();
+    let recovered = ceiling.iter().filter(|k| got.contains(**k)).count();
+    // Rows with a value read only in part are flagged, not invented: their
+    // key must be a committed one.
+    let partial: HashSet<String> = report
+        .flagged
+        .iter()
+        .filter(|f| f.flag.contains("only in part") || f.flag.contains("all zeros"))
+        .map(|f| format!("{}|{:?}", f.table, f.rowid))
+        .collect();
+    let committed_keys: HashSet<String> = history
+        .iter()
+        .map(|k| {
+            let (t, rest) = k.split_once('|').unwrap();
+            let rowid = rest.trim_start_matches('(').split(',').next().unwrap_or("");
+            format!("{t}|{rowid}")
+        })
+        .collect();
+    let invented: Vec<&String> = got
+        .iter()
+        .filter(|k| !history.contains(*k))
+        .filter(|k| {
+            let (t, rest) = k.split_once('|').unwrap();
+            let rowid = rest.trim_start_matches('(').split(',').next().unwrap_or("");
+            let key = format!("{t}|{rowid}");
+            !(partial.contains(&key) && committed_keys.contains(&key))
+        })
+        .collect();
+    let stale = got.iter().filter(|k| !truth_keys.contains(*k)).count();
+    let sqlite_plain = {
+        let tmp = tempfile::tempdir().unwrap();
+        let copy = copy_set(db, tmp.path(), "plain.db");
+        match std::panic::catch_unwind(|| {
+            let c = Connection::open(&copy).unwrap();
+            // Every row of every table, read as an application would.
+            let ok: Result<usize, rusqlite::Error> = (|| {
+                let mut n = 0;
+                for t in ["memories", "events", "tags"] {
+                    let mut st = c.prepare(&format!("SELECT * FROM {t} NOT INDEXED"))?;
+                    let mut rows = st.query([])?;
+                    while rows.next()?.is_some() {
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })();
+            ok
+        }) {
+            Ok(Ok(n)) => format!("{n} rows"),
+            Ok(Err(e)) => format!(
+                "error: {}",
+                e.to_string().chars().take(40).collect::<String>()
+            ),
+            Err(_) => "error".into(),
+        }
+    };
+    assert!(
+        invented.is_empty(),
+        "{class}: invented rows: {:?}\nreport: {}",
+        &invented[..invented.len().min(3)],
+        serde_json::to_string(&(
+            &report.orphan_pages,
+            &report.flagged.iter().take(20).collect::<Vec<_>>(),
+            &report.unreadable_pages
+        ))
+        .unwrap()
+        .chars()
+        .take(4000)
+        .collect::<String>()
+    );
+    Outcome {
+        class: class.into(),
+        truth: truth_keys.len(),
+        ceiling: ceiling.len(),
+        recovered,
+        invented: invented.len(),
+        stale,
+        lost_and_found: report.lost_and_found,
+        sqlite_plain,
+        report,
+    }
+}
+
+fn history_of(states: &[State]) -> HashSet<String> {
+    states.iter().flat_map(keys).collect()
+}
+
+fn case_dir(s: &Store, name: &str) -> PathBuf {
+    let d = s.dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn zero_page(db: &Path, pgno: u32, page_size: u32) {
+    let mut b = std::fs::read(db).unwrap();
+    let at = (pgno as usize - 1) * page_size as usize;
+    b[at..at + page_size as usize].fill(0);
+    std::fs::write(db, b).unwrap();
+}
+
+fn pages_of(db: &Path, name: &str, pagetype: &str) -> Vec<u32> {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = copy_set(db, tmp.path(), "q.db");
+    let c = Connection::open(&copy).unwrap();
+    let mut st = c
+        .prepare("SELECT pageno FROM dbstat WHERE name = ?1 AND pagetype = ?2 ORDER BY pageno")
+        .unwrap();
+    st.query_map(params![name, pagetype], |r| r.get::<_, i64>(0))
+        .unwrap()
+        .map(|r| r.unwrap() as u32)
+        .collect()
+}
+
+/// Every damage class on one store layout.
+fn classes(page_size: u32, encoding: &str, base: u64) -> Vec<Outcome> {
+    let s = store(page_size, encoding, base, 24);
+    let ps = s.page_size;
+    let history = history_of(&s.states);
+    let last = s.states.last().unwrap().clone();
+    let mut out = Vec::new();
+    let tag = format!("{ps}/{encoding}");
+
+    // The newest commits only in the WAL; pages reused from the freelist.
+    let healthy = copy_set(&s.live, &case_dir(&s, "healthy"), "memory.db");
+    let located = locate(&healthy);
+    let o = measure(
+        &format!("wal-only-commits {tag}"),
+        &healthy,
+        &located,
+        &HashSet::new(),
+        &last,
+        &history,
+        None,
+    );
+    assert_eq!(
+        o.stale, 0,
+        "nothing stale or deleted comes back from a healthy store"
+    );
+    out.push(o);
+
+    // An uncommitted tail: the last transaction lost its commit marker.
+    let db = copy_set(&s.live, &case_dir(&s, "tail"), "memory.db");
+    let _ = std::fs::remove_file(side(&db, "-shm"));
+    let wal = side(&db, "-wal");
+    let idx = WalIndex::scan(&wal).unwrap().unwrap();
+    rewrite_frame(&wal, idx.commits.last().unwrap().last_frame, 4, 0);
+    let n = s.states.len();
+    let truth = s.states[n - 2].clone();
+    let o = measure(
+        &format!("uncommitted-tail {tag}"),
+        &db,
+        &located,
+        &HashSet::new(),
+        &truth,
+        &history_of(&s.states[..n - 1]),
+        None,
+    );
+    assert_eq!(o.stale, 0);
+    out.push(o);
+
+    // One damaged frame in the middle of the WAL.
+    let db = copy_set(&s.live, &case_dir(&s, "frame"), "memory.db");
+    let _ = std::fs::remove_file(side(&db, "-shm"));
+    let wal = side(&db, "-wal");
+    let f = idx.frames[idx.frames.len() / 2];
+    let mut b = std::fs::read(&wal).unwrap();
+    let off = sqlite_salvage::wal::frame_offset(f.index, ps) as usize + 24 + (ps as usize / 2);
+    b[off] ^= 0x55;
+    std::fs::write(&wal, b).unwrap();
+    let rewritten = idx
+        .frames
+        .iter()
+        .any(|g| g.index > f.index && g.pgno == f.pgno && g.commit.is_some());
+    let destroyed: HashSet<u32> = if rewritten {
+        HashSet::new()
+    } else {
+        [f.pgno].into()
+    };
+    out.push(measure(
+        &format!("damaged-frame {tag}"),
+        &db,
+        &located,
+        &destroyed,
+        &last,
+        &history,
+        None,
+    ));
+
+    // A WAL left from another database.
+    let db = copy_set(&s.live, &case_dir(&s, "foreign"), "memory.db");
+    let _ = std::fs::remove_file(side(&db, "-shm"));
+    let other = s.dir.join("other.db");
+    let oc = wal_conn(&other, ps);
+    oc.execute_batch(&format!("PRAGMA encoding='{encoding}'; CREATE TABLE unrelated(a, b); INSERT INTO unrelated VALUES(1, 2);"))
+        .unwrap();
+    std::fs::copy(side(&other, "-wal"), side(&db, "-wal")).unwrap();
+    let o = measure(
+        &format!("wal-of-another-db {tag}"),
+        &db,
+        &located,
+        &HashSet::new(),
+        &s.states[0],
+        &history,
+        None,
+    );
+    assert!(o.report.wal_rejected.is_some(), "foreign WAL not noticed");
+    out.push(o);
+    drop(oc);
+
+    // Everything checkpointed: the database file alone, then damaged.
+    s.conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let clean = copy_set(&s.live, &case_dir(&s, "clean"), "memory.db");
+    let located = locate(&clean);
+
+    let db = copy_set(&s.live, &case_dir(&s, "page1"), "memory.db");
+    zero_page(&db, 1, ps);
+    out.push(measure(
+        &format!("page1-zeroed +schema {tag}"),
+        &db,
+        &located,
+        &[1].into(),
+        &last,
+        &history,
+        Some(SCHEMA),
+    ));
+
+    let db = copy_set(&s.live, &case_dir(&s, "interior"), "memory.db");
+    let mut destroyed = HashSet::new();
+    for t in ["memories", "events"] {
+        let interior = pages_of(&clean, t, "internal");
+        if let Some(p) = interior.first() {
+            zero_page(&db, *p, ps);
+            destroyed.insert(*p);
+        }
+    }
+    if !destroyed.is_empty() {
+        out.push(measure(
+            &format!("interior-zeroed {tag}"),
+            &db,
+            &located,
+            &destroyed,
+            &last,
+            &history,
+            None,
+        ));
+    }
+
+    let overflow = pages_of(&clean, "memories", "overflow");
+    if !overflow.is_empty() {
+        let db = copy_set(&s.live, &case_dir(&s, "overflow"), "memory.db");
+        let destroyed: HashSet<u32> = overflow
+            .iter()
+            .step_by(overflow.len() / 4 + 1)
+            .copied()
+            .collect();
+        for p in &destroyed {
+            zero_page(&db, *p, ps);
+        }
+        let o = measure(
+            &format!("overflow-zeroed {tag}"),
+            &db,
+            &located,
+            &destroyed,
+            &last,
+            &history,
+            None,
+        );
+        let hit = located
+            .values()
+            .filter(|p| p.iter().any(|x| destroyed.contains(x)))
+            .count();
+        let flagged: u64 = o.report.tables.iter().map(|t| t.truncated_values).sum();
+        assert!(
+            flagged as usize >= hit.min(1),
+            "{}: {hit} rows hit, {flagged} flagged",
+            o.class
+        );
+        out.push(o);
+    }
+
+    let db = copy_set(&s.live, &case_dir(&s, "truncated"), "memory.db");
+    let len = std::fs::metadata(&db).unwrap().len();
+    let pages = (len / u64::from(ps)) as u32;
+    let keep = pages * 6 / 10;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_len(u64::from(keep) * u64::from(ps))
+        .unwrap();
+    let destroyed: HashSet<u32> = (keep + 1..=pages).collect();
+    out.push(measure(
+        &format!("truncated-file {tag}"),
+        &db,
+        &located,
+        &destroyed,
+        &last,
+        &history,
+        None,
+    ));
+
+    // A torn page: a leaf of events, half its sectors from an older version.
+    let leaves = pages_of(&clean, "events", "leaf");
+    if ps >= 1024 && leaves.len() >= 2 {
+        if let Some(&p) = leaves.get(leaves.len() / 2) {
+            let db = copy_set(&s.live, &case_dir(&s, "torn"), "memory.db");
+            let mut b = std::fs::read(&db).unwrap();
+            let at = (p as usize - 1) * ps as usize;
+            // The older version: sectors of the neighbouring leaf.
+            let q = leaves[leaves.len() / 2 - 1];
+            let old = b[(q as usize - 1) * ps as usize..q as usize * ps as usize].to_vec();
+            for sector in (1..ps as usize / 512).step_by(2) {
+                b[at + sector * 512..at + (sector + 1) * 512]
+                    .copy_from_slice(&old[sector * 512..(sector + 1) * 512]);
+            }
+            std::fs::write(&db, b).unwrap();
+            out.push(measure(
+                &format!("torn-page {tag}"),
+                &db,
+                &located,
+                &[p].into(),
+                &last,
+                &history,
+                None,
+            ));
+        }
+    }
+    out
+}
+
+fn print(outcomes: &[Outcome]) {
+    eprintln!(
+        "{:<34} {:>6} {:>8} {:>10} {:>6} {:>9} {:>6} {:>6}  sqlite plain read",
+        "class", "truth", "ceiling", "recovered", "%", "invented", "other", "l&f"
+    );
+    for o in outcomes {
+        eprintln!(
+            "{:<34} {:>6} {:>8} {:>10} {:>6.1} {:>9} {:>6} {:>6}  {}",
+            o.class,
+            o.truth,
+            o.ceiling,
+            o.recovered,
+            100.0 * o.recovered as f64 / o.ceiling.max(1) as f64,
+            o.invented,
+            o.stale,
+            o.lost_and_found,
+            o.sqlite_plain
+        );
+    }
+}
+
+fn assert_ceiling(outcomes: &[Outcome]) {
+    print(outcomes);
+    for o in outcomes {
+        assert_eq!(
+            o.recovered, o.ceiling,
+            "{}: {:#?}",
+            o.class, o.report.tables
+        );
+        assert_eq!(o.invented, 0, "{}", o.class);
+    }
+}
+
+#[test]
+fn recover_every_damage_class_4096() {
+    assert_ceiling(&classes(4096, "UTF-8", 120));
+}
+
+#[test]
+fn recover_every_damage_class_small_pages_utf16() {
+    assert_ceiling(&classes(512, "UTF-16le", 60));
+}
+
+#[test]
+fn recover_every_damage_class_64k_pages() {
+    assert_ceiling(&classes(65536, "UTF-16be", 12));
+}
+
+#[test]
+fn recover_cli_reports_and_refuses() {
+    let s = store(1024, "UTF-8", 20, 3);
+    let db = copy_set(&s.live, &case_dir(&s, "cli"), "memory.db");
+    let out = s.dir.join("out.db");
+    let rep = s.dir.join("report.json");
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    let (code, stdout, err) = run(&["recover", &p(&db), "-o", &p(&out), "--report", &p(&rep)]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(stdout.contains("memories"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rep).unwrap()).unwrap();
+    assert_eq!(v["outcome"], "complete");
+    let (code, _, err) = run(&["recover", &p(&db), "-o", &p(&out)]);
+    assert_eq!(code, 6, "{err}");
+    let (code, _, err) = run(&["recover", &p(&db), "-o", &p(&db)]);
+    assert_eq!(code, 6, "{err}");
+    // Damage makes the outcome partial (exit 1).
+    let leaf = pages_of(&db, "events", "leaf")[0];
+    s.conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let db2 = copy_set(&s.live, &case_dir(&s, "cli2"), "memory.db");
+    zero_page(&db2, leaf, 1024);
+    let (code, stdout, _) = run(&[
+        "recover",
+        &p(&db2),
+        "-o",
+        &p(&s.dir.join("out2.db")),
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["outcome"], "partial");
+    let _ = WalChoice::Auto;
+}
