@@ -85,6 +85,8 @@ pub fn write_atomically<T>(
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
+        // An ordinary file once renamed (the umask still applies).
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(&dir)
         .map_err(|e| Error::output(&dir, e))?;
     let value = make(tmp.as_file_mut()).map_err(|e| match e {

@@ -239,10 +239,4 @@ pub fn print_recover(r: &Report) {
     for (name, why) in r.tables_not_created.iter().chain(&r.objects_not_created) {
         println!("  not created: {name}: {why}");
     }
-    if r.unique_conflicts > 0 {
-        println!(
-            "  {} rows dropped for UNIQUE conflicts (the tree's row kept)",
-            r.unique_conflicts
-        );
-    }
 }

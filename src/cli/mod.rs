@@ -1,6 +1,6 @@
 //! Command-line parsing, output and exit codes.
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -284,14 +284,39 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 })?),
                 None => None,
             };
+            // A progress bar on a terminal only, and only for large inputs.
+            let large = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) > 64 << 20;
+            let bar = (!json && large && io::stderr().is_terminal()).then(|| {
+                let b = indicatif::ProgressBar::new(0);
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{msg:24} [{bar:40}] {pos}/{len} pages ({eta})",
+                ) {
+                    b.set_style(style.progress_chars("=> "));
+                }
+                b
+            });
+            let progress = bar.clone().map(|b| {
+                recover::ProgressFn(std::sync::Arc::new(
+                    move |phase: &str, done: u64, total: u64| {
+                        b.set_length(total);
+                        b.set_position(done);
+                        b.set_message(phase.to_string());
+                    },
+                ))
+            });
             let opts = recover::RecoverOptions {
                 wal: wal.choice(),
                 at_commit: wal.at_commit,
                 schema_sql,
                 force,
                 no_sync,
+                progress,
             };
-            let r = recover::recover(&db, &output, &opts)?;
+            let r = recover::recover(&db, &output, &opts);
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let r = r?;
             if let Some(path) = &report {
                 let text = serde_json::to_string_pretty(&r).map_err(|e| Error::Output {
                     path: path.clone(),

@@ -48,6 +48,29 @@ pub struct RecoverOptions {
     pub force: bool,
     /// Skip fsync of the output.
     pub no_sync: bool,
+    /// Called as recovery proceeds.
+    pub progress: Option<ProgressFn>,
+}
+
+/// The function behind a [`ProgressFn`]: (phase, pages done, pages in all).
+pub type ProgressCallback = dyn Fn(&str, u64, u64) + Send + Sync;
+
+/// A progress callback.
+#[derive(Clone)]
+pub struct ProgressFn(pub std::sync::Arc<ProgressCallback>);
+
+impl std::fmt::Debug for ProgressFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressFn")
+    }
+}
+
+impl ProgressFn {
+    fn tick(p: Option<&ProgressFn>, phase: &str, done: u64, total: u64) {
+        if let Some(p) = p {
+            (p.0)(phase, done, total);
+        }
+    }
 }
 
 /// How sure the attribution of a row to its table is.
@@ -97,8 +120,8 @@ pub struct TableReport {
     pub by_source: BTreeMap<Source, u64>,
     /// Rows written, by confidence.
     pub by_confidence: BTreeMap<Confidence, u64>,
-    /// Rows not written because a row with the same key (or unique value)
-    /// came first from a more trusted source.
+    /// Rows not written because a row with the same key or the same value
+    /// in a UNIQUE index came first from a more trusted source.
     pub duplicates_skipped: u64,
     /// Rows with a value read only in part (broken overflow chain).
     pub truncated_values: u64,
@@ -150,9 +173,6 @@ pub struct Report {
     pub tables_not_created: Vec<(String, String)>,
     /// Indexes, views and triggers that could not be created, and why.
     pub objects_not_created: Vec<(String, String)>,
-    /// Rows removed so that a UNIQUE index could be built (the row read
-    /// from the tree was kept).
-    pub unique_conflicts: u64,
     /// Rows with flagged values (first 10000).
     pub flagged: Vec<FlaggedRow>,
     /// Damage met outside the tables' trees (schema, freelist).
@@ -187,15 +207,29 @@ enum Seen {
 struct Marks<'m> {
     seen: &'m mut Vec<Seen>,
     table: u32,
+    done: &'m mut u64,
+    progress: Option<&'m ProgressFn>,
+}
+
+impl Marks<'_> {
+    fn count(&mut self) {
+        *self.done += 1;
+        if *self.done % 1024 == 0 {
+            let total = self.seen.len() as u64;
+            ProgressFn::tick(self.progress, "reading tables", *self.done, total);
+        }
+    }
 }
 
 impl PageVisitor for Marks<'_> {
     fn btree_page(&mut self, pgno: u32, _kind: PageKind, _depth: usize) {
+        self.count();
         if let Some(s) = self.seen.get_mut(pgno as usize) {
             *s = Seen::Tree(self.table);
         }
     }
     fn overflow_page(&mut self, pgno: u32) {
+        self.count();
         if let Some(s) = self.seen.get_mut(pgno as usize) {
             *s = Seen::Overflow;
         }
@@ -367,6 +401,8 @@ pub fn recover(input: &Path, output: &Path, opts: &RecoverOptions) -> Result<Rep
     let tmp = tempfile::Builder::new()
         .prefix(".salvage-")
         .suffix(".tmp")
+        // An ordinary file once renamed (the umask still applies).
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(&dir)
         .map_err(|e| Error::output(&dir, e))?
         .into_temp_path();
@@ -565,6 +601,11 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
     let (schema, schema_from, mut damage) = read_schema(db, salvage, opts);
     let mut sink = Sink::create(out, enc, snap.page_size())?;
     let tables_not_created = sink.create_tables(&schema);
+    // Indexes before the rows: rows arrive most trusted first (the trees,
+    // then orphaned and carved pages), so a row that would break a UNIQUE
+    // index is one from a less trusted source and is skipped and counted;
+    // and no second pass over the tables is needed to build them.
+    let mut objects_not_created = create_objects(&sink, &schema, &["index"]);
     let not_created: HashSet<String> = tables_not_created.iter().map(|t| t.0.clone()).collect();
     let fallback: HashSet<u32> = salvage
         .wal
@@ -572,6 +613,7 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
         .map(|w| w.fallback_pages.iter().copied().collect())
         .unwrap_or_default();
     let mut seen = vec![Seen::No; page_count as usize + 1];
+    let mut pages_done = 0u64;
     let mut reports: Vec<TableReport> = schema
         .tables
         .iter()
@@ -610,6 +652,8 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
             Marks {
                 seen: &mut seen,
                 table: ti as u32,
+                done: &mut pages_done,
+                progress: opts.progress.as_ref(),
             },
         )
         .lenient(true)
@@ -676,12 +720,7 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
                 });
                 continue;
             }
-            let inserted = sink.insert(
-                t,
-                rowid,
-                &|c| column_value(t, &rec, payload, rowid, c),
-                source,
-            )?;
+            let inserted = sink.insert(t, rowid, &|c| column_value(t, &rec, payload, rowid, c))?;
             if !inserted {
                 rep.duplicates_skipped += 1;
                 continue;
@@ -713,328 +752,356 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
         rep.holes = cursor.holes().to_vec();
         rep.damage = cursor.damage().to_vec();
     }
-    // Index b-trees: only to account for their pages.
-    for e in schema.of_kind("index") {
-        if e.rootpage == 0 || e.rootpage > page_count {
-            continue;
-        }
-        let mut cursor = TreeCursor::with_visitor(
-            snap,
-            e.rootpage,
-            Marks {
-                seen: &mut seen,
-                table: u32::MAX,
-            },
-        )
-        .lenient(true);
-        while cursor.next()?.is_some() {}
-    }
-    if let Some(s) = seen.get_mut(1) {
-        if *s == Seen::No {
-            *s = Seen::Tree(u32::MAX);
-        }
-    }
-    {
-        let mut c = TreeCursor::with_visitor(
-            snap,
-            1,
-            Marks {
-                seen: &mut seen,
-                table: u32::MAX,
-            },
-        )
-        .lenient(true);
-        while c.next()?.is_some() {}
-    }
-    if schema_from.starts_with("sqlite_schema rows found") {
-        // Those pages are the schema's own: accounted for.
-        if let Some((_, pages)) = schema_from_orphans(snap) {
-            for p in pages {
-                if let Some(s @ Seen::No) = seen.get_mut(p as usize) {
-                    *s = Seen::Tree(u32::MAX);
-                }
-            }
-        }
-    }
-    mark_freelist(snap, &mut seen, &mut damage)?;
-    let h = snap.header();
-    if h.auto_vacuum() != crate::format::header::AutoVacuum::None {
-        for p in 2..=page_count {
-            if is_ptrmap_page(p, usable, snap.page_size()) {
-                seen[p as usize] = Seen::Ptrmap;
-            }
-        }
-    }
-    let lock = h.lock_byte_page();
-    if lock <= page_count {
-        seen[lock as usize] = Seen::Ptrmap;
-    }
-
-    // 2. Every page nothing accounted for, and damaged tree pages.
+    // Pages the trees did not reach matter only when something is damaged:
+    // in a database whose trees, schema and WAL read cleanly every page is
+    // in a tree, on the freelist or a pointer map.
+    let need_scan = !suspects.is_empty()
+        || reports
+            .iter()
+            .any(|r| !r.holes.is_empty() || !r.damage.is_empty() || r.cells_lost > 0)
+        || salvage.header_from != HeaderSource::Page1
+        || schema_from != "page 1"
+        || !damage.is_empty()
+        || salvage
+            .wal
+            .as_ref()
+            .is_some_and(|w| !w.damaged_frames.is_empty() || !w.fallback_pages.is_empty());
     let mut orphan_pages = Vec::new();
     let mut unreadable_pages = Vec::new();
-    let mut buf = vec![0u8; snap.page_size() as usize];
-    let mut scratch = Vec::new();
-    let mut chain_seen = HashSet::new();
-    let mut payload_buf = Vec::new();
-    let ptrmap_root = |pgno: u32, seen: &Vec<Seen>| -> Option<u32> {
-        // Follow pointer-map parents up to a page a table's walk reached.
-        let mut p = pgno;
-        let mut map = vec![0u8; snap.page_size() as usize];
-        for _ in 0..64 {
-            let mp = ptrmap_page_for(p, usable, snap.page_size())?;
-            snap.read_page(mp, &mut map).ok()?;
-            let e = ptrmap_entry(map.get(..usable as usize)?, mp, p).ok()?;
-            match e.kind {
-                PtrmapKind::Btree => {
-                    p = e.parent;
-                    if let Some(Seen::Tree(t) | Seen::Damaged(t)) = seen.get(p as usize) {
-                        if *t != u32::MAX {
-                            return Some(*t);
-                        }
-                    }
-                }
-                PtrmapKind::RootPage => return None,
-                _ => return None,
-            }
-        }
-        None
-    };
-    // Children of interior pages no walk reached: a leaf one of them
-    // points at belongs to a cut-off subtree, a leaf nothing points at may
-    // be a freed page.
-    let mut unreached_children: HashSet<u32> = HashSet::new();
-    let mut unreached_interiors = false;
-    for pgno in 2..=page_count {
-        if seen[pgno as usize] != Seen::No || snap.read_page(pgno, &mut buf).is_err() {
-            continue;
-        }
-        if let Ok(p) = BtreePage::parse(&buf, pgno, usable) {
-            if let (false, Ok(children)) = (p.kind.is_leaf(), p.children()) {
-                unreached_interiors = true;
-                unreached_children.extend(children);
-            }
-        }
-    }
     let mut index_pages_skipped = 0u64;
-    // Two passes: orphan leaf pages first (which also claims their
-    // overflow pages), then carving what is still unaccounted for.
-    for carving in [false, true] {
+    if need_scan {
+        // Index b-trees: only to account for their pages.
+        for e in schema.of_kind("index") {
+            if e.rootpage == 0 || e.rootpage > page_count {
+                continue;
+            }
+            let mut cursor = TreeCursor::with_visitor(
+                snap,
+                e.rootpage,
+                Marks {
+                    seen: &mut seen,
+                    table: u32::MAX,
+                    done: &mut pages_done,
+                    progress: opts.progress.as_ref(),
+                },
+            )
+            .lenient(true);
+            while cursor.next()?.is_some() {}
+        }
+        if let Some(s) = seen.get_mut(1) {
+            if *s == Seen::No {
+                *s = Seen::Tree(u32::MAX);
+            }
+        }
+        {
+            let mut c = TreeCursor::with_visitor(
+                snap,
+                1,
+                Marks {
+                    seen: &mut seen,
+                    table: u32::MAX,
+                    done: &mut pages_done,
+                    progress: opts.progress.as_ref(),
+                },
+            )
+            .lenient(true);
+            while c.next()?.is_some() {}
+        }
+        if schema_from.starts_with("sqlite_schema rows found") {
+            // Those pages are the schema's own: accounted for.
+            if let Some((_, pages)) = schema_from_orphans(snap) {
+                for p in pages {
+                    if let Some(s @ Seen::No) = seen.get_mut(p as usize) {
+                        *s = Seen::Tree(u32::MAX);
+                    }
+                }
+            }
+        }
+        mark_freelist(snap, &mut seen, &mut damage)?;
+        let h = snap.header();
+        if h.auto_vacuum() != crate::format::header::AutoVacuum::None {
+            for p in 2..=page_count {
+                if is_ptrmap_page(p, usable, snap.page_size()) {
+                    seen[p as usize] = Seen::Ptrmap;
+                }
+            }
+        }
+        let lock = h.lock_byte_page();
+        if lock <= page_count {
+            seen[lock as usize] = Seen::Ptrmap;
+        }
+
+        // 2. Every page nothing accounted for, and damaged tree pages.
+        let mut buf = vec![0u8; snap.page_size() as usize];
+        let mut scratch = Vec::new();
+        let mut chain_seen = HashSet::new();
+        let mut payload_buf = Vec::new();
+        let ptrmap_root = |pgno: u32, seen: &Vec<Seen>| -> Option<u32> {
+            // Follow pointer-map parents up to a page a table's walk reached.
+            let mut p = pgno;
+            let mut map = vec![0u8; snap.page_size() as usize];
+            for _ in 0..64 {
+                let mp = ptrmap_page_for(p, usable, snap.page_size())?;
+                snap.read_page(mp, &mut map).ok()?;
+                let e = ptrmap_entry(map.get(..usable as usize)?, mp, p).ok()?;
+                match e.kind {
+                    PtrmapKind::Btree => {
+                        p = e.parent;
+                        if let Some(Seen::Tree(t) | Seen::Damaged(t)) = seen.get(p as usize) {
+                            if *t != u32::MAX {
+                                return Some(*t);
+                            }
+                        }
+                    }
+                    PtrmapKind::RootPage => return None,
+                    _ => return None,
+                }
+            }
+            None
+        };
+        // Children of interior pages no walk reached: a leaf one of them
+        // points at belongs to a cut-off subtree, a leaf nothing points at may
+        // be a freed page.
+        let mut unreached_children: HashSet<u32> = HashSet::new();
+        let mut unreached_interiors = false;
         for pgno in 2..=page_count {
-            let owner = match seen[pgno as usize] {
-                Seen::No => None,
-                Seen::Damaged(t) if t != u32::MAX => Some(t),
-                _ => continue,
-            };
-            if !carving && owner.is_some() {
+            if seen[pgno as usize] != Seen::No || snap.read_page(pgno, &mut buf).is_err() {
                 continue;
             }
-            if snap.read_page(pgno, &mut buf).is_err() {
-                unreadable_pages.push(pgno);
-                continue;
+            if let Ok(p) = BtreePage::parse(&buf, pgno, usable) {
+                if let (false, Ok(children)) = (p.kind.is_leaf(), p.children()) {
+                    unreached_interiors = true;
+                    unreached_children.extend(children);
+                }
             }
-            if buf.iter().all(|&b| b == 0) {
-                if owner.is_some() && carving {
-                    unreadable_pages.push(pgno);
-                }
-                continue;
-            }
-            // Cells: through the pointer array when the header is usable,
-            // else carved from the content.
-            let (cells, kind, source, consistent) = match BtreePage::parse(&buf, pgno, usable) {
-                Ok(p) if p.kind.is_leaf() && owner.is_none() => {
-                    if carving {
-                        continue;
-                    }
-                    let (c, _bad) = cells_by_pointer(&p);
-                    seen[pgno as usize] = Seen::Tree(u32::MAX);
-                    (c, p.kind, Source::Orphan, p.is_consistent())
-                }
-                Ok(p) if p.kind == PageKind::IndexInterior && owner.is_none() => {
-                    // Index interior cells carry records too (WITHOUT ROWID
-                    // rows); its children are orphans handled on their own.
-                    if carving {
-                        continue;
-                    }
-                    let (c, _bad) = cells_by_pointer(&p);
-                    seen[pgno as usize] = Seen::Tree(u32::MAX);
-                    (c, PageKind::IndexLeaf, Source::Orphan, p.is_consistent())
-                }
-                Ok(p) if !p.kind.is_leaf() && owner.is_none() => {
-                    // An orphan table interior page: no rows; its leaves are
-                    // orphans too and are handled on their own.
-                    continue;
-                }
-                _ if !carving => continue,
-                _ => {
-                    // Which kind to carve for: the owner's, else table leaves.
-                    let kind = match owner.and_then(|t| schema.tables.get(t as usize)) {
-                        Some(t) if t.without_rowid => PageKind::IndexLeaf,
-                        _ => PageKind::TableLeaf,
+        }
+        // Two passes: orphan leaf pages first (which also claims their
+        // overflow pages), then carving what is still unaccounted for.
+        for carving in [false, true] {
+            for pgno in 2..=page_count {
+                if pgno % 1024 == 0 {
+                    let phase = if carving {
+                        "carving damaged pages"
+                    } else {
+                        "reading orphaned pages"
                     };
-                    (
-                        scan_page(&buf[..usable as usize], kind, usable, 8),
-                        kind,
-                        Source::Carved,
-                        true,
-                    )
-                }
-            };
-            if cells.is_empty() {
-                if owner.is_some() || source == Source::Carved {
-                    unreadable_pages.push(pgno);
-                }
-                continue;
-            }
-            // Decode every cell's record (assembling overflow).
-            let mut decoded: Vec<(FoundCell, Vec<u8>, bool)> = Vec::new();
-            for c in cells {
-                let p = c.payload();
-                let (bytes, truncated) = if p.spills() {
-                    let mut ovf = Collect(Vec::new());
-                    let r = assemble(
-                        snap,
-                        &p,
-                        &mut payload_buf,
-                        &mut scratch,
-                        &mut chain_seen,
-                        &mut ovf,
+                    ProgressFn::tick(
+                        opts.progress.as_ref(),
+                        phase,
+                        u64::from(pgno),
+                        u64::from(page_count),
                     );
-                    // A chain page something else already owns was reused:
-                    // the value is good only up to it.
-                    let per_page = usable as usize - 4;
-                    let mut bad = r.is_err();
-                    for (k, o) in ovf.0.iter().enumerate() {
-                        match seen.get_mut(*o as usize) {
-                            Some(s @ Seen::No) => *s = Seen::Overflow,
-                            _ => {
-                                payload_buf.truncate(c.local.len() + k * per_page);
-                                bad = true;
-                                break;
-                            }
-                        }
-                    }
-                    (payload_buf.clone(), bad || r.is_ok_and(|zeros| zeros))
-                } else {
-                    (c.local.clone(), false)
-                };
-                decoded.push((c, bytes, truncated));
-            }
-            // Attribute the page.
-            let mut unlinked_page = false;
-            let attributed: Option<(usize, Confidence)> = if let Some(t) = owner {
-                Some((t as usize, Confidence::Evidence))
-            } else if let Some(t) = ptrmap_root(pgno, &seen) {
-                Some((t as usize, Confidence::Evidence))
-            } else if source == Source::Carved {
-                // Residue on a page no table owns (a freelist trunk, an old
-                // page): never guessed into a table.
-                None
-            } else {
-                let referenced = unreached_children.contains(&pgno);
-                // With page 1 lost the freelist is unknown too: a leaf nothing
-                // points at may be a table's root leaf or a freed page; it is
-                // taken, and its rows flagged as possibly stale.
-                let freelist_lost = salvage.header_from != HeaderSource::Page1;
-                let linked = referenced || !unreached_interiors;
-                let a = attribute(
-                    &schema,
-                    &reports,
-                    &decoded,
-                    kind,
-                    &mut rec,
-                    linked || freelist_lost,
-                );
-                if a.is_some() && !linked {
-                    unlinked_page = true;
                 }
-                a
-            };
-            if attributed.is_none()
-                && kind == PageKind::IndexLeaf
-                && looks_like_index(&decoded, &mut rec)
-            {
-                // Entries of an index: rebuilt from the tables, not data.
-                index_pages_skipped += 1;
-                continue;
-            }
-            let label = match attributed {
-                Some((t, _)) => schema.tables[t].name.clone(),
-                None => "lost_and_found".into(),
-            };
-            if source == Source::Orphan {
-                orphan_pages.push((pgno, label));
-            }
-            for (c, bytes, truncated) in &decoded {
-                let ok = if *truncated {
-                    rec.parse_partial(bytes).is_ok()
-                } else {
-                    rec.parse(bytes).is_ok()
+                let owner = match seen[pgno as usize] {
+                    Seen::No => None,
+                    Seen::Damaged(t) if t != u32::MAX => Some(t),
+                    _ => continue,
                 };
-                if !ok {
+                if !carving && owner.is_some() {
                     continue;
                 }
-                match attributed {
-                    Some((ti, conf))
-                        if fits(&schema.tables[ti], &rec, bytes)
-                            && !not_created.contains(&schema.tables[ti].name) =>
-                    {
-                        let t = &schema.tables[ti];
-                        let rowid = c.rowid;
-                        if !consistent
-                            || (source == Source::Carved
-                                && touches_zero_sector(&buf, c.offset, c.local.len() + 8))
-                        {
-                            suspects.push(Suspect {
-                                table: ti,
-                                rowid,
-                                values: (0..t.columns.len())
-                                    .map(|k| {
-                                        StoredValue::from_ref(column_value(
-                                            t, &rec, bytes, rowid, k,
-                                        ))
-                                    })
-                                    .collect(),
-                                raw: (0..rec.len())
-                                    .map(|i| rec.value(bytes, i).to_owned(enc))
-                                    .collect(),
-                                page: pgno,
-                                cell: c.index,
-                                offset: Some(c.offset),
-                                source,
-                            });
+                if snap.read_page(pgno, &mut buf).is_err() {
+                    unreadable_pages.push(pgno);
+                    continue;
+                }
+                if buf.iter().all(|&b| b == 0) {
+                    if owner.is_some() && carving {
+                        unreadable_pages.push(pgno);
+                    }
+                    continue;
+                }
+                // Cells: through the pointer array when the header is usable,
+                // else carved from the content.
+                let (cells, kind, source, consistent) = match BtreePage::parse(&buf, pgno, usable) {
+                    Ok(p) if p.kind.is_leaf() && owner.is_none() => {
+                        if carving {
                             continue;
                         }
-                        // A complete copy of a row beats one read only in
-                        // part from another page.
-                        if let (false, Some(r), false) = (*truncated, rowid, t.without_rowid) {
-                            if partial_rows.remove(&(ti, r)) {
-                                sink.delete_rowid(t, r)?;
-                                reports[ti].truncated_values =
-                                    reports[ti].truncated_values.saturating_sub(1);
+                        let (c, _bad) = cells_by_pointer(&p);
+                        seen[pgno as usize] = Seen::Tree(u32::MAX);
+                        (c, p.kind, Source::Orphan, p.is_consistent())
+                    }
+                    Ok(p) if p.kind == PageKind::IndexInterior && owner.is_none() => {
+                        // Index interior cells carry records too (WITHOUT ROWID
+                        // rows); its children are orphans handled on their own.
+                        if carving {
+                            continue;
+                        }
+                        let (c, _bad) = cells_by_pointer(&p);
+                        seen[pgno as usize] = Seen::Tree(u32::MAX);
+                        (c, PageKind::IndexLeaf, Source::Orphan, p.is_consistent())
+                    }
+                    Ok(p) if !p.kind.is_leaf() && owner.is_none() => {
+                        // An orphan table interior page: no rows; its leaves are
+                        // orphans too and are handled on their own.
+                        continue;
+                    }
+                    _ if !carving => continue,
+                    _ => {
+                        // Which kind to carve for: the owner's, else table leaves.
+                        let kind = match owner.and_then(|t| schema.tables.get(t as usize)) {
+                            Some(t) if t.without_rowid => PageKind::IndexLeaf,
+                            _ => PageKind::TableLeaf,
+                        };
+                        (
+                            scan_page(&buf[..usable as usize], kind, usable, 8),
+                            kind,
+                            Source::Carved,
+                            true,
+                        )
+                    }
+                };
+                if cells.is_empty() {
+                    if owner.is_some() || source == Source::Carved {
+                        unreadable_pages.push(pgno);
+                    }
+                    continue;
+                }
+                // Decode every cell's record (assembling overflow).
+                let mut decoded: Vec<(FoundCell, Vec<u8>, bool)> = Vec::new();
+                for c in cells {
+                    let p = c.payload();
+                    let (bytes, truncated) = if p.spills() {
+                        let mut ovf = Collect(Vec::new());
+                        let r = assemble(
+                            snap,
+                            &p,
+                            &mut payload_buf,
+                            &mut scratch,
+                            &mut chain_seen,
+                            &mut ovf,
+                        );
+                        // A chain page something else already owns was reused:
+                        // the value is good only up to it.
+                        let per_page = usable as usize - 4;
+                        let mut bad = r.is_err();
+                        for (k, o) in ovf.0.iter().enumerate() {
+                            match seen.get_mut(*o as usize) {
+                                Some(s @ Seen::No) => *s = Seen::Overflow,
+                                _ => {
+                                    payload_buf.truncate(c.local.len() + k * per_page);
+                                    bad = true;
+                                    break;
+                                }
                             }
                         }
-                        if let (true, Some(r)) = (*truncated, rowid) {
-                            partial_rows.insert((ti, r));
-                        }
-                        let inserted = sink.insert(
-                            t,
-                            rowid,
-                            &|k| column_value(t, &rec, bytes, rowid, k),
-                            source,
-                        )?;
-                        let rep = &mut reports[ti];
-                        if !inserted {
-                            rep.duplicates_skipped += 1;
-                            continue;
-                        }
-                        *rep.by_source.entry(source).or_default() += 1;
-                        *rep.by_confidence.entry(conf).or_default() += 1;
-                        if *truncated {
-                            rep.truncated_values += 1;
-                        }
-                        if flagged.len() < MAX_FLAGGED {
-                            flagged.push(FlaggedRow {
+                        (payload_buf.clone(), bad || r.is_ok_and(|zeros| zeros))
+                    } else {
+                        (c.local.clone(), false)
+                    };
+                    decoded.push((c, bytes, truncated));
+                }
+                // Attribute the page.
+                let mut unlinked_page = false;
+                let attributed: Option<(usize, Confidence)> = if let Some(t) = owner {
+                    Some((t as usize, Confidence::Evidence))
+                } else if let Some(t) = ptrmap_root(pgno, &seen) {
+                    Some((t as usize, Confidence::Evidence))
+                } else if source == Source::Carved {
+                    // Residue on a page no table owns (a freelist trunk, an old
+                    // page): never guessed into a table.
+                    None
+                } else {
+                    let referenced = unreached_children.contains(&pgno);
+                    // With page 1 lost the freelist is unknown too: a leaf nothing
+                    // points at may be a table's root leaf or a freed page; it is
+                    // taken, and its rows flagged as possibly stale.
+                    let freelist_lost = salvage.header_from != HeaderSource::Page1;
+                    let linked = referenced || !unreached_interiors;
+                    let a = attribute(
+                        &schema,
+                        &reports,
+                        &decoded,
+                        kind,
+                        &mut rec,
+                        linked || freelist_lost,
+                    );
+                    if a.is_some() && !linked {
+                        unlinked_page = true;
+                    }
+                    a
+                };
+                if attributed.is_none()
+                    && kind == PageKind::IndexLeaf
+                    && looks_like_index(&decoded, &mut rec)
+                {
+                    // Entries of an index: rebuilt from the tables, not data.
+                    index_pages_skipped += 1;
+                    continue;
+                }
+                let label = match attributed {
+                    Some((t, _)) => schema.tables[t].name.clone(),
+                    None => "lost_and_found".into(),
+                };
+                if source == Source::Orphan {
+                    orphan_pages.push((pgno, label));
+                }
+                for (c, bytes, truncated) in &decoded {
+                    let ok = if *truncated {
+                        rec.parse_partial(bytes).is_ok()
+                    } else {
+                        rec.parse(bytes).is_ok()
+                    };
+                    if !ok {
+                        continue;
+                    }
+                    match attributed {
+                        Some((ti, conf))
+                            if fits(&schema.tables[ti], &rec, bytes)
+                                && !not_created.contains(&schema.tables[ti].name) =>
+                        {
+                            let t = &schema.tables[ti];
+                            let rowid = c.rowid;
+                            if !consistent
+                                || (source == Source::Carved
+                                    && touches_zero_sector(&buf, c.offset, c.local.len() + 8))
+                            {
+                                suspects.push(Suspect {
+                                    table: ti,
+                                    rowid,
+                                    values: (0..t.columns.len())
+                                        .map(|k| {
+                                            StoredValue::from_ref(column_value(
+                                                t, &rec, bytes, rowid, k,
+                                            ))
+                                        })
+                                        .collect(),
+                                    raw: (0..rec.len())
+                                        .map(|i| rec.value(bytes, i).to_owned(enc))
+                                        .collect(),
+                                    page: pgno,
+                                    cell: c.index,
+                                    offset: Some(c.offset),
+                                    source,
+                                });
+                                continue;
+                            }
+                            // A complete copy of a row beats one read only in
+                            // part from another page.
+                            if let (false, Some(r), false) = (*truncated, rowid, t.without_rowid) {
+                                if partial_rows.remove(&(ti, r)) {
+                                    sink.delete_rowid(t, r)?;
+                                    reports[ti].truncated_values =
+                                        reports[ti].truncated_values.saturating_sub(1);
+                                }
+                            }
+                            if let (true, Some(r)) = (*truncated, rowid) {
+                                partial_rows.insert((ti, r));
+                            }
+                            let inserted =
+                                sink.insert(t, rowid, &|k| column_value(t, &rec, bytes, rowid, k))?;
+                            let rep = &mut reports[ti];
+                            if !inserted {
+                                rep.duplicates_skipped += 1;
+                                continue;
+                            }
+                            *rep.by_source.entry(source).or_default() += 1;
+                            *rep.by_confidence.entry(conf).or_default() += 1;
+                            if *truncated {
+                                rep.truncated_values += 1;
+                            }
+                            if flagged.len() < MAX_FLAGGED {
+                                flagged.push(FlaggedRow {
                                 table: t.name.clone(),
                                 rowid,
                                 page: pgno,
@@ -1054,18 +1121,19 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
                                     }
                                 ),
                             });
+                            }
                         }
+                        _ => lost.push(Lost {
+                            page: pgno,
+                            cell: c.index,
+                            offset: Some(c.offset),
+                            source,
+                            rowid: c.rowid,
+                            values: (0..rec.len())
+                                .map(|i| rec.value(bytes, i).to_owned(enc))
+                                .collect(),
+                        }),
                     }
-                    _ => lost.push(Lost {
-                        page: pgno,
-                        cell: c.index,
-                        offset: Some(c.offset),
-                        source,
-                        rowid: c.rowid,
-                        values: (0..rec.len())
-                            .map(|i| rec.value(bytes, i).to_owned(enc))
-                            .collect(),
-                    }),
                 }
             }
         }
@@ -1076,12 +1144,9 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
     for (sus, ok) in suspects.into_iter().zip(confirmed) {
         let t = &schema.tables[sus.table];
         if ok {
-            let inserted = sink.insert(
-                t,
-                sus.rowid,
-                &|c| sus.values.get(c).map_or(ValueRef::Null, |v| v.as_ref()),
-                sus.source,
-            )?;
+            let inserted = sink.insert(t, sus.rowid, &|c| {
+                sus.values.get(c).map_or(ValueRef::Null, |v| v.as_ref())
+            })?;
             let rep = &mut reports[sus.table];
             if !inserted {
                 rep.duplicates_skipped += 1;
@@ -1112,14 +1177,14 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
     // 4. lost_and_found, indexes, views, triggers.
     let lost_table = write_lost(&sink, &schema, &lost)?;
     sink.conn.execute_batch("COMMIT")?;
-    let (objects_not_created, unique_conflicts) = create_objects(&sink, &schema)?;
+    objects_not_created.extend(create_objects(&sink, &schema, &["view", "trigger"]));
     let ic: String = sink
         .conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if ic != "ok" {
         return Err(Error::corrupt(
             0,
-            format!("recovered database failed its integrity check: {ic}"),
+            format!("recovered database failed SQLite's quick_check: {ic}"),
         ));
     }
     drop(sink);
@@ -1157,7 +1222,6 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
         index_pages_skipped,
         tables_not_created,
         objects_not_created,
-        unique_conflicts,
         flagged,
         damage,
     };
@@ -1419,33 +1483,17 @@ fn write_lost(sink: &Sink, schema: &Schema, lost: &[Lost]) -> Result<Option<Stri
     Ok(Some(name))
 }
 
-/// Indexes (a UNIQUE conflict drops the less trusted rows), then views,
-/// then triggers, so nothing fires during the load.
-fn create_objects(sink: &Sink, schema: &Schema) -> Result<(Vec<(String, String)>, u64)> {
+/// Creates the schema objects of `kinds` ("index", "view", "trigger");
+/// returns those SQLite refused, with its reason.
+fn create_objects(sink: &Sink, schema: &Schema, kinds: &[&str]) -> Vec<(String, String)> {
     let mut failed = Vec::new();
-    let mut conflicts = 0u64;
-    for kind in ["index", "view", "trigger"] {
+    for kind in kinds {
         for e in schema.of_kind(kind) {
             let Some(sql) = &e.sql else { continue };
-            match sink.conn.execute_batch(sql) {
-                Ok(()) => {}
-                Err(err) if kind == "index" && err.to_string().contains("UNIQUE") => {
-                    // Drop rows that did not come from the tree and collide.
-                    let removed = sink.conn.execute(
-                        &format!(
-                            "DELETE FROM {t} WHERE rowid IN (SELECT rid FROM temp.salvage_rank WHERE tbl = ?1)",
-                            t = quote_ident(&e.tbl_name)
-                        ),
-                        [&e.tbl_name],
-                    )?;
-                    match sink.conn.execute_batch(sql) {
-                        Ok(()) => conflicts += removed as u64,
-                        Err(err) => failed.push((e.name.clone(), err.to_string())),
-                    }
-                }
-                Err(err) => failed.push((e.name.clone(), err.to_string())),
+            if let Err(err) = sink.conn.execute_batch(sql) {
+                failed.push((e.name.clone(), err.to_string()));
             }
         }
     }
-    Ok((failed, conflicts))
+    failed
 }

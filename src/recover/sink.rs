@@ -25,22 +25,21 @@ pub enum Source {
     Carved,
 }
 
-impl Source {
-    /// Insertion priority: lower wins a key conflict.
-    pub fn rank(self) -> i64 {
-        match self {
-            Source::Tree | Source::Wal => 0,
-            Source::Orphan => 1,
-            Source::Carved => 2,
-        }
-    }
-}
+impl Source {}
 
 pub(crate) struct Sink {
     pub conn: Connection,
     enc: TextEncoding,
-    /// Per table: INSERT statement text, and whether it binds the rowid.
-    inserts: HashMap<String, (String, bool, Vec<usize>)>,
+    /// Per table: how its rows are inserted.
+    plans: Vec<Plan>,
+    index: HashMap<String, usize>,
+}
+
+/// How rows of one table are inserted.
+struct Plan {
+    sql: String,
+    with_rowid: bool,
+    cols: Vec<usize>,
 }
 
 fn to_sql(v: ValueRef<'_>, enc: TextEncoding) -> SqlValue {
@@ -62,13 +61,11 @@ impl Sink {
              PRAGMA temp_store=FILE; PRAGMA cache_size=-16384;",
             enc.name()
         ))?;
-        conn.execute_batch(
-            "CREATE TEMP TABLE salvage_rank(tbl TEXT, rid INTEGER, rank INTEGER, PRIMARY KEY(tbl, rid)) WITHOUT ROWID",
-        )?;
         Ok(Sink {
             conn,
             enc,
-            inserts: HashMap::new(),
+            plans: Vec::new(),
+            index: HashMap::new(),
         })
     }
 
@@ -91,9 +88,9 @@ impl Sink {
         failed
     }
 
-    fn insert_for(&mut self, t: &Table) -> (String, bool, Vec<usize>) {
-        if let Some(x) = self.inserts.get(&t.name) {
-            return x.clone();
+    fn plan(&mut self, t: &Table) -> usize {
+        if let Some(&i) = self.index.get(&t.name) {
+            return i;
         }
         let cols: Vec<usize> = (0..t.columns.len())
             .filter(|&i| !t.columns[i].generated)
@@ -110,9 +107,13 @@ impl Sink {
             quote_ident(&t.name),
             names.join(",")
         );
-        let x = (sql, with_rowid, cols);
-        self.inserts.insert(t.name.clone(), x.clone());
-        x
+        self.plans.push(Plan {
+            sql,
+            with_rowid,
+            cols,
+        });
+        self.index.insert(t.name.clone(), self.plans.len() - 1);
+        self.plans.len() - 1
     }
 
     /// Deletes the row with `rowid` from `t` (to replace a partial copy).
@@ -135,32 +136,34 @@ impl Sink {
         t: &Table,
         rowid: Option<i64>,
         value: &dyn Fn(usize) -> ValueRef<'v>,
-        source: Source,
     ) -> Result<bool> {
-        let (sql, with_rowid, cols) = self.insert_for(t);
-        let mut params: Vec<SqlValue> = Vec::with_capacity(cols.len() + 1);
-        if with_rowid {
-            params.push(rowid.map_or(SqlValue::Null, SqlValue::Integer));
+        let p = self.plan(t);
+        let plan = &self.plans[p];
+        let enc = self.enc;
+        // Values are bound borrowed; only UTF-16 text is converted.
+        let mut params: Vec<ToSqlOutput<'_>> = Vec::with_capacity(plan.cols.len() + 1);
+        if plan.with_rowid {
+            params.push(ToSqlOutput::Owned(
+                rowid.map_or(SqlValue::Null, SqlValue::Integer),
+            ));
         }
-        for &c in &cols {
-            params.push(to_sql(value(c), self.enc));
+        for &c in &plan.cols {
+            params.push(match value(c) {
+                ValueRef::Null => ToSqlOutput::Owned(SqlValue::Null),
+                ValueRef::Integer(i) => ToSqlOutput::Owned(SqlValue::Integer(i)),
+                ValueRef::Real(f) => ToSqlOutput::Owned(SqlValue::Real(f)),
+                ValueRef::Text(b)
+                    if enc == TextEncoding::Utf8 && std::str::from_utf8(b).is_ok() =>
+                {
+                    ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(b))
+                }
+                v @ ValueRef::Text(_) => ToSqlOutput::Owned(to_sql(v, enc)),
+                ValueRef::Blob(b) => ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Blob(b)),
+            });
         }
-        let mut st = self.conn.prepare_cached(&sql)?;
-        let n = st.execute(rusqlite::params_from_iter(params.iter().map(|v| {
-            ToSqlOutput::Borrowed(match v {
-                SqlValue::Null => rusqlite::types::ValueRef::Null,
-                SqlValue::Integer(i) => rusqlite::types::ValueRef::Integer(*i),
-                SqlValue::Real(f) => rusqlite::types::ValueRef::Real(*f),
-                SqlValue::Text(s) => rusqlite::types::ValueRef::Text(s.as_bytes()),
-                SqlValue::Blob(b) => rusqlite::types::ValueRef::Blob(b),
-            })
-        })))?;
-        if n == 1 && source.rank() > 0 && !t.without_rowid {
-            let rid = self.conn.last_insert_rowid();
-            self.conn
-                .prepare_cached("INSERT OR REPLACE INTO temp.salvage_rank VALUES(?1, ?2, ?3)")?
-                .execute(rusqlite::params![t.name, rid, source.rank()])?;
-        }
+        let mut st = self.conn.prepare_cached(&plan.sql)?;
+        let n = st.execute(rusqlite::params_from_iter(params.iter()))?;
+        drop(st);
         Ok(n == 1)
     }
 }
