@@ -17,9 +17,11 @@ fn side(p: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Builds the live store and returns (its path, the connection kept open).
-fn live(dir: &Path) -> (PathBuf, Connection) {
-    let p = dir.join("live.db");
+/// Builds the live store and returns (its path, the connection kept open):
+/// `base` rows per table checkpointed into the file, then 8 commits of 3
+/// rows each only in the WAL.
+fn live(dir: &Path, name: &str, base: u32) -> (PathBuf, Connection) {
+    let p = dir.join(name);
     for s in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(side(&p, s));
     }
@@ -62,7 +64,7 @@ fn live(dir: &Path) -> (PathBuf, Connection) {
         }
         c.execute_batch("COMMIT").unwrap();
     };
-    commit(&c, 20);
+    commit(&c, base);
     c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
     for _ in 0..8 {
@@ -83,7 +85,7 @@ fn main() {
     let root = PathBuf::from("corpus");
     let tmp = std::env::temp_dir().join("salvage-corpus");
     std::fs::create_dir_all(&tmp).unwrap();
-    let (p, c) = live(&tmp);
+    let (p, c) = live(&tmp, "live.db", 20);
 
     // 1. A healthy store whose newest commits are only in the WAL.
     copy_to(&p, &root.join("wal-commits"));
@@ -121,5 +123,31 @@ fn main() {
     std::fs::write(&out, b).unwrap();
     println!("zeroed-leaf: page {leaf} zeroed");
     drop(c);
+
+    // 4. A bigger store, all checkpointed, with the root pages of
+    //    `memories` and `events` (interior pages) zeroed: every leaf is
+    //    cut off from its table.
+    let (p2, c2) = live(&tmp, "live2.db", 150);
+    c2.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let dir = root.join("zeroed-interior");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("memory.db");
+    std::fs::copy(&p2, &out).unwrap();
+    let mut b = std::fs::read(&out).unwrap();
+    for t in ["memories", "events"] {
+        let root: i64 = c2
+            .query_row(
+                "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
+                [t],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let at = (root as usize - 1) * 1024;
+        b[at..at + 1024].fill(0);
+        println!("zeroed-interior: {t} root page {root} zeroed");
+    }
+    std::fs::write(&out, b).unwrap();
+    drop(c2);
     let _ = std::fs::remove_dir_all(&tmp);
 }

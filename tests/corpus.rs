@@ -27,7 +27,9 @@ fn samples_match_their_expected_outcomes() {
         );
         let snap = d.latest().unwrap();
         let report = check(&snap).unwrap();
-        let damaged: Vec<u64> = report.damage.iter().map(|x| u64::from(x.page)).collect();
+        let mut damaged: Vec<u64> = report.damage.iter().map(|x| u64::from(x.page)).collect();
+        damaged.sort_unstable();
+        damaged.dedup();
         let want_damaged: Vec<u64> = want["damaged_pages"]
             .as_array()
             .unwrap()
@@ -41,6 +43,27 @@ fn samples_match_their_expected_outcomes() {
                 assert_eq!(ours[t].len() as u64, n.as_u64().unwrap(), "{name} {t}");
             }
             assert_same_state(&ours, &sqlite_view(&db), name);
+        }
+        // recover: the rows per table and the outcome recorded.
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("recovered.db");
+        let opts = sqlite_salvage::recover::RecoverOptions {
+            no_sync: true,
+            ..Default::default()
+        };
+        let r = sqlite_salvage::recover::recover(&db, &out, &opts).unwrap();
+        assert_eq!(
+            serde_json::to_value(r.outcome).unwrap(),
+            want["recover_outcome"],
+            "{name}"
+        );
+        let got = sqlite_state(&rusqlite::Connection::open(&out).unwrap());
+        for (t, n) in want["recover_rows"].as_object().unwrap() {
+            assert_eq!(
+                got[t].len() as u64,
+                n.as_u64().unwrap(),
+                "{name} recover {t}"
+            );
         }
         assert_eq!(dir_hashes(&root.join(name)), before, "{name} changed");
     }
