@@ -459,6 +459,7 @@ impl Database {
             wal_file: self.wal_file.clone(),
             page_size: self.page_size,
             overlay,
+            journal: None,
         };
         src.read(1, &mut p1)?;
         let header = DbHeader::parse(&p1).map_err(|m| Error::NotADatabase {
@@ -588,12 +589,27 @@ impl Database {
                 available: 0,
             });
         }
+        // A hot rollback journal (rollback-journal databases only) puts back
+        // the pages of the interrupted transaction: the last committed state.
+        let journal = match (&self.wal, self.header.as_ref().map(|h| h.is_wal_mode())) {
+            (None, Some(false) | None) => {
+                JournalInfo::scan(&sibling(&self.path, "-journal"), self.page_size)
+            }
+            _ => None,
+        };
+        if let Some(j) = &journal {
+            page_count = Some(j.header.initial_size);
+        }
         let src = PageReader {
             db_path: self.path.clone(),
             db_file: Arc::clone(&self.file),
             wal_file: self.wal_file.clone(),
             page_size: self.page_size,
             overlay,
+            journal: match (&journal, File::open(sibling(&self.path, "-journal"))) {
+                (Some(j), Ok(f)) => Some((Arc::new(f), j.offsets.clone())),
+                _ => None,
+            },
         };
         let mut p1 = vec![0u8; self.page_size as usize];
         src.read(1, &mut p1)?;
@@ -653,6 +669,7 @@ impl Database {
                 exactness: Exactness::Exact,
             },
             wal: info,
+            journal,
             header_from,
             older,
         })
@@ -724,6 +741,8 @@ pub struct Salvage {
     pub snapshot: Snapshot,
     /// How the WAL was read, when there is one.
     pub wal: Option<SalvageWal>,
+    /// The hot rollback journal applied, when there is one.
+    pub journal: Option<JournalInfo>,
     /// Where the header fields came from.
     pub header_from: HeaderSource,
     older: HashMap<u32, Vec<u64>>,
@@ -778,6 +797,8 @@ struct PageReader {
     wal_file: Option<Arc<File>>,
     page_size: u32,
     overlay: HashMap<u32, u64>,
+    /// Original pages from a hot rollback journal: (journal, page -> offset).
+    journal: Option<(Arc<File>, HashMap<u32, u64>)>,
 }
 
 impl PageReader {
@@ -785,11 +806,96 @@ impl PageReader {
         let buf = buf
             .get_mut(..self.page_size as usize)
             .ok_or_else(|| Error::corrupt(pgno, "page buffer too small"))?;
+        if let Some((jf, pages)) = &self.journal {
+            if let Some(off) = pages.get(&pgno) {
+                return read_full_at(jf, buf, *off).map_err(|e| Error::io(&self.db_path, e));
+            }
+        }
         if let (Some(off), Some(wal)) = (self.overlay.get(&pgno), &self.wal_file) {
             return read_full_at(wal, buf, *off).map_err(|e| Error::io(&self.db_path, e));
         }
         let off = u64::from(pgno.saturating_sub(1)) * u64::from(self.page_size);
         read_full_at(&self.db_file, buf, off).map_err(|e| Error::io(&self.db_path, e))
+    }
+}
+
+/// A hot rollback journal beside a database: the original content of the
+/// pages an interrupted transaction changed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JournalInfo {
+    /// The journal file.
+    pub path: PathBuf,
+    /// Its first segment header.
+    pub header: crate::format::journal::JournalHeader,
+    /// Page records whose checksum is valid (up to the first bad one).
+    pub records: usize,
+    /// Distinct pages they restore.
+    pub pages: usize,
+    #[serde(skip)]
+    offsets: HashMap<u32, u64>,
+}
+
+impl JournalInfo {
+    /// Reads a journal; None when it is missing, empty, or has no valid
+    /// header (a journal whose header was zeroed is not hot).
+    pub fn scan(path: &Path, page_size: u32) -> Option<JournalInfo> {
+        use crate::format::journal::{JournalHeader, page_checksum};
+        let (file, size) = open_input(path).ok()?;
+        let mut head = [0u8; 28];
+        read_full_at(&file, &mut head, 0).ok()?;
+        let first = JournalHeader::parse(&head).ok()?;
+        if first.page_size != page_size {
+            return None;
+        }
+        let ps = u64::from(page_size);
+        let mut offsets = HashMap::new();
+        let mut records = 0usize;
+        let mut seg = 0u64;
+        let mut page = vec![0u8; page_size as usize];
+        'segments: while seg + 28 <= size {
+            read_full_at(&file, &mut head, seg).ok()?;
+            let Ok(h) = JournalHeader::parse(&head) else {
+                break;
+            };
+            let start = seg + u64::from(h.sector_size);
+            let n = match h.records {
+                Some(n) => u64::from(n),
+                None => size.saturating_sub(start) / (ps + 8),
+            };
+            for i in 0..n {
+                let at = start + i * (ps + 8);
+                if at + ps + 8 > size {
+                    break 'segments;
+                }
+                let mut b4 = [0u8; 4];
+                read_full_at(&file, &mut b4, at).ok()?;
+                let pgno = u32::from_be_bytes(b4);
+                read_full_at(&file, &mut page, at + 4).ok()?;
+                read_full_at(&file, &mut b4, at + 4 + ps).ok()?;
+                if u32::from_be_bytes(b4) != page_checksum(&page, h.nonce) {
+                    // SQLite stops playing back at the first bad record.
+                    break 'segments;
+                }
+                records += 1;
+                if pgno != 0 && pgno <= h.initial_size {
+                    // The first record of a page holds its original.
+                    offsets.entry(pgno).or_insert(at + 4);
+                }
+            }
+            if h.records.is_none() || n == 0 {
+                break;
+            }
+            let end = start + n * (ps + 8);
+            let sector = u64::from(h.sector_size);
+            seg = end.div_ceil(sector) * sector;
+        }
+        Some(JournalInfo {
+            path: path.to_path_buf(),
+            header: first,
+            records,
+            pages: offsets.len(),
+            offsets,
+        })
     }
 }
 

@@ -662,3 +662,62 @@ fn recover_cli_reports_and_refuses() {
     assert_eq!(v["outcome"], "partial");
     let _ = WalChoice::Auto;
 }
+
+#[test]
+fn hot_journal_is_rolled_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live.db");
+    let c = Connection::open(&live).unwrap();
+    c.execute_batch(
+        "PRAGMA page_size=1024; PRAGMA journal_mode=DELETE; PRAGMA cache_size=5;
+         CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 400)
+         INSERT INTO notes SELECT i, printf('note %d %.60c', i, 'x') FROM n;",
+    )
+    .unwrap();
+    let before = sqlite_state(&c);
+    // A transaction that spills changed pages into the database file, then
+    // a copy of the files as a crash would leave them.
+    c.execute_batch(
+        "BEGIN; UPDATE notes SET body = 'changed ' || id; DELETE FROM notes WHERE id > 300;
+         INSERT INTO notes(body) SELECT body FROM notes;",
+    )
+    .unwrap();
+    let dir = tmp.path().join("crashed");
+    std::fs::create_dir(&dir).unwrap();
+    let db = dir.join("memory.db");
+    std::fs::copy(&live, &db).unwrap();
+    std::fs::copy(side(&live, "-journal"), side(&db, "-journal")).unwrap();
+    c.execute_batch("ROLLBACK").unwrap();
+    assert_ne!(
+        std::fs::read(&live).unwrap(),
+        std::fs::read(&db).unwrap(),
+        "the file was changed mid-transaction"
+    );
+    let out = tmp.path().join("out.db");
+    let hashes = dir_hashes(&dir);
+    let r = recover(
+        &db,
+        &out,
+        &RecoverOptions {
+            no_sync: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(dir_hashes(&dir), hashes, "inputs unchanged");
+    let j = r.journal.as_ref().expect("journal used");
+    assert!(j.pages > 0);
+    let got = sqlite_state(&Connection::open(&out).unwrap());
+    assert_same_state(&got, &before, "rolled back");
+    // SQLite itself rolls the same journal back.
+    let view = tempfile::tempdir().unwrap();
+    let v = view.path().join("v.db");
+    std::fs::copy(&db, &v).unwrap();
+    std::fs::copy(side(&db, "-journal"), side(&v, "-journal")).unwrap();
+    assert_same_state(
+        &sqlite_state(&Connection::open(&v).unwrap()),
+        &before,
+        "sqlite",
+    );
+}

@@ -202,6 +202,14 @@ pub fn print_recover(r: &Report) {
             w.uncommitted_frames
         );
     }
+    if let Some(j) = &r.journal {
+        println!(
+            "  hot journal {}: {} pages of an interrupted transaction rolled back (database size {} pages)",
+            j.path.display(),
+            j.pages,
+            j.header.initial_size
+        );
+    }
     if let Some(why) = &r.wal_rejected {
         println!("  WAL not used: {why}");
     }

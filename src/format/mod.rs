@@ -18,6 +18,7 @@
 
 pub mod cell;
 pub mod header;
+pub mod journal;
 pub mod page;
 pub mod record;
 pub mod varint;

@@ -157,6 +157,8 @@ pub struct Report {
     pub wal: Option<SalvageWal>,
     /// Why a WAL beside the input was not used.
     pub wal_rejected: Option<String>,
+    /// The hot rollback journal rolled back, when there was one.
+    pub journal: Option<crate::snapshot::JournalInfo>,
     /// Per table.
     pub tables: Vec<TableReport>,
     /// Rows in the lost-and-found table.
@@ -1214,6 +1216,7 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
         schema_from,
         wal: salvage.wal.clone(),
         wal_rejected: db.wal_rejected().map(String::from),
+        journal: salvage.journal.clone(),
         tables: reports,
         lost_and_found: lost.len() as u64,
         lost_and_found_table: lost_table,
