@@ -672,6 +672,7 @@ impl Database {
             journal,
             header_from,
             older,
+            file_pages,
         })
     }
 
@@ -746,6 +747,7 @@ pub struct Salvage {
     /// Where the header fields came from.
     pub header_from: HeaderSource,
     older: HashMap<u32, Vec<u64>>,
+    file_pages: u32,
 }
 
 impl Salvage {
@@ -753,6 +755,42 @@ impl Salvage {
     /// superseded committed frames and frames of earlier WAL generations.
     pub fn older_versions(&self, pgno: u32) -> &[u64] {
         self.older.get(&pgno).map_or(&[], |v| v.as_slice())
+    }
+
+    /// Pages that have an older version somewhere: superseded or stale WAL
+    /// frames, or the database file's own copy of a page the WAL replaced.
+    pub fn pages_with_older_versions(&self) -> Vec<u32> {
+        let file_pages = self.snapshot.page_count.min(self.file_pages);
+        let mut v: Vec<u32> = self
+            .older
+            .keys()
+            .copied()
+            .chain(
+                self.snapshot
+                    .src
+                    .overlay
+                    .keys()
+                    .copied()
+                    .filter(|&p| p <= file_pages),
+            )
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Reads the database file's own copy of page `pgno`.
+    pub fn read_file_page(&self, pgno: u32, buf: &mut [u8]) -> Result<()> {
+        let ps = u64::from(self.snapshot.src.page_size);
+        let buf = buf
+            .get_mut(..ps as usize)
+            .ok_or_else(|| Error::corrupt(pgno, "page buffer too small"))?;
+        read_full_at(
+            &self.snapshot.src.db_file,
+            buf,
+            u64::from(pgno.saturating_sub(1)) * ps,
+        )
+        .map_err(|e| Error::io(&self.snapshot.src.db_path, e))
     }
 
     /// Reads a page version at a WAL offset returned by

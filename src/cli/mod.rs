@@ -101,6 +101,10 @@ enum Command {
         /// Skip fsync of the output.
         #[arg(long)]
         no_sync: bool,
+        /// Also keep older versions of rows (superseded WAL frames, the
+        /// file's copies of pages the WAL replaced) in <table>__history.
+        #[arg(long)]
+        history: bool,
         #[command(flatten)]
         wal: WalArgs,
     },
@@ -275,6 +279,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             schema,
             report,
             no_sync,
+            history,
             wal,
         } => {
             let schema_sql = match &schema {
@@ -310,6 +315,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 schema_sql,
                 force,
                 no_sync,
+                history,
                 progress,
             };
             let r = recover::recover(&db, &output, &opts);
