@@ -11,8 +11,24 @@ use sqlite_salvage::{Database, WalChoice};
 
 use crate::common::*;
 
-/// Runs every reader entry point over the files at `db` (+ `-wal`).
+/// Runs every reader entry point over the files at `db` (+ `-wal`), and
+/// `recover`, whose output must pass SQLite's integrity check.
 fn exercise(db: &Path) {
+    let out = db.with_extension("recovered");
+    let _ = std::fs::remove_file(&out);
+    let opts = sqlite_salvage::recover::RecoverOptions {
+        no_sync: true,
+        history: true,
+        ..Default::default()
+    };
+    if sqlite_salvage::recover::recover(db, &out, &opts).is_ok() {
+        let ic: String = Connection::open(&out)
+            .unwrap()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ic, "ok");
+    }
+    let _ = std::fs::remove_file(&out);
     for choice in [WalChoice::Auto, WalChoice::Ignore] {
         let Ok(d) = Database::open_with(db, choice) else {
             continue;

@@ -750,14 +750,20 @@ fn history_keeps_older_versions_only() {
             .unwrap()
             .map(|r| r.unwrap())
             .collect();
-        let list = cols.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(",");
+        let list = cols
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut st = c
             .prepare(&format!("SELECT salvage_rowid, {list} FROM \"{table}\""))
             .unwrap();
         let ncol = st.column_count();
         let rows: Vec<String> = st
             .query_map([], |r| {
-                let vals: Vec<_> = (1..ncol).map(|i| from_sqlite(r.get_ref(i).unwrap())).collect();
+                let vals: Vec<_> = (1..ncol)
+                    .map(|i| from_sqlite(r.get_ref(i).unwrap()))
+                    .collect();
                 Ok(format!("{base}|{:?}", (Some(r.get::<_, i64>(0)?), vals)))
             })
             .unwrap()
@@ -766,7 +772,10 @@ fn history_keeps_older_versions_only() {
         assert_eq!(rows.len() as u64, *n);
         for k in &rows {
             assert!(history.contains(k), "history row never committed: {k}");
-            assert!(!last.contains(k), "history row equal to the current one: {k}");
+            assert!(
+                !last.contains(k),
+                "history row equal to the current one: {k}"
+            );
         }
     }
 }
