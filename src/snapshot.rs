@@ -453,14 +453,7 @@ impl Database {
             page_count = Some(c.db_size);
         }
         let mut p1 = vec![0u8; self.page_size as usize];
-        let src = PageReader {
-            db_path: self.path.clone(),
-            db_file: Arc::clone(&self.file),
-            wal_file: self.wal_file.clone(),
-            page_size: self.page_size,
-            overlay,
-            journal: None,
-        };
+        let src = self.page_reader(overlay, None);
         src.read(1, &mut p1)?;
         let header = DbHeader::parse(&p1).map_err(|m| Error::NotADatabase {
             path: self.path.clone(),
@@ -600,17 +593,11 @@ impl Database {
         if let Some(j) = &journal {
             page_count = Some(j.header.initial_size);
         }
-        let src = PageReader {
-            db_path: self.path.clone(),
-            db_file: Arc::clone(&self.file),
-            wal_file: self.wal_file.clone(),
-            page_size: self.page_size,
-            overlay,
-            journal: match (&journal, File::open(sibling(&self.path, "-journal"))) {
-                (Some(j), Ok(f)) => Some((Arc::new(f), j.offsets.clone())),
-                _ => None,
-            },
+        let journal_pages = match (&journal, File::open(sibling(&self.path, "-journal"))) {
+            (Some(j), Ok(f)) => Some((Arc::new(f), j.offsets.clone())),
+            _ => None,
         };
+        let src = self.page_reader(overlay, journal_pages);
         let mut p1 = vec![0u8; self.page_size as usize];
         src.read(1, &mut p1)?;
         let (header, header_from) = match DbHeader::parse(&p1) {
@@ -674,6 +661,21 @@ impl Database {
             older,
             file_pages,
         })
+    }
+
+    fn page_reader(
+        &self,
+        overlay: HashMap<u32, u64>,
+        journal: Option<(Arc<File>, HashMap<u32, u64>)>,
+    ) -> PageReader {
+        PageReader {
+            db_path: self.path.clone(),
+            db_file: Arc::clone(&self.file),
+            wal_file: self.wal_file.clone(),
+            page_size: self.page_size,
+            overlay,
+            journal,
+        }
     }
 
     fn exactness(&self, commit: u32, last_frame: u32) -> Exactness {

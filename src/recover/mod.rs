@@ -14,11 +14,14 @@
 //! ```
 
 mod carve;
+mod history;
+mod report;
 mod sink;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+pub use report::{Confidence, FlaggedRow, Outcome, Report, TableReport};
 pub use sink::Source;
 
 use crate::error::{Error, Result};
@@ -29,7 +32,7 @@ use crate::format::record::{Record, ValueRef};
 use crate::replay::check_output;
 use crate::rows::column_value;
 use crate::schema::{Index, Schema, StoredValue, Table, quote_ident};
-use crate::snapshot::{Database, HeaderSource, Salvage, SalvageWal, WalChoice};
+use crate::snapshot::{Database, HeaderSource, Salvage, WalChoice};
 use crate::tree::{Damage, Hole, PageVisitor, TreeCursor, assemble};
 use carve::{FoundCell, cells_by_pointer, fits, scan_page};
 use sink::Sink;
@@ -77,133 +80,13 @@ impl ProgressFn {
     }
 }
 
-/// How sure the attribution of a row to its table is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Confidence {
-    /// Reached from the table's root page.
-    Root,
-    /// Given back by evidence: a pointer-map entry, or the rowid range of
-    /// an unreadable part of the table's tree, and a record shape that fits.
-    Evidence,
-    /// Not attributed: kept in the lost-and-found table.
-    Unattributed,
-}
-
-/// Outcome of a recovery, for scripts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// No damage met: everything was read.
-    Complete,
-    /// Damage met: some rows or values may be missing or flagged.
-    Partial,
-    /// No row could be recovered.
-    Nothing,
-}
-
-/// A value that could not be read whole.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FlaggedRow {
-    /// Table.
-    pub table: String,
-    /// Rowid, when the table has one.
-    pub rowid: Option<i64>,
-    /// Page the row was read from.
-    pub page: u32,
-    /// Why it is flagged.
-    pub flag: String,
-}
-
-/// Per-table figures.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct TableReport {
-    /// Table name.
-    pub name: String,
-    /// Rows written, by source.
-    pub by_source: BTreeMap<Source, u64>,
-    /// Rows written, by confidence.
-    pub by_confidence: BTreeMap<Confidence, u64>,
-    /// Rows not written because a row with the same key or the same value
-    /// in a UNIQUE index came first from a more trusted source.
-    pub duplicates_skipped: u64,
-    /// Rows with a value read only in part (broken overflow chain).
-    pub truncated_values: u64,
-    /// Rows read from a page version older than the newest committed one
-    /// (whose newest version is damaged): possibly stale.
-    pub possibly_stale: u64,
-    /// Cells that could not be decoded at all.
-    pub cells_lost: u64,
-    /// Unreadable parts of the tree and the rowid ranges they held.
-    pub holes: Vec<Hole>,
-    /// Damage met while walking the tree.
-    pub damage: Vec<Damage>,
-}
-
-/// What a recovery did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Report {
-    /// Input database.
-    pub input: String,
-    /// Output database.
-    pub output: String,
-    /// Outcome.
-    pub outcome: Outcome,
-    /// Page size used.
-    pub page_size: u32,
-    /// Pages examined.
-    pub page_count: u32,
-    /// Where the header fields came from.
-    pub header_from: HeaderSource,
-    /// Where the schema came from.
-    pub schema_from: String,
-    /// How the WAL was read.
-    pub wal: Option<SalvageWal>,
-    /// Why a WAL beside the input was not used.
-    pub wal_rejected: Option<String>,
-    /// The hot rollback journal rolled back, when there was one.
-    pub journal: Option<crate::snapshot::JournalInfo>,
-    /// Per table.
-    pub tables: Vec<TableReport>,
-    /// Rows in the lost-and-found table.
-    pub lost_and_found: u64,
-    /// With history: older row versions kept, per history table.
-    pub history: Vec<(String, u64)>,
-    /// Name of the lost-and-found table, when created.
-    pub lost_and_found_table: Option<String>,
-    /// Leaf pages no tree reaches, and where their rows went.
-    pub orphan_pages: Vec<(u32, String)>,
-    /// Pages that are neither usable b-tree pages nor anything else known.
-    pub unreadable_pages: Vec<u32>,
-    /// Orphaned index pages left out (indexes are rebuilt from the tables).
-    pub index_pages_skipped: u64,
-    /// Tables in the schema that could not be created in the output.
-    pub tables_not_created: Vec<(String, String)>,
-    /// Indexes, views and triggers that could not be created, and why.
-    pub objects_not_created: Vec<(String, String)>,
-    /// Rows with flagged values (first 10000).
-    pub flagged: Vec<FlaggedRow>,
-    /// Damage met outside the tables' trees (schema, freelist).
-    pub damage: Vec<Damage>,
-}
-
-impl Report {
-    /// Total rows written to the recovered tables.
-    pub fn rows(&self) -> u64 {
-        self.tables
-            .iter()
-            .map(|t| t.by_source.values().sum::<u64>())
-            .sum()
-    }
-}
-
 const MAX_FLAGGED: usize = 10_000;
 const ZEROED_FLAG: &str =
     "an overflow page of a value is all zeros: the value may have been zeroed (or is a zeroblob)";
 
 /// Page roles during recovery.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Seen {
+pub(crate) enum Seen {
     No,
     Tree(u32),
     Overflow,
@@ -609,11 +492,12 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
     let (schema, schema_from, mut damage) = read_schema(db, salvage, opts);
     let mut sink = Sink::create(out, enc, snap.page_size())?;
     let tables_not_created = sink.create_tables(&schema);
-    // Indexes before the rows: rows arrive most trusted first (the trees,
-    // then orphaned and carved pages), so a row that would break a UNIQUE
-    // index is one from a less trusted source and is skipped and counted;
-    // and no second pass over the tables is needed to build them.
-    let mut objects_not_created = create_objects(&sink, &schema, &["index"]);
+    // UNIQUE indexes before the rows: rows arrive most trusted first (the
+    // trees, then orphaned and carved pages), so a row that would break one
+    // is from a less trusted source and is skipped and counted, like a row
+    // whose key is already there. Other indexes are built after the load,
+    // by sorting, which is faster than keeping them up to date row by row.
+    let mut objects_not_created = create_objects(&sink, &schema, &["index"], Some(true));
     let not_created: HashSet<String> = tables_not_created.iter().map(|t| t.0.clone()).collect();
     let fallback: HashSet<u32> = salvage
         .wal
@@ -1149,7 +1033,7 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
 
     // Older versions of rows, on request.
     let history_rows = if opts.history {
-        write_history(salvage, &schema, &seen, &sink, &not_created)?
+        history::write_history(salvage, &schema, &seen, &sink, &not_created)?
     } else {
         Vec::new()
     };
@@ -1192,7 +1076,8 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
     // 4. lost_and_found, indexes, views, triggers.
     let lost_table = write_lost(&sink, &schema, &lost)?;
     sink.conn.execute_batch("COMMIT")?;
-    objects_not_created.extend(create_objects(&sink, &schema, &["view", "trigger"]));
+    objects_not_created.extend(create_objects(&sink, &schema, &["index"], Some(false)));
+    objects_not_created.extend(create_objects(&sink, &schema, &["view", "trigger"], None));
     let ic: String = sink
         .conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))?;
@@ -1500,177 +1385,29 @@ fn write_lost(sink: &Sink, schema: &Schema, lost: &[Lost]) -> Result<Option<Stri
     Ok(Some(name))
 }
 
-/// Creates the schema objects of `kinds` ("index", "view", "trigger");
-/// returns those SQLite refused, with its reason.
-fn create_objects(sink: &Sink, schema: &Schema, kinds: &[&str]) -> Vec<(String, String)> {
+/// Creates the schema objects of `kinds` ("index", "view", "trigger"),
+/// only the UNIQUE or only the other indexes when `unique` says so; returns
+/// those SQLite refused, with its reason.
+fn create_objects(
+    sink: &Sink,
+    schema: &Schema,
+    kinds: &[&str],
+    unique: Option<bool>,
+) -> Vec<(String, String)> {
     let mut failed = Vec::new();
     for kind in kinds {
         for e in schema.of_kind(kind) {
             let Some(sql) = &e.sql else { continue };
+            let is_unique = sql
+                .get(..20)
+                .is_some_and(|h| h.to_ascii_uppercase().contains("UNIQUE"));
+            if unique.is_some_and(|u| u != is_unique) {
+                continue;
+            }
             if let Err(err) = sink.conn.execute_batch(sql) {
                 failed.push((e.name.clone(), err.to_string()));
             }
         }
     }
     failed
-}
-
-/// Writes older versions of rows into `<table>__history` tables: rows on
-/// older versions of pages the table owns now, unless identical to the
-/// recovered row. Returns (history table, rows kept).
-fn write_history(
-    salvage: &Salvage,
-    schema: &Schema,
-    seen: &[Seen],
-    sink: &Sink,
-    not_created: &HashSet<String>,
-) -> Result<Vec<(String, u64)>> {
-    let snap = &salvage.snapshot;
-    let enc = snap.header().encoding;
-    let usable = snap.usable_size();
-    let mut buf = vec![0u8; snap.page_size() as usize];
-    let mut rec = Record::new();
-    let mut made: BTreeMap<usize, String> = BTreeMap::new();
-    for pgno in salvage.pages_with_older_versions() {
-        let Some(Seen::Tree(ti)) = seen.get(pgno as usize).copied() else {
-            continue;
-        };
-        let Some(t) = schema.tables.get(ti as usize) else {
-            continue;
-        };
-        if t.without_rowid || !t.parsed || not_created.contains(&t.name) {
-            continue;
-        }
-        let mut versions: Vec<(String, bool, u64)> = Vec::new();
-        if snap.wal_offset(pgno).is_some() {
-            versions.push(("database file".into(), true, 0));
-        }
-        for off in salvage.older_versions(pgno) {
-            versions.push((format!("WAL offset {off}"), false, *off));
-        }
-        for (label, from_file, off) in versions {
-            let ok = if from_file {
-                salvage.read_file_page(pgno, &mut buf).is_ok()
-            } else {
-                salvage.read_version(off, &mut buf).is_ok()
-            };
-            if !ok {
-                continue;
-            }
-            let Ok(p) = BtreePage::parse(&buf, pgno, usable) else {
-                continue;
-            };
-            if p.kind != PageKind::TableLeaf || !p.is_consistent() {
-                continue;
-            }
-            for i in 0..p.cell_count {
-                let Ok(crate::format::cell::Cell::TableLeaf { rowid, payload }) = p.cell(i) else {
-                    continue;
-                };
-                // Older chains may be reused since: whole local records only.
-                if payload.spills()
-                    || rec.parse(payload.local).is_err()
-                    || !fits(t, &rec, payload.local)
-                {
-                    continue;
-                }
-                let name = match made.get(&(ti as usize)) {
-                    Some(n) => n.clone(),
-                    None => {
-                        let n = create_history_table(sink, schema, t)?;
-                        made.insert(ti as usize, n.clone());
-                        n
-                    }
-                };
-                let cols: Vec<usize> = (0..t.columns.len())
-                    .filter(|&c| !t.columns[c].generated)
-                    .collect();
-                let names: Vec<String> = cols
-                    .iter()
-                    .map(|&c| quote_ident(&t.columns[c].name))
-                    .collect();
-                let marks = vec!["?"; cols.len() + 3].join(",");
-                let sql = format!(
-                    "INSERT INTO {}(salvage_rowid, salvage_source, salvage_page, {}) VALUES({marks})",
-                    quote_ident(&name),
-                    names.join(",")
-                );
-                let mut params: Vec<rusqlite::types::Value> = vec![
-                    rusqlite::types::Value::Integer(rowid),
-                    rusqlite::types::Value::Text(label.clone()),
-                    rusqlite::types::Value::Integer(i64::from(pgno)),
-                ];
-                for &c in &cols {
-                    params.push(match column_value(t, &rec, payload.local, Some(rowid), c) {
-                        ValueRef::Null => rusqlite::types::Value::Null,
-                        ValueRef::Integer(v) => rusqlite::types::Value::Integer(v),
-                        ValueRef::Real(v) => rusqlite::types::Value::Real(v),
-                        ValueRef::Text(b) => rusqlite::types::Value::Text(
-                            crate::format::record::decode_text(b, enc).into_owned(),
-                        ),
-                        ValueRef::Blob(b) => rusqlite::types::Value::Blob(b.to_vec()),
-                    });
-                }
-                sink.conn
-                    .prepare_cached(&sql)?
-                    .execute(rusqlite::params_from_iter(params))?;
-            }
-        }
-    }
-    // Keep only versions that differ from the recovered row, once each.
-    let mut out = Vec::new();
-    for (ti, name) in made {
-        let t = &schema.tables[ti];
-        let Some(rid) = t.rowid_name() else { continue };
-        let cols: Vec<String> = t
-            .columns
-            .iter()
-            .filter(|c| !c.generated)
-            .map(|c| quote_ident(&c.name))
-            .collect();
-        let same = cols
-            .iter()
-            .map(|c| format!("h.{c} IS t.{c}"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let h = quote_ident(&name);
-        sink.conn.execute_batch(&format!(
-            "DELETE FROM {h} AS h WHERE EXISTS (SELECT 1 FROM {t} AS t WHERE t.{rid} = h.salvage_rowid AND {same});
-             DELETE FROM {h} WHERE rowid NOT IN (SELECT min(rowid) FROM {h} GROUP BY salvage_rowid, {all});",
-            t = quote_ident(&t.name),
-            all = cols.join(", ")
-        ))?;
-        let n: i64 = sink
-            .conn
-            .query_row(&format!("SELECT count(*) FROM {h}"), [], |r| r.get(0))?;
-        if n == 0 {
-            sink.conn.execute_batch(&format!("DROP TABLE {h}"))?;
-        } else {
-            out.push((name, n as u64));
-        }
-    }
-    Ok(out)
-}
-
-/// Creates `<table>__history`: the table's columns (declared types, no
-/// constraints) after the rowid, source and page of each older version.
-fn create_history_table(sink: &Sink, schema: &Schema, t: &Table) -> Result<String> {
-    let mut name = format!("{}__history", t.name);
-    let mut k = 0;
-    while schema.table(&name).is_some() {
-        k += 1;
-        name = format!("{}__history{k}", t.name);
-    }
-    let cols: Vec<String> = t
-        .columns
-        .iter()
-        .filter(|c| !c.generated)
-        .map(|c| format!("{} {}", quote_ident(&c.name), c.decl_type))
-        .collect();
-    sink.conn.execute_batch(&format!(
-        "CREATE TABLE {}(salvage_rowid INTEGER, salvage_source TEXT, salvage_page INTEGER, {})",
-        quote_ident(&name),
-        cols.join(", ")
-    ))?;
-    Ok(name)
 }

@@ -1,0 +1,127 @@
+//! What a recovery reports.
+
+use std::collections::BTreeMap;
+
+use super::sink::Source;
+use crate::snapshot::{HeaderSource, JournalInfo, SalvageWal};
+use crate::tree::{Damage, Hole};
+
+/// How sure the attribution of a row to its table is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Confidence {
+    /// Reached from the table's root page.
+    Root,
+    /// Given back by evidence: a pointer-map entry, or the rowid range of
+    /// an unreadable part of the table's tree, and a record shape that fits.
+    Evidence,
+    /// Not attributed: kept in the lost-and-found table.
+    Unattributed,
+}
+
+/// Outcome of a recovery, for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// No damage met: everything was read.
+    Complete,
+    /// Damage met: some rows or values may be missing or flagged.
+    Partial,
+    /// No row could be recovered.
+    Nothing,
+}
+
+/// A value that could not be read whole.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FlaggedRow {
+    /// Table.
+    pub table: String,
+    /// Rowid, when the table has one.
+    pub rowid: Option<i64>,
+    /// Page the row was read from.
+    pub page: u32,
+    /// Why it is flagged.
+    pub flag: String,
+}
+
+/// Per-table figures.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TableReport {
+    /// Table name.
+    pub name: String,
+    /// Rows written, by source.
+    pub by_source: BTreeMap<Source, u64>,
+    /// Rows written, by confidence.
+    pub by_confidence: BTreeMap<Confidence, u64>,
+    /// Rows not written because a row with the same key or the same value
+    /// in a UNIQUE index came first from a more trusted source.
+    pub duplicates_skipped: u64,
+    /// Rows with a value read only in part (broken overflow chain).
+    pub truncated_values: u64,
+    /// Rows read from a page version older than the newest committed one
+    /// (whose newest version is damaged): possibly stale.
+    pub possibly_stale: u64,
+    /// Cells that could not be decoded at all.
+    pub cells_lost: u64,
+    /// Unreadable parts of the tree and the rowid ranges they held.
+    pub holes: Vec<Hole>,
+    /// Damage met while walking the tree.
+    pub damage: Vec<Damage>,
+}
+
+/// What a recovery did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// Input database.
+    pub input: String,
+    /// Output database.
+    pub output: String,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Page size used.
+    pub page_size: u32,
+    /// Pages examined.
+    pub page_count: u32,
+    /// Where the header fields came from.
+    pub header_from: HeaderSource,
+    /// Where the schema came from.
+    pub schema_from: String,
+    /// How the WAL was read.
+    pub wal: Option<SalvageWal>,
+    /// Why a WAL beside the input was not used.
+    pub wal_rejected: Option<String>,
+    /// The hot rollback journal rolled back, when there was one.
+    pub journal: Option<JournalInfo>,
+    /// Per table.
+    pub tables: Vec<TableReport>,
+    /// Rows in the lost-and-found table.
+    pub lost_and_found: u64,
+    /// With history: older row versions kept, per history table.
+    pub history: Vec<(String, u64)>,
+    /// Name of the lost-and-found table, when created.
+    pub lost_and_found_table: Option<String>,
+    /// Leaf pages no tree reaches, and where their rows went.
+    pub orphan_pages: Vec<(u32, String)>,
+    /// Pages that are neither usable b-tree pages nor anything else known.
+    pub unreadable_pages: Vec<u32>,
+    /// Orphaned index pages left out (indexes are rebuilt from the tables).
+    pub index_pages_skipped: u64,
+    /// Tables in the schema that could not be created in the output.
+    pub tables_not_created: Vec<(String, String)>,
+    /// Indexes, views and triggers that could not be created, and why.
+    pub objects_not_created: Vec<(String, String)>,
+    /// Rows with flagged values (first 10000).
+    pub flagged: Vec<FlaggedRow>,
+    /// Damage met outside the tables' trees (schema, freelist).
+    pub damage: Vec<Damage>,
+}
+
+impl Report {
+    /// Total rows written to the recovered tables.
+    pub fn rows(&self) -> u64 {
+        self.tables
+            .iter()
+            .map(|t| t.by_source.values().sum::<u64>())
+            .sum()
+    }
+}
