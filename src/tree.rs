@@ -570,6 +570,14 @@ pub fn assemble<V: PageVisitor>(
         if scratch.iter().all(|&b| b == 0) {
             zero_pages = true;
         }
+        // A chain that runs into a well-formed b-tree page has been cut and
+        // the page reused (an overflow page starts with a page number, whose
+        // first byte is a b-tree kind only in databases of 2^24+ pages).
+        if BtreePage::parse(scratch, next, snap.usable_size())
+            .is_ok_and(|p| p.is_consistent() && p.cell_count > 0)
+        {
+            return Err(format!("overflow chain runs into b-tree page {next}"));
+        }
         visitor.overflow_page(next);
         let take = remaining.min(per_page) as usize;
         let link = be32(scratch, 0).ok_or_else(|| Malformed("overflow page").to_string())?;

@@ -779,3 +779,78 @@ fn history_keeps_older_versions_only() {
         }
     }
 }
+
+#[test]
+fn no_schema_at_all_gives_tables_by_shape() {
+    let s = store(4096, "UTF-8", 60, 0);
+    let truth = s.states.last().unwrap().clone();
+    let db = copy_set(&s.live, &case_dir(&s, "noschema"), "memory.db");
+    zero_page(&db, 1, 4096);
+    let out = s.dir.join("noschema-out.db");
+    let opts = RecoverOptions {
+        no_sync: true,
+        ..Default::default()
+    };
+    let r = recover(&db, &out, &opts).unwrap();
+    let by_name: HashMap<String, u64> = r.inferred_tables.iter().cloned().collect();
+    assert_eq!(
+        by_name.get("recovered_rows_5").copied(),
+        Some(truth["memories"].len() as u64),
+        "{by_name:?}"
+    );
+    assert_eq!(
+        by_name.get("recovered_rows_4").copied(),
+        Some(truth["events"].len() as u64),
+        "{by_name:?}"
+    );
+    // Every inferred memories row is a committed row, value for value.
+    let c = Connection::open(&out).unwrap();
+    let mut st = c
+        .prepare("SELECT salvage_rowid, c0, c1, c2, c3, c4 FROM recovered_rows_5")
+        .unwrap();
+    let rows: HashSet<String> = st
+        .query_map([], |r| {
+            let vals: Vec<_> = (1..6).map(|i| from_sqlite(r.get_ref(i).unwrap())).collect();
+            Ok(format!("memories|{:?}", (Some(r.get::<_, i64>(0)?), vals)))
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(rows.len(), truth["memories"].len());
+    assert!(rows.is_subset(&keys(&truth)));
+}
+
+#[test]
+fn autoincrement_sequence_is_restored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("seq.db");
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE a(id INTEGER PRIMARY KEY AUTOINCREMENT, v);
+         INSERT INTO a(v) VALUES (1), (2), (3), (4);
+         DELETE FROM a WHERE id >= 3;",
+    )
+    .unwrap();
+    drop(c);
+    let out = tmp.path().join("seq-out.db");
+    recover(
+        &db,
+        &out,
+        &RecoverOptions {
+            no_sync: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let c = Connection::open(&out).unwrap();
+    let seq: i64 = c
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'a'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(seq, 4, "the next id stays 5, as in the source");
+    c.execute("INSERT INTO a(v) VALUES (5)", []).unwrap();
+    assert_eq!(c.last_insert_rowid(), 5);
+}

@@ -241,6 +241,9 @@ pub fn print_recover(r: &Report) {
                 .unwrap_or("lost_and_found")
         );
     }
+    for (name, n) in &r.inferred_tables {
+        println!("  no schema: {n} rows of one shape in table {name}");
+    }
     if !r.unreadable_pages.is_empty() {
         println!("  {} pages unreadable", r.unreadable_pages.len());
     }

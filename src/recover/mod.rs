@@ -1074,7 +1074,13 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
     }
 
     // 4. lost_and_found, indexes, views, triggers.
-    let lost_table = write_lost(&sink, &schema, &lost)?;
+    let (lost_table, inferred) = if schema.tables.is_empty() {
+        // No schema at all: the rows found, grouped by shape into tables
+        // named after it, instead of one lost-and-found table.
+        (None, write_inferred(&sink, &lost)?)
+    } else {
+        (write_lost(&sink, &schema, &lost)?, Vec::new())
+    };
     sink.conn.execute_batch("COMMIT")?;
     objects_not_created.extend(create_objects(&sink, &schema, &["index"], Some(false)));
     objects_not_created.extend(create_objects(&sink, &schema, &["view", "trigger"], None));
@@ -1119,6 +1125,7 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
         lost_and_found: lost.len() as u64,
         history: history_rows,
         lost_and_found_table: lost_table,
+        inferred_tables: inferred,
         orphan_pages,
         unreadable_pages,
         index_pages_skipped,
@@ -1312,6 +1319,65 @@ fn restore_sequence(
     Ok(())
 }
 
+/// With no schema: rows grouped by shape (table rows or index keys, and
+/// the number of values) into `recovered_rows_<n>` / `recovered_keys_<n>`
+/// tables: where each row was found, its rowid, then its values c0...
+fn write_inferred(sink: &Sink, lost: &[Lost]) -> Result<Vec<(String, u64)>> {
+    let mut groups: BTreeMap<(bool, usize), Vec<&Lost>> = BTreeMap::new();
+    for l in lost {
+        groups
+            .entry((l.rowid.is_some(), l.values.len().min(2000)))
+            .or_default()
+            .push(l);
+    }
+    let mut out = Vec::new();
+    for ((rows, width), members) in groups {
+        let name = format!("recovered_{}_{width}", if rows { "rows" } else { "keys" });
+        let cols: Vec<String> = (0..width).map(|i| format!("c{i}")).collect();
+        let extra = if cols.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", cols.join(", "))
+        };
+        sink.conn.execute_batch(&format!(
+            "CREATE TABLE {}(salvage_page INTEGER, salvage_cell INTEGER, salvage_rowid INTEGER{extra})",
+            quote_ident(&name)
+        ))?;
+        let marks = vec!["?"; 3 + width].join(",");
+        let mut st = sink.conn.prepare(&format!(
+            "INSERT INTO {} VALUES({marks})",
+            quote_ident(&name)
+        ))?;
+        for l in &members {
+            let mut params: Vec<rusqlite::types::Value> = vec![
+                rusqlite::types::Value::Integer(i64::from(l.page)),
+                l.cell.map_or(rusqlite::types::Value::Null, |c| {
+                    rusqlite::types::Value::Integer(i64::from(c))
+                }),
+                l.rowid.map_or(
+                    rusqlite::types::Value::Null,
+                    rusqlite::types::Value::Integer,
+                ),
+            ];
+            params.extend(l.values.iter().take(width).map(sql_value));
+            st.execute(rusqlite::params_from_iter(params))?;
+        }
+        out.push((name, members.len() as u64));
+    }
+    Ok(out)
+}
+
+fn sql_value(v: &crate::format::record::Value) -> rusqlite::types::Value {
+    use crate::format::record::Value;
+    match v {
+        Value::Null => rusqlite::types::Value::Null,
+        Value::Integer(i) => rusqlite::types::Value::Integer(*i),
+        Value::Real(f) => rusqlite::types::Value::Real(*f),
+        Value::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+    }
+}
+
 fn write_lost(sink: &Sink, schema: &Schema, lost: &[Lost]) -> Result<Option<String>> {
     if lost.is_empty() {
         return Ok(None);
@@ -1366,19 +1432,11 @@ fn write_lost(sink: &Sink, schema: &Schema, lost: &[Lost]) -> Result<Option<Stri
             rusqlite::types::Value::Integer(l.values.len() as i64),
         ];
         for i in 0..width {
-            params.push(match l.values.get(i) {
-                None | Some(crate::format::record::Value::Null) => rusqlite::types::Value::Null,
-                Some(crate::format::record::Value::Integer(v)) => {
-                    rusqlite::types::Value::Integer(*v)
-                }
-                Some(crate::format::record::Value::Real(v)) => rusqlite::types::Value::Real(*v),
-                Some(crate::format::record::Value::Text(v)) => {
-                    rusqlite::types::Value::Text(v.clone())
-                }
-                Some(crate::format::record::Value::Blob(v)) => {
-                    rusqlite::types::Value::Blob(v.clone())
-                }
-            });
+            params.push(
+                l.values
+                    .get(i)
+                    .map_or(rusqlite::types::Value::Null, sql_value),
+            );
         }
         st.execute(rusqlite::params_from_iter(params))?;
     }

@@ -100,6 +100,9 @@ pub struct Report {
     pub history: Vec<(String, u64)>,
     /// Name of the lost-and-found table, when created.
     pub lost_and_found_table: Option<String>,
+    /// With no schema at all: the tables made from the shapes of the rows
+    /// found, and their row counts.
+    pub inferred_tables: Vec<(String, u64)>,
     /// Leaf pages no tree reaches, and where their rows went.
     pub orphan_pages: Vec<(u32, String)>,
     /// Pages that are neither usable b-tree pages nor anything else known.
