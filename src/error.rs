@@ -67,6 +67,23 @@ pub enum Error {
     /// The output path would overwrite or alias one of the inputs.
     #[error("{0}: output must not be one of the input files")]
     OutputIsInput(PathBuf),
+    /// A hot rollback journal is beside the source: its database file holds
+    /// an interrupted transaction.
+    #[error(
+        "{0}: a hot rollback journal is beside it: the database file holds an interrupted transaction"
+    )]
+    HotJournal(PathBuf),
+    /// The target is open in another process.
+    #[error("{0}: in use by another connection")]
+    InUse(PathBuf),
+    /// A backup failed verification.
+    #[error("{path}: backup does not verify: {what}")]
+    BadBackup {
+        /// The backup.
+        path: PathBuf,
+        /// The first problem found.
+        what: String,
+    },
     /// SQLite reported an error (schema parsing, writing output).
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sqlite_salvage::dump::{DumpOptions, Format, dump};
-use sqlite_salvage::{Database, Error, Exactness, WalChoice, check, info, recover, replay, wal};
+use sqlite_salvage::{
+    Database, Error, Exactness, WalChoice, backup, check, info, recover, replay, wal,
+};
 
 mod human;
 
@@ -28,6 +30,10 @@ pub mod code {
     pub const OUTPUT: u8 = 6;
     /// `recover` found nothing to recover.
     pub const NOTHING: u8 = 7;
+    /// `backup`: a hot rollback journal is beside the source.
+    pub const HOT_JOURNAL: u8 = 8;
+    /// `restore`: the target is in use by another connection.
+    pub const IN_USE: u8 = 9;
 }
 
 #[derive(Parser)]
@@ -79,6 +85,44 @@ enum DumpFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A consistent backup of a live database: one compact file (default),
+    /// or the file set (--files), with a manifest of sizes and CRC-32s.
+    Backup {
+        /// The database to back up (it may be in use).
+        src: PathBuf,
+        /// Where the backup goes: a file, or a directory with --files.
+        dest: PathBuf,
+        /// The database file and its WAL up to a commit, in a directory.
+        #[arg(long)]
+        files: bool,
+        /// Replace an existing backup at DEST.
+        #[arg(long)]
+        force: bool,
+        /// Skip fsync (faster; a crash soon after may lose the backup).
+        #[arg(long)]
+        no_sync: bool,
+    },
+    /// Check a backup: sizes and CRC-32s against its manifest, this tool's
+    /// structural check, SQLite's integrity_check. Exit code 1 if it fails.
+    Verify {
+        /// The backup (file or directory).
+        dest: PathBuf,
+    },
+    /// Verify a backup, then put its database in place at TARGET
+    /// atomically; a stale -wal, -shm or -journal of the old TARGET is
+    /// moved aside.
+    Restore {
+        /// The backup (file or directory).
+        backup: PathBuf,
+        /// The database to replace.
+        target: PathBuf,
+        /// Replace TARGET even if another connection has it open.
+        #[arg(long)]
+        even_if_in_use: bool,
+        /// Skip fsync.
+        #[arg(long)]
+        no_sync: bool,
+    },
     /// Recover every committed row that survives on disk (tree, orphaned
     /// pages, WAL) into a fresh database, with a report. Exit code 0: all
     /// read; 1: damage met (partial); 7: nothing recovered.
@@ -187,6 +231,9 @@ fn exit_code(e: &Error) -> u8 {
         Error::Corrupt { .. } | Error::Sqlite(_) => code::CORRUPT,
         Error::NoSuchCommit { .. } | Error::NoSuchTable(_) => code::USAGE,
         Error::Output { .. } | Error::OutputExists(_) | Error::OutputIsInput(_) => code::OUTPUT,
+        Error::BadBackup { .. } => code::DAMAGE,
+        Error::HotJournal(_) => code::HOT_JOURNAL,
+        Error::InUse(_) => code::IN_USE,
     }
 }
 
@@ -205,7 +252,12 @@ fn hint(e: &Error) -> &'static str {
         Error::Output { .. } => "check the output path, its directory and free space",
         Error::OutputExists(_) => "choose another path or pass --force",
         Error::OutputIsInput(_) => "choose an output path that is not one of the inputs",
-        Error::Sqlite(_) => "the schema could not be processed",
+        Error::Sqlite(_) => "SQLite refused; the message says why",
+        Error::BadBackup { .. } => "this backup cannot be trusted: take a new one",
+        Error::HotJournal(_) => {
+            "open the database with SQLite once to roll it back, or `sqlite-salvage recover` it"
+        }
+        Error::InUse(_) => "close the applications using it, or pass --even-if-in-use",
     }
 }
 
@@ -272,6 +324,77 @@ fn looks_like_wal(path: &Path) -> bool {
 fn run(cli: Cli) -> Result<u8, Error> {
     let json = cli.json;
     match cli.cmd {
+        Command::Backup {
+            src,
+            dest,
+            files,
+            force,
+            no_sync,
+        } => {
+            let opts = backup::BackupOptions {
+                mode: if files {
+                    backup::Mode::Files
+                } else {
+                    backup::Mode::Compact
+                },
+                force,
+                no_sync,
+            };
+            let m = backup::backup(&src, &dest, &opts)?;
+            if json {
+                print_json(&m)?;
+            } else {
+                println!(
+                    "backed up {} -> {} ({:?}): {} pages of {} bytes{}",
+                    src.display(),
+                    dest.display(),
+                    m.mode,
+                    m.page_count,
+                    m.page_size,
+                    m.wal
+                        .as_ref()
+                        .map(|w| format!(", WAL of {} frames ({} commits)", w.frames, w.commits))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(code::OK)
+        }
+        Command::Verify { dest } => {
+            let v = backup::verify(&dest)?;
+            if json {
+                print_json(&v)?;
+            } else {
+                println!(
+                    "{}: ok ({} files, {} pages; {})",
+                    dest.display(),
+                    v.manifest.files.len(),
+                    v.manifest.page_count,
+                    v.tables
+                        .iter()
+                        .map(|(t, n)| format!("{t} {n} rows"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Ok(code::OK)
+        }
+        Command::Restore {
+            backup: from,
+            target,
+            even_if_in_use,
+            no_sync,
+        } => {
+            let r = backup::restore(&from, &target, even_if_in_use, no_sync)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("restored {} -> {}", from.display(), target.display());
+                for p in &r.moved_aside {
+                    println!("  moved the old database's {} aside", p.display());
+                }
+            }
+            Ok(code::OK)
+        }
         Command::Recover {
             db,
             output,

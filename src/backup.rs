@@ -1,0 +1,501 @@
+//! Consistent hot backups of a live database, their verification, and
+//! restoring them.
+//!
+//! ```text
+//! compact (default)   DEST                 one database file, no WAL needed,
+//!                     DEST.manifest.json   equal to one committed state
+//! --files             DEST/NAME            the database file and its WAL up to
+//!                     DEST/NAME-wal        a commit frame, as SQLite needs them
+//!                     DEST/manifest.json   (no -shm: SQLite rebuilds it)
+//! ```
+//!
+//! A backup is written under a temporary name beside DEST, synced, and
+//! renamed into place; the manifest records the size and CRC-32 of every
+//! file, so a backup cut short is never taken for a whole one.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+use crate::format::header::DbHeader;
+use crate::snapshot::{Database, JournalInfo, WalChoice};
+use crate::wal::WalIndex;
+
+/// What kind of backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One compact database file.
+    #[default]
+    Compact,
+    /// The database file and its WAL, in a directory.
+    Files,
+}
+
+/// Options for [`backup`].
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Compact file or file set.
+    pub mode: Mode,
+    /// Replace an existing backup at DEST.
+    pub force: bool,
+    /// Skip fsync (faster; a crash soon after may lose the backup).
+    pub no_sync: bool,
+}
+
+/// One file of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileEntry {
+    /// File name (in the backup directory, or beside the manifest).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// CRC-32 of the content.
+    pub crc32: u32,
+}
+
+/// The WAL state a file-set backup captured.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WalCapture {
+    /// WAL salts.
+    pub salt1: u32,
+    /// WAL salts.
+    pub salt2: u32,
+    /// Frames kept (up to the last commit frame).
+    pub frames: u32,
+    /// Commits in them.
+    pub commits: u32,
+}
+
+/// The manifest written beside every backup.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub format: u32,
+    /// Backup kind.
+    pub mode: Mode,
+    /// The source database.
+    pub source: String,
+    /// When the backup was taken (seconds since the Unix epoch).
+    pub created_unix: u64,
+    /// Page size.
+    pub page_size: u32,
+    /// Pages in the backed-up database.
+    pub page_count: u32,
+    /// The WAL captured (file sets of WAL databases).
+    pub wal: Option<WalCapture>,
+    /// Every file, with size and CRC-32.
+    pub files: Vec<FileEntry>,
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn parent_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The manifest path of a backup at `dest`.
+pub fn manifest_path(dest: &Path) -> PathBuf {
+    if dest.is_dir() {
+        dest.join("manifest.json")
+    } else {
+        sibling(dest, ".manifest.json")
+    }
+}
+
+/// Copies `from` to `to` (kernel copy), then reads the copy back for its
+/// CRC-32: what the manifest records is what is on disk.
+fn copy_with_crc(from: &Path, to: &Path, limit: Option<u64>) -> Result<FileEntry> {
+    let mut src = File::open(from).map_err(|e| Error::io(from, e))?;
+    let mut dst = File::create(to).map_err(|e| Error::output(to, e))?;
+    match limit {
+        Some(n) => std::io::copy(&mut (&mut src).take(n), &mut dst),
+        None => std::io::copy(&mut src, &mut dst),
+    }
+    .map_err(|e| Error::output(to, e))?;
+    drop(dst);
+    file_entry(to)
+}
+
+fn file_entry(path: &Path) -> Result<FileEntry> {
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(FileEntry {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        size,
+        crc32: h.finalize(),
+    })
+}
+
+fn sync_path(p: &Path) {
+    if let Ok(f) = File::open(p) {
+        let _ = f.sync_all();
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Refuses a source with a hot rollback journal (SQLite would roll it back,
+/// writing to the source).
+fn check_source(src: &Path) -> Result<DbHeader> {
+    let db = Database::open_with(src, WalChoice::Ignore)?;
+    let header = db
+        .file_header()
+        .cloned()
+        .ok_or_else(|| Error::NotADatabase {
+            path: src.to_path_buf(),
+            reason: "empty file".into(),
+        })?;
+    if !header.is_wal_mode()
+        && JournalInfo::scan(&sibling(src, "-journal"), header.page_size).is_some()
+    {
+        return Err(Error::HotJournal(src.to_path_buf()));
+    }
+    Ok(header)
+}
+
+/// Takes a consistent backup of `src` at `dest`.
+///
+/// Compact: SQLite's `VACUUM INTO` from a read transaction (one committed
+/// state: the newest when it starts; WAL readers and writers go on, in
+/// rollback-journal mode writers wait for the copy), switched to
+/// rollback-journal mode so no WAL is needed. Files: under a read
+/// transaction that pins the snapshot (a checkpoint cannot copy frames past
+/// it into the database file, nor can the WAL be restarted), the database
+/// file is copied, then the WAL up to its last commit frame.
+pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest> {
+    let header = check_source(src)?;
+    crate::replay::check_output(dest, &[src], opts.force).or_else(|e| match e {
+        // A file-set backup replaces a directory.
+        Error::Output { .. } if opts.force && dest.is_dir() => Ok(()),
+        e => Err(e),
+    })?;
+    let dir = parent_dir(dest);
+    let name = src
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "database.db".into());
+    let tmp = tempfile::Builder::new()
+        .prefix(".salvage-backup-")
+        .tempdir_in(&dir)
+        .map_err(|e| Error::output(&dir, e))?;
+    let conn = Connection::open_with_flags(
+        src,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    let mut manifest = Manifest {
+        format: 1,
+        mode: opts.mode,
+        source: src.display().to_string(),
+        created_unix: now(),
+        page_size: header.page_size,
+        page_count: 0,
+        wal: None,
+        files: Vec::new(),
+    };
+    match opts.mode {
+        Mode::Compact => {
+            let out = tmp.path().join("backup.db");
+            conn.execute("VACUUM INTO ?1", [out.to_string_lossy()])?;
+            drop(conn);
+            {
+                let c = Connection::open(&out)?;
+                c.query_row("PRAGMA journal_mode=DELETE", [], |_| Ok(()))?;
+                manifest.page_count = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            }
+            let mut entry = file_entry(&out)?;
+            entry.name = dest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            manifest.files.push(entry);
+            let mpath = tmp.path().join("manifest.json");
+            write_json(&mpath, &manifest)?;
+            if !opts.no_sync {
+                sync_path(&out);
+                sync_path(&mpath);
+            }
+            // The database first, its manifest last: a backup without its
+            // manifest does not verify.
+            let final_manifest = manifest_path_for_file(dest);
+            let _ = std::fs::remove_file(&final_manifest);
+            std::fs::rename(&out, dest).map_err(|e| Error::output(dest, e))?;
+            std::fs::rename(&mpath, &final_manifest).map_err(|e| Error::output(dest, e))?;
+        }
+        Mode::Files => {
+            // The read transaction pins the snapshot.
+            conn.execute_batch("BEGIN")?;
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+            let db_out = tmp.path().join(&name);
+            let db_entry = copy_with_crc(src, &db_out, None)?;
+            let wal_path = sibling(src, "-wal");
+            let mut files = vec![db_entry];
+            if header.is_wal_mode() && wal_path.is_file() {
+                if let Some(idx) = WalIndex::scan(&wal_path)? {
+                    let frames = idx.last_valid_frame();
+                    let keep = crate::wal::frame_offset(frames + 1, idx.header.page_size);
+                    let wal_out = sibling(&db_out, "-wal");
+                    if frames > 0 {
+                        files.push(copy_with_crc(&wal_path, &wal_out, Some(keep))?);
+                    }
+                    manifest.wal = Some(WalCapture {
+                        salt1: idx.header.salt1,
+                        salt2: idx.header.salt2,
+                        frames,
+                        commits: idx.commits.len() as u32,
+                    });
+                }
+            }
+            conn.execute_batch("COMMIT")?;
+            drop(conn);
+            manifest.page_count = Database::open(&db_out)?.latest()?.page_count();
+            manifest.files = files;
+            let mpath = tmp.path().join("manifest.json");
+            write_json(&mpath, &manifest)?;
+            if !opts.no_sync {
+                for f in std::fs::read_dir(tmp.path()).map_err(|e| Error::io(tmp.path(), e))? {
+                    let f = f.map_err(|e| Error::io(tmp.path(), e))?;
+                    sync_path(&f.path());
+                }
+                sync_path(tmp.path());
+            }
+            let staged = tmp.keep();
+            if dest.exists() {
+                let old = dir.join(format!(".salvage-old-{}-{}", now(), std::process::id()));
+                std::fs::rename(dest, &old).map_err(|e| Error::output(dest, e))?;
+                std::fs::rename(&staged, dest).map_err(|e| Error::output(dest, e))?;
+                let _ = std::fs::remove_dir_all(&old);
+            } else {
+                std::fs::rename(&staged, dest).map_err(|e| Error::output(dest, e))?;
+            }
+        }
+    }
+    if !opts.no_sync {
+        sync_path(&dir);
+    }
+    Ok(manifest)
+}
+
+fn manifest_path_for_file(dest: &Path) -> PathBuf {
+    sibling(dest, ".manifest.json")
+}
+
+fn write_json(path: &Path, m: &Manifest) -> Result<()> {
+    let text = serde_json::to_string_pretty(m)
+        .map_err(|e| Error::output(path, std::io::Error::other(e)))?;
+    let mut f = File::create(path).map_err(|e| Error::output(path, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.write_all(b"\n"))
+        .map_err(|e| Error::output(path, e))
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verified {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The database file of the backup.
+    pub database: PathBuf,
+    /// Rows per table, as SQLite reads them.
+    pub tables: Vec<(String, u64)>,
+}
+
+/// Checks a backup: every file's size and CRC-32 against the manifest, our
+/// structural check, and SQLite's `integrity_check` (on a private copy).
+pub fn verify(dest: &Path) -> Result<Verified> {
+    let bad = |what: String| Error::BadBackup {
+        path: dest.to_path_buf(),
+        what,
+    };
+    if !dest.exists() {
+        return Err(Error::io(
+            dest,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no backup here"),
+        ));
+    }
+    let mpath = manifest_path(dest);
+    let text = std::fs::read_to_string(&mpath)
+        .map_err(|e| bad(format!("manifest {}: {e}", mpath.display())))?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).map_err(|e| bad(format!("manifest unreadable: {e}")))?;
+    let base = if dest.is_dir() {
+        dest.to_path_buf()
+    } else {
+        parent_dir(dest)
+    };
+    for f in &manifest.files {
+        let p = base.join(&f.name);
+        let got = file_entry(&p).map_err(|e| bad(format!("{}: {e}", f.name)))?;
+        if got.size != f.size {
+            return Err(bad(format!(
+                "{}: {} bytes, the manifest says {}",
+                f.name, got.size, f.size
+            )));
+        }
+        if got.crc32 != f.crc32 {
+            return Err(bad(format!(
+                "{}: CRC-32 differs from the manifest's",
+                f.name
+            )));
+        }
+    }
+    let database = match manifest.files.first() {
+        Some(f) => base.join(&f.name),
+        None => return Err(bad("the manifest lists no files".into())),
+    };
+    // Our reader: the structure of every page.
+    let db = Database::open(&database).map_err(|e| bad(e.to_string()))?;
+    let snap = db.latest().map_err(|e| bad(e.to_string()))?;
+    if snap.page_count() != manifest.page_count {
+        return Err(bad(format!(
+            "{} pages, the manifest says {}",
+            snap.page_count(),
+            manifest.page_count
+        )));
+    }
+    let report = crate::check::check(&snap).map_err(|e| bad(e.to_string()))?;
+    if let Some(d) = report.damage.first() {
+        return Err(bad(format!("page {}: {}", d.page, d.what)));
+    }
+    // SQLite, on a private copy (opening a WAL database writes beside it).
+    let tmp = tempfile::tempdir().map_err(|e| Error::output(std::env::temp_dir(), e))?;
+    let copy = tmp.path().join("verify.db");
+    std::fs::copy(&database, &copy).map_err(|e| Error::io(&database, e))?;
+    let wal = sibling(&database, "-wal");
+    if wal.exists() {
+        std::fs::copy(&wal, sibling(&copy, "-wal")).map_err(|e| Error::io(&wal, e))?;
+    }
+    let conn = Connection::open(&copy)?;
+    let ic: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if ic != "ok" {
+        return Err(bad(format!("SQLite's integrity_check: {ic}")));
+    }
+    let mut tables = Vec::new();
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    for n in names {
+        let c: i64 = conn.query_row(
+            &format!("SELECT count(*) FROM {}", crate::schema::quote_ident(&n)),
+            [],
+            |r| r.get(0),
+        )?;
+        tables.push((n, c as u64));
+    }
+    Ok(Verified {
+        manifest,
+        database,
+        tables,
+    })
+}
+
+/// What [`restore`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Restored {
+    /// The restored database.
+    pub target: PathBuf,
+    /// Files of the old database moved aside (a stale -wal, -shm or
+    /// -journal must never be applied to the restored database).
+    pub moved_aside: Vec<PathBuf>,
+}
+
+/// Whether another connection has `target` open: SQLite cannot take an
+/// exclusive lock on it (WAL-mode connections always hold a shared lock;
+/// a rollback-journal connection only while it reads or writes).
+fn in_use(target: &Path) -> Result<bool> {
+    let conn = Connection::open_with_flags(
+        target,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Closing must not checkpoint a stale WAL into the old file.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
+    conn.busy_timeout(std::time::Duration::ZERO)?;
+    let r = conn
+        .execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;")
+        .map(|_| false)
+        .or_else(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                Ok(true)
+            }
+            _ => Err(e),
+        })?;
+    Ok(r)
+}
+
+/// Verifies the backup at `dest`, then puts its database in place at
+/// `target` atomically (a single file: a file-set backup is replayed).
+/// Refuses when `target` is in use unless `even_if_in_use`.
+pub fn restore(
+    dest: &Path,
+    target: &Path,
+    even_if_in_use: bool,
+    no_sync: bool,
+) -> Result<Restored> {
+    let v = verify(dest)?;
+    if target.is_dir() {
+        return Err(Error::output(
+            target,
+            std::io::Error::new(std::io::ErrorKind::IsADirectory, "target is a directory"),
+        ));
+    }
+    const SIDE: [&str; 3] = ["-wal", "-shm", "-journal"];
+    let existed: Vec<bool> = SIDE.iter().map(|s| sibling(target, s).exists()).collect();
+    if target.exists() && !even_if_in_use && in_use(target)? {
+        return Err(Error::InUse(target.to_path_buf()));
+    }
+    let db = Database::open(&v.database)?;
+    let snap = db.latest()?;
+    crate::replay::write_atomically(target, !no_sync, |f| snap.write_image(f))?;
+    let mut moved_aside = Vec::new();
+    for (suffix, was_there) in SIDE.iter().zip(existed) {
+        let p = sibling(target, suffix);
+        if !p.exists() {
+            continue;
+        }
+        if was_there {
+            let aside = sibling(&p, &format!(".replaced-{}", now()));
+            std::fs::rename(&p, &aside).map_err(|e| Error::output(&p, e))?;
+            moved_aside.push(aside);
+        } else {
+            // Made by the in-use check's own connection.
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    Ok(Restored {
+        target: target.to_path_buf(),
+        moved_aside,
+    })
+}

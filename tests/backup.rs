@@ -1,0 +1,294 @@
+//! Backups of a live WAL database under concurrent writers and
+//! checkpoints; verification; kills at random points; restore.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use sqlite_salvage::backup::{BackupOptions, Mode, backup, restore, verify};
+
+use crate::common::*;
+
+fn live_db(dir: &Path) -> PathBuf {
+    let p = dir.join("live.db");
+    let c = Connection::open(&p).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=20;
+         CREATE TABLE log(seq INTEGER PRIMARY KEY, note TEXT, pad BLOB);
+         CREATE TABLE total(id INTEGER PRIMARY KEY, v INTEGER);
+         INSERT INTO total VALUES(1, 0);",
+    )
+    .unwrap();
+    p
+}
+
+/// Checks that a database holds exactly one committed state: sequence
+/// numbers 1..n without a gap and the running total equal to their sum.
+fn assert_consistent(db: &Path, what: &str) -> i64 {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = copy_set(db, tmp.path(), "check.db");
+    let c = Connection::open(&copy).unwrap();
+    let ic: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ic, "ok", "{what}");
+    let (n, max, sum): (i64, Option<i64>, Option<i64>) = c
+        .query_row("SELECT count(*), max(seq), sum(seq) FROM log", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    let total: i64 = c
+        .query_row("SELECT v FROM total", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(max.unwrap_or(0), n, "{what}: gap in the sequence");
+    assert_eq!(sum.unwrap_or(0), total, "{what}: total does not match");
+    assert_eq!(n * (n + 1) / 2, total, "{what}");
+    n
+}
+
+#[test]
+fn backups_under_writers_and_checkpoints_are_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = live_db(tmp.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    {
+        let (stop, commits, src) = (stop.clone(), commits.clone(), src.clone());
+        threads.push(std::thread::spawn(move || {
+            let c = Connection::open(&src).unwrap();
+            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            let mut seq: i64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                let pad = vec![seq as u8; (seq % 700) as usize];
+                c.execute_batch("BEGIN IMMEDIATE").unwrap();
+                c.execute(
+                    "INSERT INTO log VALUES(?1, ?2, ?3)",
+                    rusqlite::params![seq, format!("entry {seq}"), pad],
+                )
+                .unwrap();
+                c.execute("UPDATE total SET v = v + ?1", [seq]).unwrap();
+                c.execute_batch("COMMIT").unwrap();
+                commits.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }));
+    }
+    {
+        let (stop, src) = (stop.clone(), src.clone());
+        threads.push(std::thread::spawn(move || {
+            let c = Connection::open(&src).unwrap();
+            c.busy_timeout(Duration::from_millis(200)).unwrap();
+            let modes = ["PASSIVE", "FULL", "RESTART", "TRUNCATE"];
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = c.query_row(
+                    &format!("PRAGMA wal_checkpoint({})", modes[i % 4]),
+                    [],
+                    |_| Ok(()),
+                );
+                i += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }));
+    }
+    while commits.load(Ordering::Relaxed) < 50 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut seen = Vec::new();
+    for i in 0..200 {
+        let mode = if i % 2 == 0 {
+            Mode::Compact
+        } else {
+            Mode::Files
+        };
+        let dest = tmp.path().join(match mode {
+            Mode::Compact => format!("b{i}.db"),
+            Mode::Files => format!("b{i}"),
+        });
+        let m = backup(
+            &src,
+            &dest,
+            &BackupOptions {
+                mode,
+                force: false,
+                no_sync: true,
+            },
+        )
+        .unwrap_or_else(|e| panic!("backup {i}: {e}"));
+        assert_eq!(m.mode, mode);
+        let v = verify(&dest).unwrap_or_else(|e| panic!("verify {i}: {e}"));
+        let n = assert_consistent(&v.database, &format!("backup {i} ({mode:?})"));
+        seen.push(n);
+        if mode == Mode::Files {
+            assert!(!dest.join("live.db-shm").exists());
+        } else {
+            assert!(
+                !side(&dest, "-wal").exists(),
+                "a compact backup needs no WAL"
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "backups go forward in time"
+    );
+    assert!(
+        seen.last().unwrap() > seen.first().unwrap(),
+        "writers kept writing: {seen:?}"
+    );
+}
+
+#[test]
+fn a_killed_backup_is_never_taken_for_a_whole_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = live_db(tmp.path());
+    let c = Connection::open(&src).unwrap();
+    c.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 20000)
+         INSERT INTO log SELECT i, 'row ' || i, randomblob(500) FROM n;
+         UPDATE total SET v = (SELECT sum(seq) FROM log);",
+    )
+    .unwrap();
+    let mut rng = Rng(7);
+    let mut whole = 0;
+    for i in 0..24 {
+        let files = i % 2 == 1;
+        let dest = tmp
+            .path()
+            .join(format!("k{i}{}", if files { "" } else { ".db" }));
+        let mut cmd = std::process::Command::new(bin());
+        cmd.arg("backup").arg(&src).arg(&dest);
+        if files {
+            cmd.arg("--files");
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(rng.below(60_000)));
+        let _ = child.kill();
+        let _ = child.wait();
+        match verify(&dest) {
+            Ok(v) => {
+                whole += 1;
+                assert_consistent(&v.database, &format!("kill {i}"));
+            }
+            Err(_) => {
+                // Nothing that verifies was left; whatever is there is
+                // recognizably not a whole backup.
+            }
+        }
+    }
+    assert!(whole < 24, "some backups were cut short");
+}
+
+#[test]
+fn restore_round_trips_and_moves_stale_files_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = live_db(tmp.path());
+    let c = Connection::open(&src).unwrap();
+    for seq in 1..=100i64 {
+        c.execute("INSERT INTO log VALUES(?1, 'x', NULL)", [seq])
+            .unwrap();
+        c.execute("UPDATE total SET v = v + ?1", [seq]).unwrap();
+    }
+    let want = sqlite_state(&c);
+    for mode in [Mode::Compact, Mode::Files] {
+        let dest = tmp.path().join(format!("{mode:?}"));
+        backup(
+            &src,
+            &dest,
+            &BackupOptions {
+                mode,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        // A target with a stale WAL of an older database beside it.
+        let target = tmp.path().join(format!("target-{mode:?}.db"));
+        let old = Connection::open(&target).unwrap();
+        old.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE log(seq); INSERT INTO log VALUES(-1);",
+        )
+        .unwrap();
+        // In use: refused.
+        let err = restore(&dest, &target, false, true).unwrap_err();
+        assert!(matches!(err, sqlite_salvage::Error::InUse(_)), "{err}");
+        let stale_wal = std::fs::read(side(&target, "-wal")).unwrap();
+        std::mem::forget(old); // the crashed application: files left as they are
+        let stale = tmp.path().join(format!("stale-{mode:?}.db"));
+        std::fs::copy(&target, &stale).unwrap();
+        drop(stale);
+        // Reopen scenario: nobody has it open any more (a new process).
+        let target2 = tmp.path().join(format!("target2-{mode:?}.db"));
+        std::fs::copy(&target, &target2).unwrap();
+        std::fs::write(side(&target2, "-wal"), &stale_wal).unwrap();
+        let r = restore(&dest, &target2, false, true).unwrap();
+        assert_eq!(r.moved_aside.len(), 1, "{:?}", r.moved_aside);
+        assert!(!side(&target2, "-wal").exists());
+        let got = sqlite_state(&Connection::open(&target2).unwrap());
+        assert_same_state(&got, &want, "restored");
+    }
+}
+
+#[test]
+fn backup_errors_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = live_db(tmp.path());
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    let missing = tmp.path().join("missing.db");
+    let text = tmp.path().join("text.db");
+    std::fs::write(&text, vec![b'x'; 4096]).unwrap();
+    let dest = tmp.path().join("b.db");
+    for (args, want) in [
+        (vec!["backup".to_string(), p(&missing), p(&dest)], 3),
+        (vec!["backup".into(), p(&text), p(&dest)], 4),
+        (vec!["backup".into(), p(tmp.path()), p(&dest)], 3),
+        (vec!["verify".into(), p(&dest)], 3),
+    ] {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = run(&a);
+        assert_eq!(code, want, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    // A backup with one byte altered does not verify.
+    let (code, _, err) = run(&["backup", &p(&src), &p(&dest)]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = run(&["backup", &p(&src), &p(&dest)]);
+    assert_eq!(code, 6, "refuses to overwrite");
+    assert_eq!(run(&["verify", &p(&dest)]).0, 0);
+    let mut b = std::fs::read(&dest).unwrap();
+    b[5000] ^= 1;
+    std::fs::write(&dest, &b).unwrap();
+    let (code, _, err) = run(&["verify", &p(&dest)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("CRC-32"), "{err}");
+    // A hot rollback journal beside a source: refused, source untouched.
+    let rb = tmp.path().join("rb.db");
+    let c = Connection::open(&rb).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=DELETE; PRAGMA cache_size=2; CREATE TABLE t(x);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000)
+         INSERT INTO t SELECT randomblob(100) FROM n;
+         BEGIN; UPDATE t SET x = randomblob(100);",
+    )
+    .unwrap();
+    let crashed = tmp.path().join("crashed");
+    std::fs::create_dir(&crashed).unwrap();
+    let cdb = crashed.join("rb.db");
+    std::fs::copy(&rb, &cdb).unwrap();
+    std::fs::copy(side(&rb, "-journal"), side(&cdb, "-journal")).unwrap();
+    let before = dir_hashes(&crashed);
+    let (code, _, err) = run(&["backup", &p(&cdb), &p(&tmp.path().join("rb-backup.db"))]);
+    assert_eq!(code, 8, "{err}");
+    assert_eq!(dir_hashes(&crashed), before);
+}
