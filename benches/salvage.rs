@@ -391,6 +391,81 @@ fn main() {
     }
     let recover_damaged = best(runs, || recover_at(&damaged));
 
+    // backup: the file set against cp, the compact file against VACUUM INTO.
+    let backup_files = best(runs, || {
+        let dst = scratch.join("bk-files");
+        let _ = std::fs::remove_dir_all(&dst);
+        measure(
+            Command::new(&exe)
+                .args(["backup", "--files", "--no-sync"])
+                .arg(&sq)
+                .arg(&dst)
+                .stdout(devnull()),
+        )
+    });
+    let backup_compact = best(runs, || {
+        let dst = scratch.join("bk.db");
+        let _ = std::fs::remove_file(&dst);
+        let _ = std::fs::remove_file(scratch.join("bk.db.manifest.json"));
+        measure(
+            Command::new(&exe)
+                .args(["backup", "--no-sync"])
+                .arg(&sq)
+                .arg(&dst)
+                .stdout(devnull()),
+        )
+    });
+    // A writer committing throughout: its rate alone, then while backups run.
+    let rate = |with_backups: bool| -> f64 {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let n = Arc::new(AtomicU64::new(0));
+        let w = {
+            let (stop, n, sq) = (stop.clone(), n.clone(), sq.clone());
+            std::thread::spawn(move || {
+                let c = Connection::open(&sq).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                c.execute_batch("PRAGMA synchronous=NORMAL").unwrap();
+                let mut i = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    c.execute(
+                        "INSERT INTO events(memory, at, note) VALUES('bench', ?1, 'writer')",
+                        [i],
+                    )
+                    .unwrap();
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let start = Instant::now();
+        let mut k = 0;
+        while start.elapsed().as_secs_f64() < 3.0 {
+            if with_backups {
+                let dst = scratch.join(format!("live-bk-{}", k % 2));
+                let _ = std::fs::remove_dir_all(&dst);
+                let st = Command::new(&exe)
+                    .args(["backup", "--files", "--no-sync"])
+                    .arg(&sq)
+                    .arg(&dst)
+                    .stdout(devnull())
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+                k += 1;
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        w.join().unwrap();
+        n.load(Ordering::Relaxed) as f64 / secs
+    };
+    let alone = rate(false);
+    let during = rate(true);
+
     println!(
         "{:<34} {:>9} {:>10} {:>22}",
         "command", "seconds", "peak MB", "ratio"
@@ -430,6 +505,16 @@ fn main() {
         "recover, healthy",
         &recover_healthy,
         Some(("VACUUM INTO", &vacuum)),
+    );
+    row("backup --files", &backup_files, Some(("cp", &cp)));
+    row(
+        "backup (compact)",
+        &backup_compact,
+        Some(("VACUUM INTO", &vacuum)),
+    );
+    println!(
+        "writer commits/s: {alone:.0} alone, {during:.0} during back-to-back backups ({:.0}%)",
+        100.0 * during / alone
     );
     row(
         "recover, 10% of pages zeroed",

@@ -259,25 +259,47 @@ pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest>
             let db_entry = copy_with_crc(src, &db_out, None)?;
             let wal_path = sibling(src, "-wal");
             let mut files = vec![db_entry];
+            let file_pages = (files[0].size / u64::from(header.page_size)) as u32;
+            manifest.page_count = match DbHeader::parse(&read_head(&db_out)?) {
+                Ok(h) => h.database_size().unwrap_or(file_pages),
+                Err(_) => file_pages,
+            };
             if header.is_wal_mode() && wal_path.is_file() {
-                if let Some(idx) = WalIndex::scan(&wal_path)? {
-                    let frames = idx.last_valid_frame();
-                    let keep = crate::wal::frame_offset(frames + 1, idx.header.page_size);
-                    let wal_out = sibling(&db_out, "-wal");
-                    if frames > 0 {
-                        files.push(copy_with_crc(&wal_path, &wal_out, Some(keep))?);
+                // The WAL's bytes as they are now, then validated where they
+                // landed: the frames kept are exactly the ones checked. Under
+                // the read transaction the WAL cannot be restarted past a
+                // snapshot that still needs it; if it needed none (all
+                // checkpointed), any committed prefix is a later state of
+                // the same, frozen, database file.
+                let wal_out = sibling(&db_out, "-wal");
+                std::fs::copy(&wal_path, &wal_out).map_err(|e| Error::output(&wal_out, e))?;
+                match WalIndex::scan(&wal_out)? {
+                    Some(idx) if idx.last_valid_frame() > 0 => {
+                        let frames = idx.last_valid_frame();
+                        let keep = crate::wal::frame_offset(frames + 1, idx.header.page_size);
+                        File::options()
+                            .write(true)
+                            .open(&wal_out)
+                            .and_then(|f| f.set_len(keep))
+                            .map_err(|e| Error::output(&wal_out, e))?;
+                        files.push(file_entry(&wal_out)?);
+                        if let Some(c) = idx.commits.last() {
+                            manifest.page_count = c.db_size;
+                        }
+                        manifest.wal = Some(WalCapture {
+                            salt1: idx.header.salt1,
+                            salt2: idx.header.salt2,
+                            frames,
+                            commits: idx.commits.len() as u32,
+                        });
                     }
-                    manifest.wal = Some(WalCapture {
-                        salt1: idx.header.salt1,
-                        salt2: idx.header.salt2,
-                        frames,
-                        commits: idx.commits.len() as u32,
-                    });
+                    _ => {
+                        let _ = std::fs::remove_file(&wal_out);
+                    }
                 }
             }
             conn.execute_batch("COMMIT")?;
             drop(conn);
-            manifest.page_count = Database::open(&db_out)?.latest()?.page_count();
             manifest.files = files;
             let mpath = tmp.path().join("manifest.json");
             write_json(&mpath, &manifest)?;
@@ -303,6 +325,14 @@ pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest>
         sync_path(&dir);
     }
     Ok(manifest)
+}
+
+fn read_head(p: &Path) -> Result<[u8; 100]> {
+    let mut b = [0u8; 100];
+    File::open(p)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| Error::io(p, e))?;
+    Ok(b)
 }
 
 fn manifest_path_for_file(dest: &Path) -> PathBuf {
