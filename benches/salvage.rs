@@ -403,6 +403,17 @@ fn main() {
                 .stdout(devnull()),
         )
     });
+    let backup_files_sync = best(runs, || {
+        let dst = scratch.join("bk-files");
+        let _ = std::fs::remove_dir_all(&dst);
+        measure(
+            Command::new(&exe)
+                .args(["backup", "--files"])
+                .arg(&sq)
+                .arg(&dst)
+                .stdout(devnull()),
+        )
+    });
     let backup_compact = best(runs, || {
         let dst = scratch.join("bk.db");
         let _ = std::fs::remove_file(&dst);
@@ -446,7 +457,7 @@ fn main() {
                 let dst = scratch.join(format!("live-bk-{}", k % 2));
                 let _ = std::fs::remove_dir_all(&dst);
                 let st = Command::new(&exe)
-                    .args(["backup", "--files", "--no-sync"])
+                    .args(["backup", "--files"])
                     .arg(&sq)
                     .arg(&dst)
                     .stdout(devnull())
@@ -506,14 +517,19 @@ fn main() {
         &recover_healthy,
         Some(("VACUUM INTO", &vacuum)),
     );
-    row("backup --files", &backup_files, Some(("cp", &cp)));
+    row("backup --files --no-sync", &backup_files, Some(("cp", &cp)));
+    row(
+        "backup --files (fsync)",
+        &backup_files_sync,
+        Some(("cp+sync", &cp_sync)),
+    );
     row(
         "backup (compact)",
         &backup_compact,
         Some(("VACUUM INTO", &vacuum)),
     );
     println!(
-        "writer commits/s: {alone:.0} alone, {during:.0} during back-to-back backups ({:.0}%)",
+        "writer commits/s: {alone:.0} alone, {during:.0} during back-to-back `backup --files` ({:.0}%)",
         100.0 * during / alone
     );
     row(

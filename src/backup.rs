@@ -116,14 +116,24 @@ pub fn manifest_path(dest: &Path) -> PathBuf {
 
 /// Copies `from` to `to` (kernel copy), then reads the copy back for its
 /// CRC-32: what the manifest records is what is on disk.
-fn copy_with_crc(from: &Path, to: &Path, limit: Option<u64>) -> Result<FileEntry> {
+fn copy_with_crc(from: &Path, to: &Path, pace: bool) -> Result<FileEntry> {
     let mut src = File::open(from).map_err(|e| Error::io(from, e))?;
     let mut dst = File::create(to).map_err(|e| Error::output(to, e))?;
-    match limit {
-        Some(n) => std::io::copy(&mut (&mut src).take(n), &mut dst),
-        None => std::io::copy(&mut src, &mut dst),
+    if pace {
+        // Kernel copies of 16 MiB, each written back before the next: the
+        // page cache never holds much of the backup dirty, so the source's
+        // writers are not throttled behind it.
+        loop {
+            let n = std::io::copy(&mut (&mut src).take(16 << 20), &mut dst)
+                .map_err(|e| Error::output(to, e))?;
+            dst.sync_data().map_err(|e| Error::output(to, e))?;
+            if n < 16 << 20 {
+                break;
+            }
+        }
+    } else {
+        std::io::copy(&mut src, &mut dst).map_err(|e| Error::output(to, e))?;
     }
-    .map_err(|e| Error::output(to, e))?;
     drop(dst);
     file_entry(to)
 }
@@ -192,7 +202,21 @@ fn check_source(src: &Path) -> Result<DbHeader> {
 /// it into the database file, nor can the WAL be restarted), the database
 /// file is copied, then the WAL up to its last commit frame.
 pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest> {
+    backup_inner(src, dest, opts, false)
+}
+
+fn backup_inner(
+    src: &Path,
+    dest: &Path,
+    opts: &BackupOptions,
+    force_sqlite: bool,
+) -> Result<Manifest> {
     let header = check_source(src)?;
+    // A WAL database without a -shm is open nowhere (SQLite makes the -shm
+    // when it opens one): it is read here without SQLite, which would
+    // create a -shm beside it.
+    let shm = sibling(src, "-shm");
+    let closed = !force_sqlite && header.is_wal_mode() && !shm.exists();
     crate::replay::check_output(dest, &[src], opts.force).or_else(|e| match e {
         // A file-set backup replaces a directory.
         Error::Output { .. } if opts.force && dest.is_dir() => Ok(()),
@@ -207,11 +231,16 @@ pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest>
         .prefix(".salvage-backup-")
         .tempdir_in(&dir)
         .map_err(|e| Error::output(&dir, e))?;
-    let conn = Connection::open_with_flags(
-        src,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    let conn = if closed {
+        None
+    } else {
+        let c = Connection::open_with_flags(
+            src,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(std::time::Duration::from_secs(30))?;
+        Some(c)
+    };
     let mut manifest = Manifest {
         format: 1,
         mode: opts.mode,
@@ -225,7 +254,21 @@ pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest>
     match opts.mode {
         Mode::Compact => {
             let out = tmp.path().join("backup.db");
-            conn.execute("VACUUM INTO ?1", [out.to_string_lossy()])?;
+            match &conn {
+                Some(c) => {
+                    c.execute("VACUUM INTO ?1", [out.to_string_lossy()])?;
+                }
+                None => {
+                    // The latest commit as a private image, compacted from there.
+                    let image = tmp.path().join("image.db");
+                    let snap = Database::open(src)?.latest()?;
+                    let mut f = File::create(&image).map_err(|e| Error::output(&image, e))?;
+                    snap.write_image(&mut f)?;
+                    drop(f);
+                    Connection::open(&image)?.execute("VACUUM INTO ?1", [out.to_string_lossy()])?;
+                    let _ = std::fs::remove_file(&image);
+                }
+            }
             drop(conn);
             {
                 let c = Connection::open(&out)?;
@@ -253,10 +296,12 @@ pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest>
         }
         Mode::Files => {
             // The read transaction pins the snapshot.
-            conn.execute_batch("BEGIN")?;
-            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+            if let Some(c) = &conn {
+                c.execute_batch("BEGIN")?;
+                c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+            }
             let db_out = tmp.path().join(&name);
-            let db_entry = copy_with_crc(src, &db_out, None)?;
+            let db_entry = copy_with_crc(src, &db_out, !opts.no_sync)?;
             let wal_path = sibling(src, "-wal");
             let mut files = vec![db_entry];
             let file_pages = (files[0].size / u64::from(header.page_size)) as u32;
@@ -298,8 +343,15 @@ pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest>
                     }
                 }
             }
-            conn.execute_batch("COMMIT")?;
+            if let Some(c) = &conn {
+                c.execute_batch("COMMIT")?;
+            }
             drop(conn);
+            if closed && shm.exists() {
+                // Someone opened the database while it was copied: take the
+                // backup again under a read transaction.
+                return backup_inner(src, dest, opts, true);
+            }
             manifest.files = files;
             let mpath = tmp.path().join("manifest.json");
             write_json(&mpath, &manifest)?;

@@ -292,3 +292,42 @@ fn backup_errors_are_clear() {
     assert_eq!(code, 8, "{err}");
     assert_eq!(dir_hashes(&crashed), before);
 }
+
+#[test]
+fn a_closed_database_gets_nothing_written_beside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = live_db(tmp.path());
+    let c = Connection::open(&src).unwrap();
+    c.execute_batch("PRAGMA wal_autocheckpoint=0;").unwrap();
+    for seq in 1..=50i64 {
+        c.execute("INSERT INTO log VALUES(?1, 'x', NULL)", [seq])
+            .unwrap();
+        c.execute("UPDATE total SET v = v + ?1", [seq]).unwrap();
+    }
+    // The files as a stopped application left them: db and WAL, no -shm.
+    let dir = tmp.path().join("closed");
+    std::fs::create_dir(&dir).unwrap();
+    let db = dir.join("app.db");
+    std::fs::copy(&src, &db).unwrap();
+    std::fs::copy(side(&src, "-wal"), side(&db, "-wal")).unwrap();
+    let before = dir_hashes(&dir);
+    for mode in [Mode::Compact, Mode::Files] {
+        let dest = tmp.path().join(format!("closed-{mode:?}"));
+        backup(
+            &db,
+            &dest,
+            &BackupOptions {
+                mode,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            dir_hashes(&dir),
+            before,
+            "{mode:?}: nothing written beside the source"
+        );
+        let v = verify(&dest).unwrap();
+        assert_eq!(assert_consistent(&v.database, "closed"), 50);
+    }
+}
