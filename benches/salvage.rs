@@ -437,7 +437,8 @@ fn main() {
             std::thread::spawn(move || {
                 let c = Connection::open(&sq).unwrap();
                 c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
-                c.execute_batch("PRAGMA synchronous=NORMAL").unwrap();
+                // SQLite's default durability: each commit is synced.
+                c.execute_batch("PRAGMA synchronous=FULL").unwrap();
                 let mut i = 0i64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
