@@ -220,3 +220,133 @@ fn wal_claiming_four_billion_pages_allocates_nothing_by_it() {
     );
     exercise(&p);
 }
+
+/// A small database with a two-level table and a long overflow chain;
+/// returns (bytes, page size, root page of `t`, first overflow page).
+fn shaped(dir: &Path) -> (Vec<u8>, usize, u32, u32) {
+    let p = dir.join("shaped.db");
+    let c = Connection::open(&p).unwrap();
+    c.execute_batch(
+        "PRAGMA page_size=1024;
+         CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 900)
+         INSERT INTO t SELECT i, printf('value %d %.40c', i, 'x') FROM n;
+         CREATE TABLE big(id INTEGER PRIMARY KEY, b BLOB);
+         INSERT INTO big VALUES(1, randomblob(20000));",
+    )
+    .unwrap();
+    let root: i64 = c
+        .query_row(
+            "SELECT rootpage FROM sqlite_schema WHERE name='t'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let ovf: i64 = c
+        .query_row(
+            "SELECT min(pageno) FROM dbstat WHERE name='big' AND pagetype='overflow'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(c);
+    (std::fs::read(&p).unwrap(), 1024, root as u32, ovf as u32)
+}
+
+fn be32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_be_bytes(b[off..off + 4].try_into().unwrap())
+}
+
+/// Runs check, dump and recover on `bytes`; returns the damage `check` names.
+fn hostile(dir: &Path, name: &str, bytes: &[u8]) -> Vec<String> {
+    let p = dir.join(format!("{name}.db"));
+    std::fs::write(&p, bytes).unwrap();
+    let start = Instant::now();
+    let r = std::panic::catch_unwind(|| exercise(&p));
+    assert!(r.is_ok(), "{name}: panic");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{name}: too slow"
+    );
+    let d = Database::open(&p).unwrap();
+    let snap = d.latest().unwrap();
+    sqlite_salvage::check::check(&snap)
+        .unwrap()
+        .damage
+        .iter()
+        .map(|x| x.what.clone())
+        .collect()
+}
+
+#[test]
+fn hostile_shapes_are_named_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, ps, root, ovf) = shaped(tmp.path());
+    let at = |pg: u32| (pg as usize - 1) * ps;
+    // The root interior page's right-most pointer at itself.
+    let mut b = db.clone();
+    b[at(root) + 8..at(root) + 12].copy_from_slice(&root.to_be_bytes());
+    let d = hostile(tmp.path(), "self", &b);
+    assert!(d.iter().any(|w| w.contains("reached twice")), "{d:?}");
+    // Two cells of the root pointing at the same child.
+    let mut b = db.clone();
+    let cell0 = usize::from(u16::from_be_bytes([b[at(root) + 12], b[at(root) + 13]]));
+    let cell1 = usize::from(u16::from_be_bytes([b[at(root) + 14], b[at(root) + 15]]));
+    let child0 = be32_at(&b, at(root) + cell0);
+    b[at(root) + cell1..at(root) + cell1 + 4].copy_from_slice(&child0.to_be_bytes());
+    let d = hostile(tmp.path(), "two-parents", &b);
+    assert!(d.iter().any(|w| w.contains("reached twice")), "{d:?}");
+    // An overflow chain that loops back to its first page.
+    let mut b = db.clone();
+    b[at(ovf)..at(ovf) + 4].copy_from_slice(&ovf.to_be_bytes());
+    let d = hostile(tmp.path(), "overflow-loop", &b);
+    assert!(d.iter().any(|w| w.contains("loops")), "{d:?}");
+    // A leaf cell claiming a payload of 2^40 bytes.
+    let mut b = db.clone();
+    let leaf = be32_at(&b, at(root) + cell0);
+    let c0 = usize::from(u16::from_be_bytes([b[at(leaf) + 8], b[at(leaf) + 9]]));
+    // 2^40 as a 6-byte varint would shift the cell; overwrite the size
+    // varint and rowid bytes with a 9-byte one instead.
+    let mut v = [0u8; 9];
+    let n = sqlite_salvage::format::varint::write_varint(1 << 40, &mut v);
+    b[at(leaf) + c0..at(leaf) + c0 + n].copy_from_slice(&v[..n]);
+    let d = hostile(tmp.path(), "huge-payload", &b);
+    assert!(!d.is_empty(), "{d:?}");
+    // A cell count larger than the page can hold.
+    let mut b = db.clone();
+    b[at(leaf) + 3..at(leaf) + 5].copy_from_slice(&u16::MAX.to_be_bytes());
+    let d = hostile(tmp.path(), "cell-count", &b);
+    assert!(d.iter().any(|w| w.contains("cell count")), "{d:?}");
+    // A tree deeper than any real one: a chain of interior pages, each the
+    // only child of the one before, made out of the leaves of `t`.
+    let mut b = db.clone();
+    let mut chain = Vec::new();
+    let cells = u16::from_be_bytes([b[at(root) + 3], b[at(root) + 4]]);
+    for i in 0..cells {
+        let off = usize::from(u16::from_be_bytes([
+            b[at(root) + 12 + 2 * usize::from(i)],
+            b[at(root) + 13 + 2 * usize::from(i)],
+        ]));
+        chain.push(be32_at(&b, at(root) + off));
+    }
+    assert!(chain.len() > 35, "{} leaves", chain.len());
+    for w in chain.windows(2) {
+        let (p, next) = (w[0], w[1]);
+        let h = at(p);
+        b[h] = 5; // table interior, no cells, right-most child = next
+        b[h + 1..h + 8].copy_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+        b[h + 5..h + 7].copy_from_slice(&(ps as u16).to_be_bytes());
+        b[h + 8..h + 12].copy_from_slice(&next.to_be_bytes());
+    }
+    let first = chain[0];
+    b[at(root)] = 5;
+    b[at(root) + 3..at(root) + 5].copy_from_slice(&0u16.to_be_bytes());
+    b[at(root) + 8..at(root) + 12].copy_from_slice(&first.to_be_bytes());
+    let d = hostile(tmp.path(), "deep", &b);
+    assert!(d.iter().any(|w| w.contains("deeper")), "{d:?}");
+    // A header claiming 2^31 pages (and trusted: version-valid-for kept).
+    let mut b = db.clone();
+    b[28..32].copy_from_slice(&0x8000_0000u32.to_be_bytes());
+    let d = hostile(tmp.path(), "claims-2^31", &b);
+    assert!(d.iter().any(|w| w.contains("exceeds")), "{d:?}");
+}
