@@ -117,25 +117,65 @@ pub fn manifest_path(dest: &Path) -> PathBuf {
 /// Copies `from` to `to` (kernel copy), then reads the copy back for its
 /// CRC-32: what the manifest records is what is on disk.
 fn copy_with_crc(from: &Path, to: &Path, pace: bool) -> Result<FileEntry> {
+    const CHUNK: u64 = 16 << 20;
     let mut src = File::open(from).map_err(|e| Error::io(from, e))?;
     let mut dst = File::create(to).map_err(|e| Error::output(to, e))?;
-    if pace {
-        // Kernel copies of 16 MiB, each written back before the next: the
-        // page cache never holds much of the backup dirty, so the source's
-        // writers are not throttled behind it.
-        loop {
-            let n = std::io::copy(&mut (&mut src).take(16 << 20), &mut dst)
-                .map_err(|e| Error::output(to, e))?;
-            dst.sync_data().map_err(|e| Error::output(to, e))?;
-            if n < 16 << 20 {
-                break;
+    // Kernel copies of 16 MiB; a second thread reads each chunk back from
+    // the copy for the CRC while the next one is copied. When syncing, each
+    // chunk is written back before the next, so the page cache never holds
+    // much of the backup dirty and the source's writers are not throttled
+    // behind it.
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    let reader = File::open(to).map_err(|e| Error::io(to, e))?;
+    let crc = std::thread::spawn(move || -> std::io::Result<(u32, u64)> {
+        use std::os::unix::fs::FileExt;
+        let mut h = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut done = 0u64;
+        for end in rx {
+            while done < end {
+                let want = ((end - done) as usize).min(buf.len());
+                let n = reader.read_at(&mut buf[..want], done)?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                h.update(&buf[..n]);
+                done += n as u64;
             }
         }
-    } else {
-        std::io::copy(&mut src, &mut dst).map_err(|e| Error::output(to, e))?;
-    }
-    drop(dst);
-    file_entry(to)
+        Ok((h.finalize(), done))
+    });
+    let mut copied = 0u64;
+    let result = loop {
+        let n = match std::io::copy(&mut (&mut src).take(CHUNK), &mut dst) {
+            Ok(n) => n,
+            Err(e) => break Err(Error::output(to, e)),
+        };
+        if pace {
+            if let Err(e) = dst.sync_data() {
+                break Err(Error::output(to, e));
+            }
+        }
+        copied += n;
+        let _ = tx.send(copied);
+        if n < CHUNK {
+            break Ok(());
+        }
+    };
+    drop(tx);
+    let summed = crc
+        .join()
+        .map_err(|_| Error::output(to, std::io::Error::other("checksum thread failed")))?;
+    result?;
+    let (crc32, size) = summed.map_err(|e| Error::io(to, e))?;
+    Ok(FileEntry {
+        name: to
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        size,
+        crc32,
+    })
 }
 
 fn file_entry(path: &Path) -> Result<FileEntry> {
