@@ -1,9 +1,9 @@
 //! Page-level reading of SQLite databases and their WAL files.
 //!
 //! `sqlite-salvage` reads the SQLite file format directly: the database
-//! header, b-tree pages, records, overflow chains, freelists, pointer maps
-//! and WAL frames. It never modifies its inputs, never panics on any input,
-//! and reads a database as of any commit in its WAL.
+//! header, b-tree pages, records, overflow chains, freelists, pointer maps,
+//! WAL frames and rollback journals. It never modifies its inputs, never
+//! panics on any input, and reads a database as of any commit in its WAL.
 //!
 //! ```no_run
 //! use sqlite_salvage::{Database, format::record::ValueRef};
@@ -35,7 +35,9 @@
 //! Modules, from the bytes up: [`format`](mod@format) (pure decoding of byte slices),
 //! [`wal`] (frames and commits), [`snapshot`] (pages as of a commit),
 //! [`tree`] (b-tree walks), [`schema`], [`rows`], and the operations built
-//! on them: [`check`], [`dump`], [`replay`], [`info`].
+//! on them: [`check`], [`dump`], [`replay`], [`info`], [`recover`] (every
+//! surviving row of a damaged database into a fresh one) and [`backup`]
+//! (consistent hot backups, verify, restore).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -345,7 +345,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             let page = match BtreePage::parse(&top.buf, pgno, usable) {
                 Ok(p) => p,
                 Err(m) => {
-                    // Parsed once already in push; cannot differ.
+                    // The header parsed when the page was pushed; kept for safety.
                     self.pop();
                     self.fail(pgno, None, m.0)?;
                     continue;
