@@ -1,12 +1,15 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
+use sqlite_salvage::format::record::Record;
 use sqlite_salvage::format::record::Value;
 use sqlite_salvage::format::wal::{FRAME_HEADER_SIZE, WAL_HEADER_SIZE, frame_checksum};
+use sqlite_salvage::rows::column_value;
+use sqlite_salvage::tree::{PageVisitor, TreeCursor};
 use sqlite_salvage::{Database, Snapshot};
 
 /// A row as compared: rowid (None for WITHOUT ROWID) and values.
@@ -278,4 +281,52 @@ pub fn rewrite_frame(wal: &Path, index: u32, field: usize, value: u32) {
         b[at + 20..at + 24].copy_from_slice(&c2.to_be_bytes());
     }
     std::fs::write(wal, b).unwrap();
+}
+
+/// Row identity as compared: table and the row (rowid + values).
+pub fn keys(state: &State) -> HashSet<String> {
+    state
+        .iter()
+        .filter(|(t, _)| !t.starts_with("lost_and_found"))
+        .flat_map(|(t, rows)| rows.iter().map(move |r| format!("{t}|{r:?}")))
+        .collect()
+}
+
+pub struct Pages(pub Vec<u32>);
+impl PageVisitor for Pages {
+    fn overflow_page(&mut self, pgno: u32) {
+        self.0.push(pgno);
+    }
+}
+
+/// For every row of the latest snapshot of `db`: the pages its bytes are on.
+pub fn locate(db: &Path) -> HashMap<String, Vec<u32>> {
+    let d = Database::open(db).unwrap();
+    let snap = d.latest().unwrap();
+    let enc = snap.header().encoding;
+    let schema = snap.schema().unwrap();
+    let mut out = HashMap::new();
+    let mut rec = Record::new();
+    for t in &schema.tables {
+        let keep: Vec<usize> = (0..t.columns.len())
+            .filter(|&i| t.columns[i].slot.is_some())
+            .collect();
+        let mut cur = TreeCursor::with_visitor(&snap, t.root, Pages(Vec::new()));
+        loop {
+            let (key, page) = {
+                let Some(e) = cur.next().unwrap() else { break };
+                rec.parse(e.payload).unwrap();
+                let vals: Vec<_> = keep
+                    .iter()
+                    .map(|&i| column_value(t, &rec, e.payload, e.rowid, i).to_owned(enc))
+                    .collect();
+                let row: Row = (if t.without_rowid { None } else { e.rowid }, vals);
+                (format!("{}|{row:?}", t.name), e.at.page)
+            };
+            let mut pages = std::mem::take(&mut cur.visitor.0);
+            pages.push(page);
+            out.insert(key, pages);
+        }
+    }
+    out
 }

@@ -8,12 +8,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, params};
-use sqlite_salvage::format::record::Record;
+use sqlite_salvage::WalChoice;
 use sqlite_salvage::recover::{RecoverOptions, Report, recover};
-use sqlite_salvage::rows::column_value;
-use sqlite_salvage::tree::{PageVisitor, TreeCursor};
 use sqlite_salvage::wal::WalIndex;
-use sqlite_salvage::{Database, WalChoice};
 
 use crate::common::*;
 
@@ -23,15 +20,6 @@ const SCHEMA: &str = "
     CREATE TABLE events(id INTEGER PRIMARY KEY, memory TEXT, at INTEGER, note TEXT);
     CREATE INDEX events_memory ON events(memory);
     CREATE TABLE tags(tag TEXT, memory TEXT, weight REAL, PRIMARY KEY(tag, memory)) WITHOUT ROWID;";
-
-/// Row identity as compared: table and the row (rowid + values).
-fn keys(state: &State) -> HashSet<String> {
-    state
-        .iter()
-        .filter(|(t, _)| !t.starts_with("lost_and_found"))
-        .flat_map(|(t, rows)| rows.iter().map(move |r| format!("{t}|{r:?}")))
-        .collect()
-}
 
 struct Store {
     _tmp: tempfile::TempDir,
@@ -148,45 +136,6 @@ fn store(page_size: u32, encoding: &str, base: u64, commits: usize) -> Store {
         states,
         page_size,
     }
-}
-
-struct Pages(Vec<u32>);
-impl PageVisitor for Pages {
-    fn overflow_page(&mut self, pgno: u32) {
-        self.0.push(pgno);
-    }
-}
-
-/// For every row of the latest snapshot of `db`: the pages its bytes are on.
-fn locate(db: &Path) -> HashMap<String, Vec<u32>> {
-    let d = Database::open(db).unwrap();
-    let snap = d.latest().unwrap();
-    let enc = snap.header().encoding;
-    let schema = snap.schema().unwrap();
-    let mut out = HashMap::new();
-    let mut rec = Record::new();
-    for t in &schema.tables {
-        let keep: Vec<usize> = (0..t.columns.len())
-            .filter(|&i| t.columns[i].slot.is_some())
-            .collect();
-        let mut cur = TreeCursor::with_visitor(&snap, t.root, Pages(Vec::new()));
-        loop {
-            let (key, page) = {
-                let Some(e) = cur.next().unwrap() else { break };
-                rec.parse(e.payload).unwrap();
-                let vals: Vec<_> = keep
-                    .iter()
-                    .map(|&i| column_value(t, &rec, e.payload, e.rowid, i).to_owned(enc))
-                    .collect();
-                let row: Row = (if t.without_rowid { None } else { e.rowid }, vals);
-                (format!("{}|{row:?}", t.name), e.at.page)
-            };
-            let mut pages = std::mem::take(&mut cur.visitor.0);
-            pages.push(page);
-            out.insert(key, pages);
-        }
-    }
-    out
 }
 
 /// One damage class's outcome.
