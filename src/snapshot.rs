@@ -268,10 +268,17 @@ impl Database {
             shm,
             wal_rejected,
         };
-        if let Err(e) = db
-            .check_wal_belongs()
-            .and_then(|_| db.check_schema_continuity())
-        {
+        // The layout checks always apply (SQLite would misread such a WAL
+        // too); the schema check only when salvaging, where a wrong WAL
+        // would be carved into the output.
+        let belongs = db.check_wal_belongs().and_then(|_| {
+            if lenient {
+                db.check_schema_continuity()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = belongs {
             if !lenient {
                 return Err(e);
             }
@@ -345,8 +352,9 @@ impl Database {
     }
 
     /// Rejects a WAL after which none of the database file's tables exist
-    /// any more: the WAL rewrote the schema wholesale, as a WAL of another
-    /// database applied to this file would.
+    /// any more and whose schema cookie did not move forward: a WAL of
+    /// another database. (A migration that drops every table and creates
+    /// new ones in the WAL bumps the cookie and is kept.)
     fn check_schema_continuity(&self) -> Result<()> {
         if self.wal.is_none() || self.header.is_none() {
             return Ok(());
@@ -358,20 +366,21 @@ impl Database {
                 .map(|t| t.name.to_ascii_lowercase())
                 .collect()
         };
-        let Ok(before) = self
-            .snapshot(Some(0))
-            .and_then(|s| crate::schema::Schema::read(&s))
-        else {
+        let Ok(s0) = self.snapshot(Some(0)) else {
             return Ok(());
         };
-        let Ok((after, _)) = self
-            .snapshot(None)
-            .and_then(|s| crate::schema::Schema::read_lenient(&s))
-        else {
+        let Ok(before) = crate::schema::Schema::read(&s0) else {
             return Ok(());
         };
+        let Ok(sn) = self.snapshot(None) else {
+            return Ok(());
+        };
+        let Ok((after, _)) = crate::schema::Schema::read_lenient(&sn) else {
+            return Ok(());
+        };
+        let cookie_forward = sn.header().raw.schema_cookie > s0.header().raw.schema_cookie;
         let (b, a) = (user(&before), user(&after));
-        if !b.is_empty() && !a.is_empty() && !b.iter().any(|n| a.contains(n)) {
+        if !cookie_forward && !b.is_empty() && !a.is_empty() && !b.iter().any(|n| a.contains(n)) {
             return Err(Error::BadWal {
                 path: self
                     .wal

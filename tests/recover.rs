@@ -803,3 +803,33 @@ fn autoincrement_sequence_is_restored() {
     c.execute("INSERT INTO a(v) VALUES (5)", []).unwrap();
     assert_eq!(c.last_insert_rowid(), 5);
 }
+
+#[test]
+fn a_migration_that_replaces_every_table_keeps_its_wal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live.db");
+    let c = wal_conn(&live, 1024);
+    c.execute_batch(
+        "CREATE TABLE old_a(x); CREATE TABLE old_b(y); INSERT INTO old_a VALUES(1);
+         PRAGMA wal_checkpoint(TRUNCATE);
+         DROP TABLE old_a; DROP TABLE old_b;
+         CREATE TABLE fresh(z); INSERT INTO fresh VALUES('migrated');",
+    )
+    .unwrap();
+    let dir = tmp.path().join("m");
+    std::fs::create_dir(&dir).unwrap();
+    let db = copy_set(&live, &dir, "memory.db");
+    let out = tmp.path().join("m-out.db");
+    let r = recover(
+        &db,
+        &out,
+        &RecoverOptions {
+            no_sync: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(r.wal_rejected.is_none(), "{:?}", r.wal_rejected);
+    let got = sqlite_state(&Connection::open(&out).unwrap());
+    assert_same_state(&got, &sqlite_state(&c), "migrated");
+}
