@@ -482,8 +482,7 @@ impl Database {
         // Every page of a valid database is in the file or the WAL; a size
         // claiming more is damage, and is capped so that nothing is sized by
         // it.
-        let wal_only = src.overlay.keys().filter(|&&p| p > file_pages).count();
-        let present = file_pages.saturating_add(u32::try_from(wal_only).unwrap_or(u32::MAX));
+        let present = src.present_pages(file_pages);
         let page_count = claimed.min(present);
         Ok(Snapshot {
             src,
@@ -652,8 +651,7 @@ impl Database {
                 _ => file_pages,
             },
         };
-        let wal_only = src.overlay.keys().filter(|&&p| p > file_pages).count();
-        let present = file_pages.saturating_add(u32::try_from(wal_only).unwrap_or(u32::MAX));
+        let present = src.present_pages(file_pages);
         let commit = info.as_ref().map_or(0, |i| i.commit);
         Ok(Salvage {
             snapshot: Snapshot {
@@ -851,6 +849,13 @@ struct PageReader {
 }
 
 impl PageReader {
+    /// Pages that exist somewhere: the file's, plus those only in the WAL.
+    /// Every page of a valid database does; a size claiming more is damage.
+    fn present_pages(&self, file_pages: u32) -> u32 {
+        let wal_only = self.overlay.keys().filter(|&&p| p > file_pages).count();
+        file_pages.saturating_add(u32::try_from(wal_only).unwrap_or(u32::MAX))
+    }
+
     fn read(&self, pgno: u32, buf: &mut [u8]) -> Result<()> {
         let buf = buf
             .get_mut(..self.page_size as usize)
@@ -1014,26 +1019,6 @@ impl Snapshot {
             return Err(Error::corrupt(pgno, "page number out of range"));
         }
         self.src.read(pgno, buf)
-    }
-
-    /// Reads consecutive pages starting at `first` into `buf` (a whole
-    /// number of pages), with one read for the database file's part.
-    pub fn read_pages(&self, first: u32, buf: &mut [u8]) -> Result<()> {
-        let ps = self.src.page_size as usize;
-        let count = (buf.len() / ps) as u64;
-        if first == 0 || count == 0 || u64::from(first) + count - 1 > u64::from(self.page_count) {
-            return Err(Error::corrupt(first, "page range out of range"));
-        }
-        let off = u64::from(first - 1) * u64::from(self.src.page_size);
-        read_full_at(&self.src.db_file, buf, off).map_err(|e| Error::io(&self.src.db_path, e))?;
-        if let Some(wal) = &self.src.wal_file {
-            for (i, chunk) in buf.chunks_exact_mut(ps).enumerate() {
-                if let Some(off) = self.src.overlay.get(&(first + i as u32)) {
-                    read_full_at(wal, chunk, *off).map_err(|e| Error::io(&self.src.db_path, e))?;
-                }
-            }
-        }
-        Ok(())
     }
 }
 

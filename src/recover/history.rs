@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::Seen;
 use super::carve::fits;
-use super::sink::Sink;
+use super::sink::{Sink, to_sql};
 use crate::error::Result;
 use crate::format::page::{BtreePage, PageKind};
-use crate::format::record::{Record, ValueRef};
+use crate::format::record::Record;
 use crate::rows::column_value;
 use crate::schema::{Schema, Table, quote_ident};
 use crate::snapshot::Salvage;
@@ -27,7 +27,8 @@ pub(super) fn write_history(
     let usable = snap.usable_size();
     let mut buf = vec![0u8; snap.page_size() as usize];
     let mut rec = Record::new();
-    let mut made: BTreeMap<usize, String> = BTreeMap::new();
+    // Per table: its history table, insert statement and value columns.
+    let mut made: BTreeMap<usize, (String, String, Vec<usize>)> = BTreeMap::new();
     for pgno in salvage.pages_with_older_versions() {
         let Some(Seen::Tree(ti)) = seen.get(pgno as usize).copied() else {
             continue;
@@ -71,52 +72,31 @@ pub(super) fn write_history(
                 {
                     continue;
                 }
-                let name = match made.get(&(ti as usize)) {
-                    Some(n) => n.clone(),
-                    None => {
-                        let n = create_history_table(sink, schema, t)?;
-                        made.insert(ti as usize, n.clone());
-                        n
+                let (_, sql, cols) = match made.entry(ti as usize) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(history_insert(sink, schema, t)?)
                     }
                 };
-                let cols: Vec<usize> = (0..t.columns.len())
-                    .filter(|&c| !t.columns[c].generated)
-                    .collect();
-                let names: Vec<String> = cols
-                    .iter()
-                    .map(|&c| quote_ident(&t.columns[c].name))
-                    .collect();
-                let marks = vec!["?"; cols.len() + 3].join(",");
-                let sql = format!(
-                    "INSERT INTO {}(salvage_rowid, salvage_source, salvage_page, {}) VALUES({marks})",
-                    quote_ident(&name),
-                    names.join(",")
-                );
                 let mut params: Vec<rusqlite::types::Value> = vec![
                     rusqlite::types::Value::Integer(rowid),
                     rusqlite::types::Value::Text(label.clone()),
                     rusqlite::types::Value::Integer(i64::from(pgno)),
                 ];
-                for &c in &cols {
-                    params.push(match column_value(t, &rec, payload.local, Some(rowid), c) {
-                        ValueRef::Null => rusqlite::types::Value::Null,
-                        ValueRef::Integer(v) => rusqlite::types::Value::Integer(v),
-                        ValueRef::Real(v) => rusqlite::types::Value::Real(v),
-                        ValueRef::Text(b) => rusqlite::types::Value::Text(
-                            crate::format::record::decode_text(b, enc).into_owned(),
-                        ),
-                        ValueRef::Blob(b) => rusqlite::types::Value::Blob(b.to_vec()),
-                    });
-                }
+                params.extend(
+                    cols.iter().map(|&c| {
+                        to_sql(column_value(t, &rec, payload.local, Some(rowid), c), enc)
+                    }),
+                );
                 sink.conn
-                    .prepare_cached(&sql)?
+                    .prepare_cached(sql)?
                     .execute(rusqlite::params_from_iter(params))?;
             }
         }
     }
     // Keep only versions that differ from the recovered row, once each.
     let mut out = Vec::new();
-    for (ti, name) in made {
+    for (ti, (name, _, _)) in made {
         let t = &schema.tables[ti];
         let Some(rid) = t.rowid_name() else { continue };
         let cols: Vec<String> = t
@@ -151,23 +131,42 @@ pub(super) fn write_history(
 
 /// Creates `<table>__history`: the table's columns (declared types, no
 /// constraints) after the rowid, source and page of each older version.
-fn create_history_table(sink: &Sink, schema: &Schema, t: &Table) -> Result<String> {
+/// Returns its name, the statement inserting a version, and the table's
+/// columns that statement takes.
+fn history_insert(sink: &Sink, schema: &Schema, t: &Table) -> Result<(String, String, Vec<usize>)> {
     let mut name = format!("{}__history", t.name);
     let mut k = 0;
     while schema.table(&name).is_some() {
         k += 1;
         name = format!("{}__history{k}", t.name);
     }
-    let cols: Vec<String> = t
-        .columns
+    let cols: Vec<usize> = (0..t.columns.len())
+        .filter(|&c| !t.columns[c].generated)
+        .collect();
+    let decls: Vec<String> = cols
         .iter()
-        .filter(|c| !c.generated)
-        .map(|c| format!("{} {}", quote_ident(&c.name), c.decl_type))
+        .map(|&c| {
+            format!(
+                "{} {}",
+                quote_ident(&t.columns[c].name),
+                t.columns[c].decl_type
+            )
+        })
+        .collect();
+    let names: Vec<String> = cols
+        .iter()
+        .map(|&c| quote_ident(&t.columns[c].name))
         .collect();
     sink.conn.execute_batch(&format!(
         "CREATE TABLE {}(salvage_rowid INTEGER, salvage_source TEXT, salvage_page INTEGER, {})",
         quote_ident(&name),
-        cols.join(", ")
+        decls.join(", ")
     ))?;
-    Ok(name)
+    let sql = format!(
+        "INSERT INTO {}(salvage_rowid, salvage_source, salvage_page, {}) VALUES({})",
+        quote_ident(&name),
+        names.join(","),
+        vec!["?"; cols.len() + 3].join(",")
+    );
+    Ok((name, sql, cols))
 }

@@ -315,17 +315,35 @@ pub fn recover(input: &Path, output: &Path, opts: &RecoverOptions) -> Result<Rep
     Ok(report)
 }
 
-fn read_schema(
-    db: &Database,
-    salvage: &Salvage,
-    opts: &RecoverOptions,
-) -> (Schema, String, Vec<Damage>) {
+/// The schema recovery works from.
+struct FoundSchema {
+    schema: Schema,
+    /// Where it came from, for the report.
+    from: String,
+    /// Damage met reading it.
+    damage: Vec<Damage>,
+    /// Pages of `sqlite_schema` found outside its tree (page 1 lost).
+    pages: Vec<u32>,
+}
+
+impl FoundSchema {
+    fn new(schema: Schema, from: impl Into<String>, damage: Vec<Damage>) -> Self {
+        FoundSchema {
+            schema,
+            from: from.into(),
+            damage,
+            pages: Vec::new(),
+        }
+    }
+}
+
+fn read_schema(db: &Database, salvage: &Salvage, opts: &RecoverOptions) -> FoundSchema {
     let snap = &salvage.snapshot;
     let enc = snap.header().encoding;
     if salvage.header_from == HeaderSource::Page1 {
         if let Ok((s, damage)) = Schema::read_lenient(snap) {
             if !s.entries.is_empty() {
-                return (s, "page 1".into(), damage);
+                return FoundSchema::new(s, "page 1", damage);
             }
         }
     }
@@ -334,11 +352,8 @@ fn read_schema(
     for off in salvage.older_versions(1).iter().rev() {
         if salvage.read_version(*off, &mut buf).is_ok() {
             if let Some(s) = schema_from_page1(snap, &buf) {
-                return (
-                    s,
-                    format!("an older version of page 1 (WAL offset {off})"),
-                    Vec::new(),
-                );
+                let from = format!("an older version of page 1 (WAL offset {off})");
+                return FoundSchema::new(s, from, Vec::new());
             }
         }
     }
@@ -346,33 +361,34 @@ fn read_schema(
         if let Ok(s0) = db.snapshot(Some(0)) {
             if let Ok(s) = Schema::read(&s0) {
                 if !s.entries.is_empty() {
-                    return (s, "the database file's page 1".into(), Vec::new());
+                    return FoundSchema::new(s, "the database file's page 1", Vec::new());
                 }
             }
         }
     }
     if let Some((s, pages)) = schema_from_orphans(snap) {
-        let what = format!("sqlite_schema rows found on pages {pages:?}");
-        return (s, what, Vec::new());
+        let from = format!("sqlite_schema rows found on pages {pages:?}");
+        return FoundSchema {
+            pages,
+            ..FoundSchema::new(s, from, Vec::new())
+        };
     }
     if let Some(sql) = &opts.schema_sql {
         if let Ok(s) = Schema::from_sql(sql, enc) {
-            return (s, "--schema".into(), Vec::new());
+            return FoundSchema::new(s, "--schema", Vec::new());
         }
     }
-    (
-        Schema {
-            entries: Vec::new(),
-            tables: Vec::new(),
-            indexes: Vec::new(),
-        },
-        "none: no schema could be read".into(),
-        vec![Damage {
-            page: 1,
-            cell: None,
-            what: "schema unreadable".into(),
-        }],
-    )
+    let empty = Schema {
+        entries: Vec::new(),
+        tables: Vec::new(),
+        indexes: Vec::new(),
+    };
+    let damage = vec![Damage {
+        page: 1,
+        cell: None,
+        what: "schema unreadable".into(),
+    }];
+    FoundSchema::new(empty, "none: no schema could be read", damage)
 }
 
 /// Collects `sqlite_schema` rows from every table leaf page: records of
@@ -489,7 +505,12 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
     let enc = snap.header().encoding;
     let usable = snap.usable_size();
     let page_count = snap.page_count();
-    let (schema, schema_from, mut damage) = read_schema(db, salvage, opts);
+    let FoundSchema {
+        schema,
+        from: schema_from,
+        mut damage,
+        pages: schema_pages,
+    } = read_schema(db, salvage, opts);
     let mut sink = Sink::create(out, enc, snap.page_size())?;
     let tables_not_created = sink.create_tables(&schema);
     // UNIQUE indexes before the rows: rows arrive most trusted first (the
@@ -699,14 +720,10 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
             .lenient(true);
             while c.next()?.is_some() {}
         }
-        if schema_from.starts_with("sqlite_schema rows found") {
-            // Those pages are the schema's own: accounted for.
-            if let Some((_, pages)) = schema_from_orphans(snap) {
-                for p in pages {
-                    if let Some(s @ Seen::No) = seen.get_mut(p as usize) {
-                        *s = Seen::Tree(u32::MAX);
-                    }
-                }
+        // Pages the schema was found on are the schema's own.
+        for p in &schema_pages {
+            if let Some(s @ Seen::No) = seen.get_mut(*p as usize) {
+                *s = Seen::Tree(u32::MAX);
             }
         }
         mark_freelist(snap, &mut seen, &mut damage)?;
@@ -929,12 +946,7 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
                     orphan_pages.push((pgno, label));
                 }
                 for (c, bytes, truncated) in &decoded {
-                    let ok = if *truncated {
-                        rec.parse_partial(bytes).is_ok()
-                    } else {
-                        rec.parse(bytes).is_ok()
-                    };
-                    if !ok {
+                    if !parse_cell(&mut rec, bytes, *truncated) {
                         continue;
                     }
                     match attributed {
@@ -1161,14 +1173,9 @@ fn attribute(
         {
             continue;
         }
-        let all_fit = cells.iter().all(|(_, bytes, truncated)| {
-            let ok = if *truncated {
-                rec.parse_partial(bytes).is_ok()
-            } else {
-                rec.parse(bytes).is_ok()
-            };
-            ok && fits(t, rec, bytes)
-        });
+        let all_fit = cells
+            .iter()
+            .all(|(_, bytes, truncated)| parse_cell(rec, bytes, *truncated) && fits(t, rec, bytes));
         if all_fit {
             candidates.push(ti);
         }
@@ -1188,12 +1195,7 @@ fn attribute(
         .filter(|&t| {
             let width = schema.tables[t].stored_columns();
             cells.iter().all(|(_, bytes, truncated)| {
-                let ok = if *truncated {
-                    rec.parse_partial(bytes).is_ok()
-                } else {
-                    rec.parse(bytes).is_ok()
-                };
-                ok && rec.len() == width
+                parse_cell(rec, bytes, *truncated) && rec.len() == width
             })
         })
         .collect();
@@ -1227,6 +1229,16 @@ fn attribute(
             Some((*t, Confidence::Evidence))
         }
         _ => None,
+    }
+}
+
+/// Parses a cell's record into `rec`; a payload cut short by a broken
+/// overflow chain is parsed as far as its header allows.
+fn parse_cell(rec: &mut Record, bytes: &[u8], truncated: bool) -> bool {
+    if truncated {
+        rec.parse_partial(bytes).is_ok()
+    } else {
+        rec.parse(bytes).is_ok()
     }
 }
 
@@ -1326,19 +1338,14 @@ fn write_inferred(sink: &Sink, lost: &[Lost]) -> Result<Vec<(String, u64)>> {
     let mut groups: BTreeMap<(bool, usize), Vec<&Lost>> = BTreeMap::new();
     for l in lost {
         groups
-            .entry((l.rowid.is_some(), l.values.len().min(2000)))
+            .entry((l.rowid.is_some(), l.values.len().min(MAX_KEPT_VALUES)))
             .or_default()
             .push(l);
     }
     let mut out = Vec::new();
     for ((rows, width), members) in groups {
         let name = format!("recovered_{}_{width}", if rows { "rows" } else { "keys" });
-        let cols: Vec<String> = (0..width).map(|i| format!("c{i}")).collect();
-        let extra = if cols.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", cols.join(", "))
-        };
+        let extra = value_columns(width);
         sink.conn.execute_batch(&format!(
             "CREATE TABLE {}(salvage_page INTEGER, salvage_cell INTEGER, salvage_rowid INTEGER{extra})",
             quote_ident(&name)
@@ -1367,6 +1374,15 @@ fn write_inferred(sink: &Sink, lost: &[Lost]) -> Result<Vec<(String, u64)>> {
     Ok(out)
 }
 
+/// Most values kept per row of lost_and_found and the shape tables: SQLite
+/// allows 2000 columns, a few of which are the provenance columns.
+const MAX_KEPT_VALUES: usize = 2000;
+
+/// `, c0, c1, ...` for `width` value columns.
+fn value_columns(width: usize) -> String {
+    (0..width).map(|i| format!(", c{i}")).collect()
+}
+
 fn sql_value(v: &crate::format::record::Value) -> rusqlite::types::Value {
     use crate::format::record::Value;
     match v {
@@ -1393,25 +1409,15 @@ fn write_lost(sink: &Sink, schema: &Schema, lost: &[Lost]) -> Result<Option<Stri
         .map(|l| l.values.len())
         .max()
         .unwrap_or(0)
-        .min(2000);
-    let cols: Vec<String> = (0..width).map(|i| format!("c{i}")).collect();
-    let extra = if cols.is_empty() {
-        String::new()
-    } else {
-        format!(", {}", cols.join(", "))
-    };
+        .min(MAX_KEPT_VALUES);
+    let extra = value_columns(width);
     sink.conn.execute_batch(&format!(
         "CREATE TABLE {}(id INTEGER PRIMARY KEY, page INTEGER, cell INTEGER, offset INTEGER, source TEXT, rowid_found INTEGER, nfield INTEGER{extra})",
         quote_ident(&name)
     ))?;
     let marks = vec!["?"; 6 + width].join(",");
-    let colnames = if cols.is_empty() {
-        String::new()
-    } else {
-        format!(",{}", cols.join(","))
-    };
     let sql = format!(
-        "INSERT INTO {}(page, cell, offset, source, rowid_found, nfield{colnames}) VALUES({marks})",
+        "INSERT INTO {}(page, cell, offset, source, rowid_found, nfield{extra}) VALUES({marks})",
         quote_ident(&name)
     );
     let mut st = sink.conn.prepare(&sql)?;

@@ -42,7 +42,8 @@ struct Plan {
     cols: Vec<usize>,
 }
 
-fn to_sql(v: ValueRef<'_>, enc: TextEncoding) -> SqlValue {
+/// An owned SQLite value, text decoded from the database encoding.
+pub(super) fn to_sql(v: ValueRef<'_>, enc: TextEncoding) -> SqlValue {
     match v {
         ValueRef::Null => SqlValue::Null,
         ValueRef::Integer(i) => SqlValue::Integer(i),
