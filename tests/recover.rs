@@ -833,3 +833,39 @@ fn a_migration_that_replaces_every_table_keeps_its_wal() {
     let got = sqlite_state(&Connection::open(&out).unwrap());
     assert_same_state(&got, &sqlite_state(&c), "migrated");
 }
+
+#[test]
+fn a_very_wide_unattributed_record_does_not_fail_the_recovery() {
+    // A table of 1999 columns whose schema is lost with page 1: its rows go
+    // into a table named by their shape, which must stay within SQLite's
+    // 2000-column limit together with its provenance columns.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("wide.db");
+    let c = Connection::open(&db).unwrap();
+    let cols: Vec<String> = (0..1999).map(|i| format!("c{i}")).collect();
+    c.execute_batch(&format!(
+        "CREATE TABLE wide({}); INSERT INTO wide(c0, c1998) VALUES(1, 'last');",
+        cols.join(", ")
+    ))
+    .unwrap();
+    drop(c);
+    let mut b = std::fs::read(&db).unwrap();
+    b[..4096].fill(0);
+    std::fs::write(&db, b).unwrap();
+    let out = tmp.path().join("wide-out.db");
+    let r = recover(
+        &db,
+        &out,
+        &RecoverOptions {
+            no_sync: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.inferred_tables.len(), 1, "{:?}", r.inferred_tables);
+    let ic: String = Connection::open(&out)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ic, "ok");
+}

@@ -1376,7 +1376,7 @@ fn write_inferred(sink: &Sink, lost: &[Lost]) -> Result<Vec<(String, u64)>> {
 
 /// Most values kept per row of lost_and_found and the shape tables: SQLite
 /// allows 2000 columns, a few of which are the provenance columns.
-const MAX_KEPT_VALUES: usize = 2000;
+const MAX_KEPT_VALUES: usize = 1990;
 
 /// `, c0, c1, ...` for `width` value columns.
 fn value_columns(width: usize) -> String {
