@@ -354,10 +354,11 @@ fn main() {
     let recover_at = |input: &Path| {
         let out = scratch.join("recovered.db");
         let _ = std::fs::remove_file(&out);
-        // 1: recovered with damage met (partial).
+        // 1: recovered with damage met (partial). Synced, as VACUUM INTO
+        // syncs its output (synchronous=FULL).
         measure_codes(
             Command::new(&exe)
-                .args(["recover", "--no-sync", "-o"])
+                .args(["recover", "-o"])
                 .arg(&out)
                 .arg(input)
                 .stdout(devnull()),

@@ -352,6 +352,27 @@ fn every_layout_matches_sqlite() {
             &format!("{what} (sql dump)"),
         );
 
+        // recover writes the same rows into a file SQLite accepts.
+        let out = tmp.path().join("recovered.db");
+        let opts = sqlite_salvage::recover::RecoverOptions {
+            no_sync: true,
+            force: true,
+            ..Default::default()
+        };
+        let r = sqlite_salvage::recover::recover(&path, &out, &opts)
+            .unwrap_or_else(|e| panic!("{what}: recover: {e}"));
+        assert_eq!(
+            r.outcome,
+            sqlite_salvage::recover::Outcome::Complete,
+            "{what}"
+        );
+        let rc = Connection::open(&out).unwrap();
+        let ic: String = rc
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ic, "ok", "{what}: recovered");
+        assert_same_state(&sqlite_state(&rc), &theirs, &format!("{what} (recovered)"));
+
         // JSON lines: one parseable object per row.
         let mut jl = Vec::new();
         let opts = DumpOptions {

@@ -869,3 +869,59 @@ fn a_very_wide_unattributed_record_does_not_fail_the_recovery() {
         .unwrap();
     assert_eq!(ic, "ok");
 }
+
+#[test]
+fn tree_rows_that_break_a_unique_constraint_keep_the_first() {
+    // Two rows of a table's own tree with the same UNIQUE value (the
+    // table page was altered behind SQLite's back): the first is kept, the
+    // second counted as a duplicate, and the output is sound.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("dup.db");
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, u TEXT UNIQUE, v);
+         INSERT INTO t VALUES (1, 'dup-A', 'first'), (2, 'dup-B', 'second'), (3, 'dup-C', 'third');",
+    )
+    .unwrap();
+    let root: i64 = c
+        .query_row(
+            "SELECT rootpage FROM sqlite_schema WHERE name = 't'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(c);
+    let mut b = std::fs::read(&db).unwrap();
+    let page = &mut b[(root as usize - 1) * 4096..root as usize * 4096];
+    let at = page.windows(5).position(|w| w == b"dup-B").unwrap();
+    page[at..at + 5].copy_from_slice(b"dup-A");
+    std::fs::write(&db, &b).unwrap();
+
+    let out = tmp.path().join("out.db");
+    let opts = RecoverOptions {
+        no_sync: true,
+        ..Default::default()
+    };
+    let r = recover(&db, &out, &opts).unwrap();
+    let t = r.tables.iter().find(|t| t.name == "t").unwrap();
+    assert_eq!(t.duplicates_skipped, 1);
+    let o = Connection::open(&out).unwrap();
+    let ic: String = o
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ic, "ok");
+    let rows: Vec<(i64, String, String)> = o
+        .prepare("SELECT id, u, v FROM t ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (1, "dup-A".into(), "first".into()),
+            (3, "dup-C".into(), "third".into())
+        ]
+    );
+}

@@ -10,9 +10,13 @@
 //!    ├─ orphan leaves and carved cells ──attribute──▶ table (by evidence) or lost_and_found
 //!    ▼
 //! fresh database: tables, rows (tree first, then evidence; a key conflict keeps
-//! the first), indexes, views, triggers, sqlite_sequence ── integrity_check ── rename
+//! the first), indexes, views, triggers, sqlite_sequence ── quick_check ── rename
 //! ```
+//!
+//! The complete rows of rowid tables' own trees are written page by page
+//! (`bulk`); everything else goes through SQL inserts into the same file.
 
+mod bulk;
 mod carve;
 mod history;
 mod report;
@@ -34,6 +38,7 @@ use crate::rows::column_value;
 use crate::schema::{Index, Schema, StoredValue, Table, quote_ident};
 use crate::snapshot::{Database, HeaderSource, Salvage, WalChoice};
 use crate::tree::{Damage, Hole, PageVisitor, TreeCursor, assemble};
+use bulk::{BulkFile, TableTree};
 use carve::{FoundCell, cells_by_pointer, fits, scan_page};
 use sink::Sink;
 
@@ -146,6 +151,53 @@ struct Suspect {
     cell: Option<u16>,
     offset: Option<usize>,
     source: Source,
+}
+
+/// Where a row from a table's own tree came from, for the report.
+struct Placed {
+    table: usize,
+    rowid: Option<i64>,
+    page: u32,
+    source: Source,
+    /// The first column read only in part (broken overflow chain).
+    truncated_col: Option<usize>,
+    /// Overflow bytes that read as zeros.
+    zeroed: bool,
+}
+
+impl Placed {
+    /// Counts the written row in its table's report, and flags it.
+    fn account(
+        &self,
+        rep: &mut TableReport,
+        flagged: &mut Vec<FlaggedRow>,
+        name: &str,
+        fallback: &HashSet<u32>,
+    ) {
+        *rep.by_source.entry(self.source).or_default() += 1;
+        *rep.by_confidence.entry(Confidence::Root).or_default() += 1;
+        let stale = fallback.contains(&self.page);
+        if stale {
+            rep.possibly_stale += 1;
+        }
+        if self.truncated_col.is_some() || self.zeroed {
+            rep.truncated_values += 1;
+        }
+        if (stale || self.truncated_col.is_some() || self.zeroed) && flagged.len() < MAX_FLAGGED {
+            flagged.push(FlaggedRow {
+                table: name.to_string(),
+                rowid: self.rowid,
+                page: self.page,
+                flag: match self.truncated_col {
+                    Some(c) => format!(
+                        "value of column {c} onwards read only in part (overflow chain broken)"
+                    ),
+                    None if self.zeroed => ZEROED_FLAG.into(),
+                    None => "read from an older page version: the newest is damaged".into(),
+                },
+            });
+        }
+    }
 }
 
 /// Indexes that can confirm whole rows of `t`: not partial, on plain
@@ -297,7 +349,19 @@ pub fn recover(input: &Path, output: &Path, opts: &RecoverOptions) -> Result<Rep
         .tempfile_in(&dir)
         .map_err(|e| Error::output(&dir, e))?
         .into_temp_path();
-    let mut report = run(&db, &salvage, &tmp, opts)?;
+    let mut report = match run(&db, &salvage, &tmp, opts, true)? {
+        Ok(r) => r,
+        Err(_) => {
+            // Start over, every row through SQL.
+            std::fs::File::create(&tmp).map_err(|e| Error::output(output, e))?;
+            run(&db, &salvage, &tmp, opts, false)?.map_err(|ic| {
+                Error::corrupt(
+                    0,
+                    format!("recovered database failed SQLite's quick_check: {ic}"),
+                )
+            })?
+        }
+    };
     if !opts.no_sync {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
@@ -500,7 +564,16 @@ fn schema_from_page1(snap: &crate::snapshot::Snapshot, page: &[u8]) -> Option<Sc
     Schema::from_entries(entries, enc).ok()
 }
 
-fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> Result<Report> {
+/// One recovery into `out`. With `bulk`, complete rows of rowid tables are
+/// written page by page; the inner error asks for a run without it (tree
+/// rows that break a UNIQUE constraint, or a file SQLite does not accept).
+fn run(
+    db: &Database,
+    salvage: &Salvage,
+    out: &Path,
+    opts: &RecoverOptions,
+    bulk: bool,
+) -> Result<std::result::Result<Report, String>> {
     let snap = &salvage.snapshot;
     let enc = snap.header().encoding;
     let usable = snap.usable_size();
@@ -539,11 +612,78 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
     let mut lost: Vec<Lost> = Vec::new();
     let mut suspects: Vec<Suspect> = Vec::new();
     let mut partial_rows: HashSet<(usize, i64)> = HashSet::new();
-    sink.conn.execute_batch("BEGIN")?;
 
     // 1. Every table from its root, and index trees only to mark their pages.
+    // Rowid tables first, written page by page while SQLite has the file
+    // closed (see `bulk`); rows that cannot be written so wait in `deferred`.
+    let bulk_tables: Vec<bool> = schema
+        .tables
+        .iter()
+        .map(|t| {
+            bulk && !t.without_rowid
+                && !t.name.to_ascii_lowercase().starts_with("sqlite_")
+                && !not_created.contains(&t.name)
+                && t.root > 1
+                && t.root <= page_count
+        })
+        .collect();
+    let order: Vec<usize> = (0..schema.tables.len())
+        .filter(|&i| bulk_tables[i])
+        .chain((0..schema.tables.len()).filter(|&i| !bulk_tables[i]))
+        .collect();
+    // Root pages in the new file, by table name.
+    let mut roots: HashMap<String, u32> = HashMap::new();
+    let mut file = if bulk_tables.contains(&true) {
+        let mut st = sink
+            .conn
+            .prepare("SELECT name, rootpage FROM sqlite_schema WHERE type = 'table'")?;
+        for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))? {
+            let (name, root) = r?;
+            roots.insert(name, root);
+        }
+        drop(st);
+        sink.close()?;
+        Some(BulkFile::open(out)?)
+    } else {
+        sink.conn.execute_batch("BEGIN")?;
+        None
+    };
+    let mut deferred: Vec<(Placed, Vec<StoredValue>)> = Vec::new();
     let mut rec = Record::new();
-    for (ti, t) in schema.tables.iter().enumerate() {
+    for &ti in order.iter().chain(std::iter::once(&usize::MAX)) {
+        if !bulk_tables.get(ti).copied().unwrap_or(false) {
+            if let Some(f) = file.take() {
+                // The bulk-written tables are complete: SQLite takes over.
+                f.finish()?;
+                sink.reopen()?;
+                for (i, t) in schema.tables.iter().enumerate() {
+                    if bulk_tables[i] && schema.indexes.iter().any(|x| x.table == t.name) {
+                        if let Err(e) = sink
+                            .conn
+                            .execute_batch(&format!("REINDEX {}", quote_ident(&t.name)))
+                        {
+                            // Two tree rows break a UNIQUE constraint: only a
+                            // row-by-row load can keep the first and skip the rest.
+                            return Ok(Err(e.to_string()));
+                        }
+                    }
+                }
+                sink.conn.execute_batch("BEGIN")?;
+                for (p, values) in deferred.drain(..) {
+                    let t = &schema.tables[p.table];
+                    if sink.insert(t, p.rowid, &|c| {
+                        values.get(c).map_or(ValueRef::Null, |v| v.as_ref())
+                    })? {
+                        p.account(&mut reports[p.table], &mut flagged, &t.name, &fallback);
+                    } else {
+                        reports[p.table].duplicates_skipped += 1;
+                    }
+                }
+            }
+        }
+        let Some(t) = schema.tables.get(ti) else {
+            break;
+        };
         if t.root == 0 || t.root > page_count {
             // The whole tree is unknown: every rowid is in the hole.
             reports[ti].holes.push(Hole {
@@ -572,6 +712,10 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
         .lenient(true)
         .keep_partial(true)
         .verify_pages(true);
+        let mut tree = match (&file, roots.get(&t.name)) {
+            (Some(f), Some(&root)) if bulk_tables[ti] && root > 1 => Some(TableTree::new(f, root)),
+            _ => None,
+        };
         let rep = &mut reports[ti];
         while let Some(e) = cursor.next()? {
             let truncated_col = if e.truncated {
@@ -613,7 +757,6 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
             };
             let payload = e.payload;
             let rowid = e.rowid;
-            let zeroed = e.zeroed_overflow;
             if e.suspect {
                 // The page's space does not add up (torn?): keep the row
                 // only if an index confirms it.
@@ -633,37 +776,41 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
                 });
                 continue;
             }
-            let inserted = sink.insert(t, rowid, &|c| column_value(t, &rec, payload, rowid, c))?;
-            if !inserted {
-                rep.duplicates_skipped += 1;
+            let placed = Placed {
+                table: ti,
+                rowid,
+                page: e.at.page,
+                source,
+                truncated_col,
+                zeroed: e.zeroed_overflow,
+            };
+            if let Some(f) = file.as_mut() {
+                // Complete records in rowid order are written as they are;
+                // the rest wait until SQLite has the file again.
+                let whole = truncated_col.is_none() && !placed.zeroed;
+                if let (Some(tree), Some(r)) = (tree.as_mut(), rowid.filter(|_| whole)) {
+                    if tree.push(f, r, payload)? {
+                        placed.account(rep, &mut flagged, &t.name, &fallback);
+                        continue;
+                    }
+                }
+                let values = (0..t.columns.len())
+                    .map(|c| StoredValue::from_ref(column_value(t, &rec, payload, rowid, c)))
+                    .collect();
+                deferred.push((placed, values));
                 continue;
             }
-            *rep.by_source.entry(source).or_default() += 1;
-            *rep.by_confidence.entry(Confidence::Root).or_default() += 1;
-            let stale = fallback.contains(&e.at.page);
-            if stale {
-                rep.possibly_stale += 1;
-            }
-            if truncated_col.is_some() || zeroed {
-                rep.truncated_values += 1;
-            }
-            if (stale || truncated_col.is_some() || zeroed) && flagged.len() < MAX_FLAGGED {
-                flagged.push(FlaggedRow {
-                    table: t.name.clone(),
-                    rowid,
-                    page: e.at.page,
-                    flag: match truncated_col {
-                        Some(c) => format!(
-                            "value of column {c} onwards read only in part (overflow chain broken)"
-                        ),
-                        None if zeroed => ZEROED_FLAG.into(),
-                        None => "read from an older page version: the newest is damaged".into(),
-                    },
-                });
+            if sink.insert(t, rowid, &|c| column_value(t, &rec, payload, rowid, c))? {
+                placed.account(rep, &mut flagged, &t.name, &fallback);
+            } else {
+                rep.duplicates_skipped += 1;
             }
         }
         rep.holes = cursor.holes().to_vec();
         rep.damage = cursor.damage().to_vec();
+        if let (Some(tree), Some(f)) = (tree, file.as_mut()) {
+            tree.finish(f)?;
+        }
     }
     // Pages the trees did not reach matter only when something is damaged:
     // in a database whose trees, schema and WAL read cleanly every page is
@@ -1099,6 +1246,9 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
     let ic: String = sink
         .conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if ic != "ok" && bulk {
+        return Ok(Err(ic));
+    }
     if ic != "ok" {
         return Err(Error::corrupt(
             0,
@@ -1153,7 +1303,7 @@ fn run(db: &Database, salvage: &Salvage, out: &Path, opts: &RecoverOptions) -> R
     } else {
         Outcome::Complete
     };
-    Ok(report)
+    Ok(Ok(report))
 }
 
 /// Picks the table an orphan or carved page belongs to by the shape of its

@@ -29,6 +29,7 @@ impl Source {}
 
 pub(crate) struct Sink {
     pub conn: Connection,
+    path: std::path::PathBuf,
     enc: TextEncoding,
     /// Per table: how its rows are inserted.
     plans: Vec<Plan>,
@@ -57,17 +58,44 @@ impl Sink {
     pub fn create(path: &Path, enc: TextEncoding, page_size: u32) -> Result<Sink> {
         let conn = Connection::open(path)?;
         conn.execute_batch(&format!(
-            "PRAGMA page_size={page_size}; PRAGMA encoding='{}'; PRAGMA journal_mode=OFF;
-             PRAGMA synchronous=OFF; PRAGMA foreign_keys=OFF; PRAGMA ignore_check_constraints=ON;
-             PRAGMA temp_store=FILE; PRAGMA cache_size=-16384;",
+            "PRAGMA page_size={page_size}; PRAGMA encoding='{}';",
             enc.name()
         ))?;
+        Self::configure(&conn)?;
         Ok(Sink {
             conn,
+            path: path.to_path_buf(),
             enc,
             plans: Vec::new(),
             index: HashMap::new(),
         })
+    }
+
+    /// Settings for a database only this process sees until it is renamed
+    /// into place: no journal (a failed recovery is started over).
+    fn configure(conn: &Connection) -> Result<()> {
+        conn.execute_batch(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA foreign_keys=OFF;
+             PRAGMA ignore_check_constraints=ON; PRAGMA temp_store=FILE;
+             PRAGMA cache_size=-16384;",
+        )?;
+        Ok(())
+    }
+
+    /// Closes the connection so that pages can be written to the file
+    /// directly (see `bulk`); [`Sink::reopen`] opens it again.
+    pub fn close(&mut self) -> Result<()> {
+        let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+        old.close().map_err(|(_, e)| e)?;
+        Ok(())
+    }
+
+    /// Opens the file again after [`Sink::close`].
+    pub fn reopen(&mut self) -> Result<()> {
+        let conn = Connection::open(&self.path)?;
+        Self::configure(&conn)?;
+        self.conn = conn;
+        Ok(())
     }
 
     /// Creates every table of the schema that can be created; returns the
