@@ -428,7 +428,8 @@ fn main() {
         )
     });
     // A writer committing throughout: its rate alone, then while backups run.
-    let rate = |with_backups: bool| -> f64 {
+    // `job` makes the command run in each window (None: the writer alone).
+    let rate = |job: Option<&dyn Fn(&Path) -> Command>| -> f64 {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let stop = Arc::new(AtomicBool::new(false));
@@ -461,14 +462,8 @@ fn main() {
             let _ = std::fs::remove_dir_all(&dst);
             std::thread::sleep(std::time::Duration::from_millis(200));
             let (c0, t0) = (n.load(Ordering::Relaxed), Instant::now());
-            if with_backups {
-                let st = Command::new(&exe)
-                    .args(["backup", "--files"])
-                    .arg(&sq)
-                    .arg(&dst)
-                    .stdout(devnull())
-                    .status()
-                    .unwrap();
+            if let Some(job) = job {
+                let st = job(&dst).stdout(devnull()).status().unwrap();
                 assert!(st.success());
             } else {
                 std::thread::sleep(std::time::Duration::from_millis(250));
@@ -481,8 +476,42 @@ fn main() {
         w.join().unwrap();
         commits as f64 / secs
     };
-    let alone = rate(false);
-    let during = rate(true);
+    let backup_job = |sync: bool| {
+        let (exe, sq) = (exe.clone(), sq.clone());
+        move |dst: &Path| {
+            let mut c = Command::new(&exe);
+            c.args(["backup", "--files"]);
+            if !sync {
+                c.arg("--no-sync");
+            }
+            c.arg(&sq).arg(dst);
+            c
+        }
+    };
+    let cp_job = |sync: bool| {
+        let sq = sq.clone();
+        move |dst: &Path| {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!(
+                    "mkdir \"$1\" && cp \"$2\" \"$2-wal\" \"$1/\"{}",
+                    if sync {
+                        " && sync -f \"$1/sqlite.db\""
+                    } else {
+                        ""
+                    }
+                ))
+                .arg("sh")
+                .arg(dst)
+                .arg(&sq);
+            c
+        }
+    };
+    let alone = rate(None);
+    let during_cp = rate(Some(&cp_job(false)));
+    let during_nosync = rate(Some(&backup_job(false)));
+    let during_cp_sync = rate(Some(&cp_job(true)));
+    let during = rate(Some(&backup_job(true)));
 
     println!(
         "{:<34} {:>9} {:>10} {:>22}",
@@ -535,9 +564,17 @@ fn main() {
         &backup_compact,
         Some(("VACUUM INTO", &vacuum)),
     );
+    let pct = |r: f64| 100.0 * r / alone;
+    println!("writer commits/s (synchronous=FULL): {alone:.0} alone; while each of these runs:");
     println!(
-        "writer commits/s: {alone:.0} alone, {during:.0} while `backup --files` runs ({:.0}%)",
-        100.0 * during / alone
+        "  cp {during_cp:.0} ({:.0}%), backup --files --no-sync {during_nosync:.0} ({:.0}%)",
+        pct(during_cp),
+        pct(during_nosync)
+    );
+    println!(
+        "  cp + sync {during_cp_sync:.0} ({:.0}%), backup --files {during:.0} ({:.0}%)",
+        pct(during_cp_sync),
+        pct(during)
     );
     row(
         "recover, 10% of pages zeroed",

@@ -116,13 +116,15 @@ impl BulkFile {
         .map_err(|e| out_err(&self.path, e))
     }
 
-    /// Flushes the appended pages and records the new page count.
-    pub fn finish(mut self) -> Result<()> {
+    /// Flushes the appended pages and records the new page count; returns
+    /// the file (to sync).
+    pub fn finish(mut self) -> Result<File> {
         self.out.flush().map_err(|e| out_err(&self.path, e))?;
         let count = self.next - 1;
         self.file
             .write_all_at(&count.to_be_bytes(), 28)
-            .map_err(|e| out_err(&self.path, e))
+            .map_err(|e| out_err(&self.path, e))?;
+        Ok(self.file)
     }
 
     /// Writes a payload's overflow chain; returns its first page.

@@ -649,12 +649,18 @@ fn run(
         None
     };
     let mut deferred: Vec<(Placed, Vec<StoredValue>)> = Vec::new();
+    let mut early_sync = None;
     let mut rec = Record::new();
     for &ti in order.iter().chain(std::iter::once(&usize::MAX)) {
         if !bulk_tables.get(ti).copied().unwrap_or(false) {
             if let Some(f) = file.take() {
-                // The bulk-written tables are complete: SQLite takes over.
-                f.finish()?;
+                // The bulk-written tables are complete: SQLite takes over,
+                // while their pages are written back in the background (the
+                // sync at the end then has little left to do).
+                let written = f.finish()?;
+                if !opts.no_sync {
+                    early_sync = Some(std::thread::spawn(move || written.sync_data()));
+                }
                 sink.reopen()?;
                 for (i, t) in schema.tables.iter().enumerate() {
                     if bulk_tables[i] && schema.indexes.iter().any(|x| x.table == t.name) {
@@ -1256,6 +1262,10 @@ fn run(
         ));
     }
     drop(sink);
+    // Its outcome is the final sync's to report.
+    if let Some(t) = early_sync {
+        let _ = t.join();
+    }
 
     let any_damage = !damage.is_empty()
         || reports.iter().any(|r| {
