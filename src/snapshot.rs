@@ -849,11 +849,27 @@ struct PageReader {
 }
 
 impl PageReader {
-    /// Pages that exist somewhere: the file's, plus those only in the WAL.
-    /// Every page of a valid database does; a size claiming more is damage.
+    /// The highest page number that can be read: the file's last page, or
+    /// a WAL page past it (a truncated file under newer WAL pages; the pages
+    /// in between read as zeros). Every page of a valid database exists; a
+    /// size claiming more is damage. A gap far larger than what exists is
+    /// not a truncation but a wild page number, and counts for what exists
+    /// only, so that nothing is sized by it.
     fn present_pages(&self, file_pages: u32) -> u32 {
         let wal_only = self.overlay.keys().filter(|&&p| p > file_pages).count();
-        file_pages.saturating_add(u32::try_from(wal_only).unwrap_or(u32::MAX))
+        let present = file_pages.saturating_add(u32::try_from(wal_only).unwrap_or(u32::MAX));
+        let highest = self
+            .overlay
+            .keys()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(file_pages);
+        if highest - present <= present.saturating_mul(3).saturating_add(1024) {
+            highest
+        } else {
+            present
+        }
     }
 
     fn read(&self, pgno: u32, buf: &mut [u8]) -> Result<()> {
