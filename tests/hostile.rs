@@ -600,6 +600,16 @@ fn fuzz_entry(target: &str, data: &[u8], dir: &Path) {
         "wal" => {
             let _ =
                 sqlite_salvage::wal::WalIndex::scan_reader(data, data.len() as u64, Path::new("w"));
+            // Replayed onto an empty database of the WAL's page size.
+            let ps = data
+                .get(8..12)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                .filter(|p| p.is_power_of_two() && (512..=65536).contains(p))
+                .unwrap_or(4096);
+            let db = dir.join("w.db");
+            std::fs::write(&db, sqlite_salvage::format::header::empty_database(ps)).unwrap();
+            std::fs::write(side(&db, "-wal"), data).unwrap();
+            exercise(&db);
         }
         "database" => {
             let Some((&sel, rest)) = data.split_first() else {

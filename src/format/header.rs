@@ -280,6 +280,31 @@ impl DbHeader {
     }
 }
 
+/// Page 1 of an empty database of `page_size` bytes (a power of two from
+/// 512 to 65536): the header (WAL mode, UTF-8, one page) and an empty
+/// `sqlite_schema` leaf. A base on which a WAL can be replayed.
+pub fn empty_database(page_size: u32) -> Vec<u8> {
+    let size = page_size.clamp(512, 65536).next_power_of_two().min(65536);
+    let mut p = vec![0u8; size as usize];
+    p[..16].copy_from_slice(MAGIC);
+    // 65536 is stored as 1 (page size) and as 0 (cell content start).
+    let stored = if size == 65536 { 1 } else { size as u16 };
+    p[16..18].copy_from_slice(&stored.to_be_bytes());
+    p[18] = 2;
+    p[19] = 2;
+    p[21] = 64;
+    p[22] = 32;
+    p[23] = 32;
+    p[24..28].copy_from_slice(&1u32.to_be_bytes());
+    p[28..32].copy_from_slice(&1u32.to_be_bytes());
+    p[44..48].copy_from_slice(&4u32.to_be_bytes());
+    p[56..60].copy_from_slice(&1u32.to_be_bytes());
+    p[92..96].copy_from_slice(&1u32.to_be_bytes());
+    p[100] = 0x0d;
+    p[105..107].copy_from_slice(&(size as u16).to_be_bytes());
+    p
+}
+
 /// Page number of the lock-byte page for a page size.
 pub fn lock_byte_page(page_size: u32) -> u32 {
     (0x4000_0000 / page_size.max(1)) + 1
@@ -312,5 +337,25 @@ mod tests {
         assert_eq!(DbHeader::parse(&sample(1024, 32)).unwrap().usable_size, 992);
         assert!(DbHeader::parse(&sample(512, 40)).is_err());
         assert!(DbHeader::parse(&sample(512, 0)[..99]).is_err());
+    }
+
+    #[test]
+    fn the_empty_database_is_one_sqlite_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        for ps in [512u32, 4096, 65536] {
+            let path = dir.path().join(format!("e{ps}.db"));
+            std::fs::write(&path, empty_database(ps)).unwrap();
+            let h = DbHeader::parse(&empty_database(ps)).unwrap();
+            assert_eq!((h.page_size, h.database_size()), (ps, Some(1)));
+            let c = rusqlite::Connection::open(&path).unwrap();
+            let ic: String = c
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(ic, "ok");
+            let got: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+            assert_eq!(got, i64::from(ps));
+            c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+                .unwrap();
+        }
     }
 }
