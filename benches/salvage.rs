@@ -476,11 +476,14 @@ fn main() {
         w.join().unwrap();
         commits as f64 / secs
     };
-    let backup_job = |sync: bool| {
+    let backup_job = |files: bool, sync: bool| {
         let (exe, sq) = (exe.clone(), sq.clone());
         move |dst: &Path| {
             let mut c = Command::new(&exe);
-            c.args(["backup", "--files"]);
+            c.arg("backup");
+            if files {
+                c.arg("--files");
+            }
             if !sync {
                 c.arg("--no-sync");
             }
@@ -509,9 +512,10 @@ fn main() {
     };
     let alone = rate(None);
     let during_cp = rate(Some(&cp_job(false)));
-    let during_nosync = rate(Some(&backup_job(false)));
+    let during_nosync = rate(Some(&backup_job(true, false)));
     let during_cp_sync = rate(Some(&cp_job(true)));
-    let during = rate(Some(&backup_job(true)));
+    let during = rate(Some(&backup_job(true, true)));
+    let during_compact = rate(Some(&backup_job(false, true)));
 
     println!(
         "{:<34} {:>9} {:>10} {:>22}",
@@ -572,9 +576,10 @@ fn main() {
         pct(during_nosync)
     );
     println!(
-        "  cp + sync {during_cp_sync:.0} ({:.0}%), backup --files {during:.0} ({:.0}%)",
+        "  cp + sync {during_cp_sync:.0} ({:.0}%), backup --files {during:.0} ({:.0}%), backup (compact) {during_compact:.0} ({:.0}%)",
         pct(during_cp_sync),
-        pct(during)
+        pct(during),
+        pct(during_compact)
     );
     row(
         "recover, 10% of pages zeroed",

@@ -662,16 +662,19 @@ fn run(
                     early_sync = Some(std::thread::spawn(move || written.sync_data()));
                 }
                 sink.reopen()?;
+                // The indexes that exist so far (UNIQUE ones, and those of
+                // constraints), from the written rows.
                 for (i, t) in schema.tables.iter().enumerate() {
-                    if bulk_tables[i] && schema.indexes.iter().any(|x| x.table == t.name) {
-                        if let Err(e) = sink
-                            .conn
-                            .execute_batch(&format!("REINDEX {}", quote_ident(&t.name)))
-                        {
-                            // Two tree rows break a UNIQUE constraint: only a
-                            // row-by-row load can keep the first and skip the rest.
-                            return Ok(Err(e.to_string()));
-                        }
+                    if !bulk_tables[i] {
+                        continue;
+                    }
+                    if let Err(e) = sink
+                        .conn
+                        .execute_batch(&format!("REINDEX {}", quote_ident(&t.name)))
+                    {
+                        // Two tree rows break a UNIQUE constraint: only a
+                        // row-by-row load can keep the first and skip the rest.
+                        return Ok(Err(e.to_string()));
                     }
                 }
                 sink.conn.execute_batch("BEGIN")?;
