@@ -460,6 +460,8 @@ fn main() {
         while secs < 3.0 {
             let dst = scratch.join(format!("live-bk-{}", k % 2));
             let _ = std::fs::remove_dir_all(&dst);
+            let _ = std::fs::remove_file(&dst);
+            let _ = std::fs::remove_file(side(&dst, ".manifest.json"));
             std::thread::sleep(std::time::Duration::from_millis(200));
             let (c0, t0) = (n.load(Ordering::Relaxed), Instant::now());
             if let Some(job) = job {
