@@ -15,9 +15,10 @@
 //! and goes through SQL instead.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::format::cell::local_size;
@@ -30,10 +31,76 @@ const TABLE_INTERIOR: u8 = 0x05;
 /// SQLite never stores a cell in fewer than four bytes.
 const MIN_CELL: usize = 4;
 
+/// Appended pages go to the file from a thread of their own, in blocks, so
+/// that reading the input and writing the output overlap.
+struct Appender {
+    buf: Vec<u8>,
+    /// File offset of `buf`'s first byte.
+    offset: u64,
+    tx: Option<SyncSender<(u64, Vec<u8>)>>,
+    worker: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Appender {
+    const BLOCK: usize = 1 << 20;
+
+    fn new(file: File, offset: u64) -> Appender {
+        // A few blocks in flight at most.
+        let (tx, rx) = sync_channel::<(u64, Vec<u8>)>(4);
+        let worker = std::thread::spawn(move || {
+            for (at, block) in rx {
+                file.write_all_at(&block, at)?;
+            }
+            Ok(())
+        });
+        Appender {
+            buf: Vec::with_capacity(Self::BLOCK),
+            offset,
+            tx: Some(tx),
+            worker: Some(worker),
+        }
+    }
+
+    fn push(&mut self, page: &[u8]) -> std::io::Result<()> {
+        self.buf.extend_from_slice(page);
+        if self.buf.len() >= Self::BLOCK {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::BLOCK));
+        let len = block.len() as u64;
+        let sent = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send((self.offset, block)).is_ok());
+        self.offset += len;
+        if sent { Ok(()) } else { self.finish() }
+    }
+
+    /// Writes what is left and waits for the writes; the first error.
+    fn finish(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let block = std::mem::take(&mut self.buf);
+            if let Some(tx) = &self.tx {
+                let _ = tx.send((self.offset, block));
+            }
+        }
+        self.tx = None;
+        match self.worker.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(std::io::Error::other("output writer thread failed")),
+            None => Err(std::io::Error::other("output writer stopped")),
+        }
+    }
+}
+
 /// The output file while pages are appended to it.
 pub(super) struct BulkFile {
     file: File,
-    out: BufWriter<File>,
+    out: Appender,
     path: std::path::PathBuf,
     page_size: usize,
     usable: u32,
@@ -80,11 +147,10 @@ impl BulkFile {
         let next = count
             .checked_add(1)
             .ok_or_else(|| Error::corrupt(0, "output database has 2^32 pages"))?;
-        let mut w = file.try_clone().map_err(|e| out_err(path, e))?;
-        w.seek(SeekFrom::Start(len)).map_err(|e| out_err(path, e))?;
+        let w = file.try_clone().map_err(|e| out_err(path, e))?;
         Ok(BulkFile {
             file,
-            out: BufWriter::with_capacity(1 << 20, w),
+            out: Appender::new(w, len),
             path: path.to_path_buf(),
             page_size,
             usable: page_size as u32 - reserved,
@@ -108,7 +174,7 @@ impl BulkFile {
     /// a new page (the one just handed out), else in place (a root page).
     fn write(&mut self, pgno: u32, page: &[u8]) -> Result<()> {
         if pgno >= self.first_new {
-            self.out.write_all(page)
+            self.out.push(page)
         } else {
             self.file
                 .write_all_at(page, u64::from(pgno - 1) * self.page_size as u64)
@@ -119,7 +185,7 @@ impl BulkFile {
     /// Flushes the appended pages and records the new page count; returns
     /// the file (to sync).
     pub fn finish(mut self) -> Result<File> {
-        self.out.flush().map_err(|e| out_err(&self.path, e))?;
+        self.out.finish().map_err(|e| out_err(&self.path, e))?;
         let count = self.next - 1;
         self.file
             .write_all_at(&count.to_be_bytes(), 28)

@@ -77,7 +77,7 @@ impl Sink {
         conn.execute_batch(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA foreign_keys=OFF;
              PRAGMA ignore_check_constraints=ON; PRAGMA temp_store=FILE;
-             PRAGMA cache_size=-16384;",
+             PRAGMA cache_size=-16384; PRAGMA threads=4;",
         )?;
         Ok(())
     }
