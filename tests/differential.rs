@@ -421,5 +421,22 @@ fn trees_three_levels_deep() {
         assert_same_state(&our_state(&snap), &theirs, &format!("deep {ps}"));
         let r = check(&snap).unwrap();
         assert!(r.is_ok(), "{:?}", r.damage);
+        // recover rebuilds trees as deep, page by page.
+        let out = tmp.path().join(format!("deep{ps}-recovered.db"));
+        let opts = sqlite_salvage::recover::RecoverOptions {
+            no_sync: true,
+            ..Default::default()
+        };
+        sqlite_salvage::recover::recover(&path, &out, &opts).unwrap();
+        let rc = Connection::open(&out).unwrap();
+        let ic: String = rc
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ic, "ok", "deep {ps}: recovered");
+        assert_same_state(
+            &sqlite_state(&rc),
+            &theirs,
+            &format!("deep {ps} (recovered)"),
+        );
     }
 }

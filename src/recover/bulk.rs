@@ -1,6 +1,6 @@
-//! Rowid-table b-trees written page by page into the output file.
+//! Tables' b-trees written page by page into the output file.
 //!
-//! The rows a table's own tree yields come in rowid order, complete, and
+//! The rows a table's own tree yields come in key order, complete, and
 //! already encoded as records in the output's text encoding, so they need
 //! none of SQLite's per-row work: they are packed into leaf pages as they
 //! arrive, with interior pages built bottom-up above them, the way a sorted
@@ -8,11 +8,14 @@
 //! (each table gets its empty root page) and is closed while the pages are
 //! appended; the top of each tree is written over its root page, and the
 //! header's page count is set last. SQLite then rebuilds the indexes from the
-//! table pages (`REINDEX`, `CREATE INDEX`) and checks the whole file.
+//! table pages (`REINDEX`, `CREATE INDEX`), checks the key order of WITHOUT
+//! ROWID tables (`integrity_check` of the table), and checks the whole file.
 //!
-//! Only rows that can be written verbatim come here: a row whose rowid does
-//! not follow the previous one, or whose record is incomplete, is refused
-//! and goes through SQL instead.
+//! Rowid tables ([`TableTree`]) refuse a row whose rowid does not follow the
+//! previous one; WITHOUT ROWID tables ([`IndexTree`], an index b-tree whose
+//! entries also serve as separators) take entries as they come and leave the
+//! order to SQLite's check. A row refused here, or whose record is not
+//! complete, goes through SQL instead.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -412,6 +415,199 @@ impl TableTree {
     }
 }
 
+/// Index-page types.
+const INDEX_LEAF: u8 = 0x0a;
+const INDEX_INTERIOR: u8 = 0x02;
+
+/// Writes one index page (leaf when `right` is None) with `cells` (each a
+/// cell's bytes; interior cells start with their left child).
+fn write_index_page(
+    f: &mut BulkFile,
+    pgno: u32,
+    cells: &[Vec<u8>],
+    right: Option<u32>,
+) -> Result<()> {
+    let mut page = std::mem::take(&mut f.page);
+    page.fill(0);
+    let header = if right.is_some() { 12 } else { 8 };
+    let mut content = f.usable as usize;
+    for (i, c) in cells.iter().enumerate() {
+        let len = c.len().max(MIN_CELL);
+        content -= len;
+        page[content..content + c.len()].copy_from_slice(c);
+        let ptr = header + 2 * i;
+        page[ptr..ptr + 2].copy_from_slice(&(content as u16).to_be_bytes());
+    }
+    page[0] = if right.is_some() {
+        INDEX_INTERIOR
+    } else {
+        INDEX_LEAF
+    };
+    page[3..5].copy_from_slice(&(cells.len() as u16).to_be_bytes());
+    page[5..7].copy_from_slice(&(content as u16).to_be_bytes());
+    if let Some(r) = right {
+        page[8..12].copy_from_slice(&r.to_be_bytes());
+    }
+    let written = f.write(pgno, &page);
+    f.page = page;
+    written
+}
+
+/// One level of an index b-tree under construction: the node being filled,
+/// and a full node kept back with the entry that follows it (in an index
+/// b-tree that entry moves up as the separator, and must have something to
+/// its right).
+#[derive(Default)]
+struct IndexLevel {
+    cells: Vec<Vec<u8>>,
+    bytes: usize,
+    /// A full node (its cells, and its right child on interior levels).
+    closed: Option<(Vec<Vec<u8>>, Option<u32>)>,
+    /// The entry after `closed`.
+    pending: Option<Vec<u8>>,
+}
+
+/// A WITHOUT ROWID table's b-tree (an index b-tree) under construction.
+/// Entries must arrive in key order; this is not checked here (SQLite's
+/// `integrity_check` of the table is, after the load).
+pub(super) struct IndexTree {
+    root: u32,
+    /// Level 0 holds leaf cells; level k > 0 interior cells.
+    levels: Vec<IndexLevel>,
+    rows: u64,
+}
+
+impl IndexTree {
+    /// A tree whose top page goes to `root` (a page SQLite allocated).
+    pub fn new(root: u32) -> IndexTree {
+        IndexTree {
+            root,
+            levels: vec![IndexLevel::default()],
+            rows: 0,
+        }
+    }
+
+    /// Adds an entry (a record).
+    pub fn push(&mut self, f: &mut BulkFile, payload: &[u8]) -> Result<()> {
+        let total = payload.len() as u64;
+        let local = local_size(total, f.usable, PageKind::IndexLeaf) as usize;
+        let mut v = [0u8; 9];
+        let n = write_varint(total, &mut v);
+        let mut cell = Vec::with_capacity(n + local + 4);
+        cell.extend_from_slice(&v[..n]);
+        cell.extend_from_slice(&payload[..local]);
+        if local < payload.len() {
+            // The same split holds on interior pages, should it move up.
+            let first = f.overflow(&payload[local..])?;
+            cell.extend_from_slice(&first.to_be_bytes());
+        }
+        self.rows += 1;
+        self.add(f, 0, cell)
+    }
+
+    /// Adds a cell to `level` (interior cells carry their left child).
+    fn add(&mut self, f: &mut BulkFile, level: usize, cell: Vec<u8>) -> Result<()> {
+        if self.levels.len() <= level {
+            self.levels.push(IndexLevel::default());
+        }
+        // The kept-back node has its right neighbour now: out it goes, and
+        // the entry between them goes up.
+        if let Some((cells, right)) = self.levels[level].closed.take() {
+            let sep = self.levels[level].pending.take().unwrap_or_default();
+            let pgno = f.alloc()?;
+            write_index_page(f, pgno, &cells, right)?;
+            self.add(f, level + 1, with_child(pgno, &sep))?;
+        }
+        let header = if level == 0 { 8 } else { 12 };
+        let usable = f.usable as usize;
+        let lv = &mut self.levels[level];
+        let need = cell.len().max(MIN_CELL) + 2;
+        if header + lv.bytes + need <= usable {
+            lv.bytes += need;
+            lv.cells.push(cell);
+            return Ok(());
+        }
+        // Full: this entry separates the node from the next one.
+        let cells = std::mem::take(&mut lv.cells);
+        lv.bytes = 0;
+        if level == 0 {
+            lv.closed = Some((cells, None));
+            lv.pending = Some(cell);
+        } else {
+            // An interior cell's child becomes the full node's right child.
+            let (child, sep) = split_child(&cell);
+            lv.closed = Some((cells, Some(child)));
+            lv.pending = Some(sep.to_vec());
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending, the top node over the root page.
+    pub fn finish(mut self, f: &mut BulkFile) -> Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        // The right child the level below leaves over for this level.
+        let mut right: Option<u32> = None;
+        let mut level = 0;
+        while level < self.levels.len() {
+            let mut lv = std::mem::take(&mut self.levels[level]);
+            if let (Some((mut cells, closed_right)), Some(sep)) =
+                (lv.closed.take(), lv.pending.take())
+            {
+                // The last node would be empty: the kept-back node gives its
+                // last entry up as the separator, and the pending one
+                // starts the last node.
+                let last = cells
+                    .pop()
+                    .ok_or_else(|| Error::corrupt(0, "index page too small for the bulk load"))?;
+                if cells.is_empty() {
+                    return Err(Error::corrupt(0, "index page too small for the bulk load"));
+                }
+                let (node_right, up) = match closed_right {
+                    None => (None, last),
+                    Some(_) => {
+                        let (child, s) = split_child(&last);
+                        (Some(child), s.to_vec())
+                    }
+                };
+                let pgno = f.alloc()?;
+                write_index_page(f, pgno, &cells, node_right)?;
+                self.add(f, level + 1, with_child(pgno, &up))?;
+                lv.cells = vec![match closed_right {
+                    None => sep,
+                    Some(r) => with_child(r, &sep),
+                }];
+            }
+            let top = level + 1 == self.levels.len();
+            let pgno = if top { self.root } else { f.alloc()? };
+            write_index_page(f, pgno, &lv.cells, right)?;
+            if top {
+                return Ok(());
+            }
+            right = Some(pgno);
+            level += 1;
+        }
+        Ok(())
+    }
+}
+
+/// An interior cell: `child` followed by the entry's cell bytes.
+fn with_child(child: u32, cell: &[u8]) -> Vec<u8> {
+    let mut c = Vec::with_capacity(4 + cell.len());
+    c.extend_from_slice(&child.to_be_bytes());
+    c.extend_from_slice(cell);
+    c
+}
+
+/// An interior cell's child and the entry's cell bytes.
+fn split_child(cell: &[u8]) -> (u32, &[u8]) {
+    match cell.split_first_chunk::<4>() {
+        Some((c, rest)) => (u32::from_be_bytes(*c), rest),
+        None => (0, cell),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,5 +698,91 @@ mod tests {
             assert_eq!(count, 7);
             assert_eq!(len as usize, rows.iter().map(|r| r.1).sum::<usize>());
         }
+    }
+
+    /// A record of one blob key of `len` bytes (first bytes: `key` big-endian,
+    /// so keys sort as numbers) and one integer.
+    fn keyed(key: u32, len: usize) -> Vec<u8> {
+        let len = len.max(4);
+        let mut v = [0u8; 9];
+        let n = write_varint((len as u64) * 2 + 12, &mut v);
+        let mut r = vec![(2 + n) as u8];
+        r.extend_from_slice(&v[..n]);
+        r.push(1);
+        let mut blob = key.to_be_bytes().to_vec();
+        blob.resize(len, 0x5a);
+        r.extend_from_slice(&blob);
+        r.push((key % 100) as u8);
+        r
+    }
+
+    /// Loads `entries` into a WITHOUT ROWID table; SQLite's verdict on the
+    /// table, and its row count.
+    fn load_index(dir: &Path, page_size: u32, entries: &[Vec<u8>]) -> (String, i64) {
+        let path = dir.join(format!("wr-{page_size}-{}.db", entries.len()));
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!(
+                "PRAGMA page_size={page_size}; CREATE TABLE t(k BLOB PRIMARY KEY, v INT) WITHOUT ROWID;"
+            ))
+            .unwrap();
+        }
+        let mut f = BulkFile::open(&path).unwrap();
+        let mut tree = IndexTree::new(2);
+        for e in entries {
+            tree.push(&mut f, e).unwrap();
+        }
+        tree.finish(&mut f).unwrap();
+        f.finish().unwrap();
+        let c = Connection::open(&path).unwrap();
+        // The whole file, then the table alone (as recover asks).
+        let check = |sql: &str| -> String { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+        let whole = check("PRAGMA integrity_check");
+        let table = check("PRAGMA integrity_check(t)");
+        assert_eq!(whole == "ok", table == "ok", "{whole} / {table}");
+        let ic = whole;
+        let n = c
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        if ic == "ok" {
+            c.execute("INSERT INTO t VALUES (x'00', 1)", []).unwrap();
+        }
+        (ic, n)
+    }
+
+    #[test]
+    fn index_trees_of_every_shape_pass_integrity_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut counts: Vec<u32> = vec![0, 1, 2, 3, 9, 40];
+        counts.extend((300..2400).step_by(7));
+        counts.extend([30_000, 90_001]);
+        for &n in &counts {
+            let entries: Vec<Vec<u8>> = (0..n)
+                .map(|i| keyed(i + 1, (i as usize * 5) % 23))
+                .collect();
+            let (ic, count) = load_index(dir.path(), 512, &entries);
+            assert_eq!(ic, "ok", "{n} entries");
+            assert_eq!(count, i64::from(n));
+        }
+        // Keys that spill to overflow pages, on leaves and interior pages.
+        for ps in [512u32, 4096, 65536] {
+            let entries: Vec<Vec<u8>> = (0..400u32)
+                .map(|i| keyed(i + 1, (i as usize * 131) % (ps as usize * 2)))
+                .collect();
+            let (ic, count) = load_index(dir.path(), ps, &entries);
+            assert_eq!(ic, "ok", "page size {ps}");
+            assert_eq!(count, 400);
+        }
+    }
+
+    #[test]
+    fn entries_out_of_order_or_repeated_are_caught_by_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut swapped: Vec<Vec<u8>> = (0..500u32).map(|i| keyed(i + 1, 8)).collect();
+        swapped.swap(100, 101);
+        assert_ne!(load_index(dir.path(), 512, &swapped).0, "ok");
+        let mut repeated: Vec<Vec<u8>> = (0..501u32).map(|i| keyed(i + 1, 8)).collect();
+        repeated[250] = repeated[249].clone();
+        assert_ne!(load_index(dir.path(), 512, &repeated).0, "ok");
     }
 }

@@ -13,7 +13,7 @@
 //! the first), indexes, views, triggers, sqlite_sequence ── quick_check ── rename
 //! ```
 //!
-//! The complete rows of rowid tables' own trees are written page by page
+//! The complete rows of tables' own trees are written page by page
 //! (`bulk`); everything else goes through SQL inserts into the same file.
 
 mod bulk;
@@ -38,7 +38,7 @@ use crate::rows::column_value;
 use crate::schema::{Index, Schema, StoredValue, Table, quote_ident};
 use crate::snapshot::{Database, HeaderSource, Salvage, WalChoice};
 use crate::tree::{Damage, Hole, PageVisitor, TreeCursor, assemble};
-use bulk::{BulkFile, TableTree};
+use bulk::{BulkFile, IndexTree, TableTree};
 use carve::{FoundCell, cells_by_pointer, fits, scan_page};
 use sink::Sink;
 
@@ -151,6 +151,14 @@ struct Suspect {
     cell: Option<u16>,
     offset: Option<usize>,
     source: Source,
+}
+
+/// A table's b-tree being written page by page.
+enum Tree {
+    /// A rowid table.
+    Table(TableTree),
+    /// A WITHOUT ROWID table.
+    Index(IndexTree),
 }
 
 /// Where a row from a table's own tree came from, for the report.
@@ -564,9 +572,10 @@ fn schema_from_page1(snap: &crate::snapshot::Snapshot, page: &[u8]) -> Option<Sc
     Schema::from_entries(entries, enc).ok()
 }
 
-/// One recovery into `out`. With `bulk`, complete rows of rowid tables are
-/// written page by page; the inner error asks for a run without it (tree
-/// rows that break a UNIQUE constraint, or a file SQLite does not accept).
+/// One recovery into `out`. With `bulk`, complete rows of tables' own trees
+/// are written page by page; the inner error asks for a run without it (tree
+/// rows that break a UNIQUE constraint or key order, or a file SQLite does
+/// not accept).
 fn run(
     db: &Database,
     salvage: &Salvage,
@@ -614,14 +623,13 @@ fn run(
     let mut partial_rows: HashSet<(usize, i64)> = HashSet::new();
 
     // 1. Every table from its root, and index trees only to mark their pages.
-    // Rowid tables first, written page by page while SQLite has the file
-    // closed (see `bulk`); rows that cannot be written so wait in `deferred`.
+    // Tables first, written page by page while SQLite has the file closed
+    // (see `bulk`); rows that cannot be written so wait in `deferred`.
     let bulk_tables: Vec<bool> = schema
         .tables
         .iter()
         .map(|t| {
-            bulk && !t.without_rowid
-                && !t.name.to_ascii_lowercase().starts_with("sqlite_")
+            bulk && !t.name.to_ascii_lowercase().starts_with("sqlite_")
                 && !not_created.contains(&t.name)
                 && t.root > 1
                 && t.root <= page_count
@@ -676,6 +684,18 @@ fn run(
                         // row-by-row load can keep the first and skip the rest.
                         return Ok(Err(e.to_string()));
                     }
+                    if t.without_rowid {
+                        // Its entries went in in the order the tree gave them:
+                        // SQLite checks the key order (and uniqueness).
+                        let ic: String = sink.conn.query_row(
+                            &format!("PRAGMA integrity_check({})", quote_ident(&t.name)),
+                            [],
+                            |r| r.get(0),
+                        )?;
+                        if ic != "ok" {
+                            return Ok(Err(ic));
+                        }
+                    }
                 }
                 sink.conn.execute_batch("BEGIN")?;
                 for (p, values) in deferred.drain(..) {
@@ -722,7 +742,12 @@ fn run(
         .keep_partial(true)
         .verify_pages(true);
         let mut tree = match (&file, roots.get(&t.name)) {
-            (Some(f), Some(&root)) if bulk_tables[ti] && root > 1 => Some(TableTree::new(f, root)),
+            (Some(_), Some(&root)) if bulk_tables[ti] && root > 1 && t.without_rowid => {
+                Some(Tree::Index(IndexTree::new(root)))
+            }
+            (Some(f), Some(&root)) if bulk_tables[ti] && root > 1 => {
+                Some(Tree::Table(TableTree::new(f, root)))
+            }
             _ => None,
         };
         let rep = &mut reports[ti];
@@ -794,14 +819,21 @@ fn run(
                 zeroed: e.zeroed_overflow,
             };
             if let Some(f) = file.as_mut() {
-                // Complete records in rowid order are written as they are;
-                // the rest wait until SQLite has the file again.
-                let whole = truncated_col.is_none() && !placed.zeroed;
-                if let (Some(tree), Some(r)) = (tree.as_mut(), rowid.filter(|_| whole)) {
-                    if tree.push(f, r, payload)? {
-                        placed.account(rep, &mut flagged, &t.name, &fallback);
-                        continue;
+                // Complete records that use exactly their payload, in key
+                // order, are written as they are; the rest wait until SQLite
+                // has the file again (and go in as their values).
+                let whole = truncated_col.is_none() && !placed.zeroed && rec.end() == payload.len();
+                let written = match (tree.as_mut(), rowid) {
+                    (Some(Tree::Table(tree)), Some(r)) if whole => tree.push(f, r, payload)?,
+                    (Some(Tree::Index(tree)), _) if whole => {
+                        tree.push(f, payload)?;
+                        true
                     }
+                    _ => false,
+                };
+                if written {
+                    placed.account(rep, &mut flagged, &t.name, &fallback);
+                    continue;
                 }
                 let values = (0..t.columns.len())
                     .map(|c| StoredValue::from_ref(column_value(t, &rec, payload, rowid, c)))
@@ -817,8 +849,10 @@ fn run(
         }
         rep.holes = cursor.holes().to_vec();
         rep.damage = cursor.damage().to_vec();
-        if let (Some(tree), Some(f)) = (tree, file.as_mut()) {
-            tree.finish(f)?;
+        match (tree, file.as_mut()) {
+            (Some(Tree::Table(tree)), Some(f)) => tree.finish(f)?,
+            (Some(Tree::Index(tree)), Some(f)) => tree.finish(f)?,
+            _ => {}
         }
     }
     // Pages the trees did not reach matter only when something is damaged:
