@@ -865,7 +865,7 @@ impl PageReader {
             .max()
             .unwrap_or(0)
             .max(file_pages);
-        if highest - present <= present.saturating_mul(3).saturating_add(1024) {
+        if highest.saturating_sub(present) <= present.saturating_mul(3).saturating_add(1024) {
             highest
         } else {
             present
