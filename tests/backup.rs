@@ -30,9 +30,7 @@ fn assert_consistent(db: &Path, what: &str) -> i64 {
     let tmp = tempfile::tempdir().unwrap();
     let copy = copy_set(db, tmp.path(), "check.db");
     let c = Connection::open(&copy).unwrap();
-    let ic: String = c
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let ic = integrity(&c);
     assert_eq!(ic, "ok", "{what}");
     let (n, max, sum): (i64, Option<i64>, Option<i64>) = c
         .query_row("SELECT count(*), max(seq), sum(seq) FROM log", [], |r| {

@@ -87,9 +87,7 @@ fn replay_and_dump_agree_with_sqlite() {
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("as of commit 12"), "{stdout}");
     let conn = Connection::open(&out).unwrap();
-    let ic: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let ic = integrity(&conn);
     assert_eq!(ic, "ok");
     assert_same_state(&sqlite_state(&conn), &theirs, "replay");
     let (code, sql, _) = run(&["dump", s(&db)]);
@@ -188,10 +186,7 @@ fn check_names_damaged_pages() {
     let at = (leaf as usize - 1) * 1024;
     b[at..at + 1024].fill(0);
     std::fs::write(&path, b).unwrap();
-    let ic: String = Connection::open(&path)
-        .unwrap()
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let ic = integrity(&Connection::open(&path).unwrap());
     assert_ne!(ic, "ok", "SQLite sees the damage too");
     let (code, out, _) = run(&["check", s(&path)]);
     assert_eq!(code, 1, "{out}");

@@ -330,3 +330,21 @@ pub fn locate(db: &Path) -> HashMap<String, Vec<u32>> {
     }
     out
 }
+
+/// SQLite's `integrity_check` verdict (its first line: "ok" when sound).
+pub fn integrity(conn: &Connection) -> String {
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// `recover` of `db` into `out` with default options, without fsync.
+pub fn recover_no_sync(
+    db: &Path,
+    out: &Path,
+) -> sqlite_salvage::Result<sqlite_salvage::recover::Report> {
+    let opts = sqlite_salvage::recover::RecoverOptions {
+        no_sync: true,
+        ..Default::default()
+    };
+    sqlite_salvage::recover::recover(db, out, &opts)
+}

@@ -367,9 +367,7 @@ fn every_layout_matches_sqlite() {
             "{what}"
         );
         let rc = Connection::open(&out).unwrap();
-        let ic: String = rc
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
+        let ic = integrity(&rc);
         assert_eq!(ic, "ok", "{what}: recovered");
         assert_same_state(&sqlite_state(&rc), &theirs, &format!("{what} (recovered)"));
 
@@ -423,15 +421,9 @@ fn trees_three_levels_deep() {
         assert!(r.is_ok(), "{:?}", r.damage);
         // recover rebuilds trees as deep, page by page.
         let out = tmp.path().join(format!("deep{ps}-recovered.db"));
-        let opts = sqlite_salvage::recover::RecoverOptions {
-            no_sync: true,
-            ..Default::default()
-        };
-        sqlite_salvage::recover::recover(&path, &out, &opts).unwrap();
+        recover_no_sync(&path, &out).unwrap();
         let rc = Connection::open(&out).unwrap();
-        let ic: String = rc
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
+        let ic = integrity(&rc);
         assert_eq!(ic, "ok", "deep {ps}: recovered");
         assert_same_state(
             &sqlite_state(&rc),

@@ -182,9 +182,7 @@ fn measure(
         "{class}: inputs changed"
     );
     let conn = Connection::open(&out).unwrap();
-    let ic: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let ic = integrity(&conn);
     assert_eq!(ic, "ok", "{class}");
     let got = keys(&sqlite_state(&conn));
     let truth_keys = keys(truth);
@@ -645,15 +643,7 @@ fn hot_journal_is_rolled_back() {
     );
     let out = tmp.path().join("out.db");
     let hashes = dir_hashes(&dir);
-    let r = recover(
-        &db,
-        &out,
-        &RecoverOptions {
-            no_sync: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let r = recover_no_sync(&db, &out).unwrap();
     assert_eq!(dir_hashes(&dir), hashes, "inputs unchanged");
     let j = r.journal.as_ref().expect("journal used");
     assert!(j.pages > 0);
@@ -736,11 +726,7 @@ fn no_schema_at_all_gives_tables_by_shape() {
     let db = copy_set(&s.live, &case_dir(&s, "noschema"), "memory.db");
     zero_page(&db, 1, 4096);
     let out = s.dir.join("noschema-out.db");
-    let opts = RecoverOptions {
-        no_sync: true,
-        ..Default::default()
-    };
-    let r = recover(&db, &out, &opts).unwrap();
+    let r = recover_no_sync(&db, &out).unwrap();
     let by_name: HashMap<String, u64> = r.inferred_tables.iter().cloned().collect();
     assert_eq!(
         by_name.get("recovered_rows_5").copied(),
@@ -782,15 +768,7 @@ fn autoincrement_sequence_is_restored() {
     .unwrap();
     drop(c);
     let out = tmp.path().join("seq-out.db");
-    recover(
-        &db,
-        &out,
-        &RecoverOptions {
-            no_sync: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    recover_no_sync(&db, &out).unwrap();
     let c = Connection::open(&out).unwrap();
     let seq: i64 = c
         .query_row(
@@ -820,15 +798,7 @@ fn a_migration_that_replaces_every_table_keeps_its_wal() {
     std::fs::create_dir(&dir).unwrap();
     let db = copy_set(&live, &dir, "memory.db");
     let out = tmp.path().join("m-out.db");
-    let r = recover(
-        &db,
-        &out,
-        &RecoverOptions {
-            no_sync: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let r = recover_no_sync(&db, &out).unwrap();
     assert!(r.wal_rejected.is_none(), "{:?}", r.wal_rejected);
     let got = sqlite_state(&Connection::open(&out).unwrap());
     assert_same_state(&got, &sqlite_state(&c), "migrated");
@@ -853,20 +823,9 @@ fn a_very_wide_unattributed_record_does_not_fail_the_recovery() {
     b[..4096].fill(0);
     std::fs::write(&db, b).unwrap();
     let out = tmp.path().join("wide-out.db");
-    let r = recover(
-        &db,
-        &out,
-        &RecoverOptions {
-            no_sync: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let r = recover_no_sync(&db, &out).unwrap();
     assert_eq!(r.inferred_tables.len(), 1, "{:?}", r.inferred_tables);
-    let ic: String = Connection::open(&out)
-        .unwrap()
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let ic = integrity(&Connection::open(&out).unwrap());
     assert_eq!(ic, "ok");
 }
 
@@ -898,17 +857,11 @@ fn tree_rows_that_break_a_unique_constraint_keep_the_first() {
     std::fs::write(&db, &b).unwrap();
 
     let out = tmp.path().join("out.db");
-    let opts = RecoverOptions {
-        no_sync: true,
-        ..Default::default()
-    };
-    let r = recover(&db, &out, &opts).unwrap();
+    let r = recover_no_sync(&db, &out).unwrap();
     let t = r.tables.iter().find(|t| t.name == "t").unwrap();
     assert_eq!(t.duplicates_skipped, 1);
     let o = Connection::open(&out).unwrap();
-    let ic: String = o
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let ic = integrity(&o);
     assert_eq!(ic, "ok");
     let rows: Vec<(i64, String, String)> = o
         .prepare("SELECT id, u, v FROM t ORDER BY id")

@@ -138,9 +138,7 @@ fn snapshot_at_every_commit_equals_sqlite() {
             let conn =
                 Connection::open_with_flags(&out, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                     .unwrap();
-            let ic: String = conn
-                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-                .unwrap();
+            let ic = integrity(&conn);
             assert_eq!(ic, "ok", "replay at {k}");
             let mode: String = conn
                 .query_row("PRAGMA journal_mode", [], |r| r.get(0))

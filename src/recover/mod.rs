@@ -208,6 +208,13 @@ impl Placed {
     }
 }
 
+/// A row's values by declared column, owned (text in the database encoding).
+fn stored_values(t: &Table, rec: &Record, payload: &[u8], rowid: Option<i64>) -> Vec<StoredValue> {
+    (0..t.columns.len())
+        .map(|c| StoredValue::from_ref(column_value(t, rec, payload, rowid, c)))
+        .collect()
+}
+
 /// Indexes that can confirm whole rows of `t`: not partial, on plain
 /// columns, covering every stored column (the rowid alias is the rowid).
 fn confirming_indexes<'s>(schema: &'s Schema, t: &Table) -> Vec<&'s Index> {
@@ -797,9 +804,7 @@ fn run(
                 suspects.push(Suspect {
                     table: ti,
                     rowid,
-                    values: (0..t.columns.len())
-                        .map(|c| StoredValue::from_ref(column_value(t, &rec, payload, rowid, c)))
-                        .collect(),
+                    values: stored_values(t, &rec, payload, rowid),
                     raw: (0..rec.len())
                         .map(|i| rec.value(payload, i).to_owned(enc))
                         .collect(),
@@ -835,10 +840,7 @@ fn run(
                     placed.account(rep, &mut flagged, &t.name, &fallback);
                     continue;
                 }
-                let values = (0..t.columns.len())
-                    .map(|c| StoredValue::from_ref(column_value(t, &rec, payload, rowid, c)))
-                    .collect();
-                deferred.push((placed, values));
+                deferred.push((placed, stored_values(t, &rec, payload, rowid)));
                 continue;
             }
             if sink.insert(t, rowid, &|c| column_value(t, &rec, payload, rowid, c))? {
@@ -873,14 +875,22 @@ fn run(
     let mut unreadable_pages = Vec::new();
     let mut index_pages_skipped = 0u64;
     if need_scan {
-        // Index b-trees: only to account for their pages.
-        for e in schema.of_kind("index") {
-            if e.rootpage == 0 || e.rootpage > page_count {
-                continue;
+        // Index b-trees, then sqlite_schema's: only to account for their pages.
+        let roots = schema
+            .of_kind("index")
+            .map(|e| e.rootpage)
+            .filter(|&r| r != 0 && r <= page_count)
+            .map(|r| (r, false))
+            .chain(std::iter::once((1, true)));
+        for (root, schema_tree) in roots {
+            if schema_tree {
+                if let Some(s @ Seen::No) = seen.get_mut(1) {
+                    *s = Seen::Tree(u32::MAX);
+                }
             }
             let mut cursor = TreeCursor::with_visitor(
                 snap,
-                e.rootpage,
+                root,
                 Marks {
                     seen: &mut seen,
                     table: u32::MAX,
@@ -890,25 +900,6 @@ fn run(
             )
             .lenient(true);
             while cursor.next()?.is_some() {}
-        }
-        if let Some(s) = seen.get_mut(1) {
-            if *s == Seen::No {
-                *s = Seen::Tree(u32::MAX);
-            }
-        }
-        {
-            let mut c = TreeCursor::with_visitor(
-                snap,
-                1,
-                Marks {
-                    seen: &mut seen,
-                    table: u32::MAX,
-                    done: &mut pages_done,
-                    progress: opts.progress.as_ref(),
-                },
-            )
-            .lenient(true);
-            while c.next()?.is_some() {}
         }
         // Pages the schema was found on are the schema's own.
         for p in &schema_pages {
@@ -1153,13 +1144,7 @@ fn run(
                                 suspects.push(Suspect {
                                     table: ti,
                                     rowid,
-                                    values: (0..t.columns.len())
-                                        .map(|k| {
-                                            StoredValue::from_ref(column_value(
-                                                t, &rec, bytes, rowid, k,
-                                            ))
-                                        })
-                                        .collect(),
+                                    values: stored_values(t, &rec, bytes, rowid),
                                     raw: (0..rec.len())
                                         .map(|i| rec.value(bytes, i).to_owned(enc))
                                         .collect(),
