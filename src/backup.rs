@@ -23,6 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::{Error, Result};
 use crate::format::header::DbHeader;
 use crate::snapshot::{Database, JournalInfo, WalChoice};
+use crate::wal::ShmInfo;
 use crate::wal::WalIndex;
 
 /// What kind of backup.
@@ -219,7 +220,8 @@ fn check_source(src: &Path) -> Result<DbHeader> {
 /// rollback-journal mode so no WAL is needed. Files: under a read
 /// transaction that pins the snapshot (a checkpoint cannot copy frames past
 /// it into the database file, nor can the WAL be restarted), the database
-/// file is copied, then the WAL up to its last commit frame.
+/// file is copied, then the WAL up to the last commit SQLite has published
+/// in its WAL index (readers see it).
 pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest> {
     backup_inner(src, dest, opts, false)
 }
@@ -337,14 +339,23 @@ fn backup_inner(
                 // the same, frozen, database file.
                 let wal_out = sibling(&db_out, "-wal");
                 let copied = copy_with_crc(&wal_path, &wal_out, false)?;
-                match WalIndex::scan(&wal_out)? {
+                let mut scanned = WalIndex::scan(&wal_out)?;
+                if let (Some(idx), Some(_)) = (&mut scanned, &conn) {
+                    // Only commits SQLite has published: a writer may have
+                    // written its commit frame and still be syncing it
+                    // before readers can see it.
+                    let published = published_frames(&shm, &idx.header);
+                    idx.commits.retain(|c| c.last_frame <= published);
+                }
+                match scanned {
                     Some(idx) if idx.last_valid_frame() > 0 => {
                         let frames = idx.last_valid_frame();
                         let keep = crate::wal::frame_offset(frames + 1, idx.header.page_size);
                         if keep == copied.size {
                             files.push(copied);
                         } else {
-                            // A transaction was being written: its frames go.
+                            // A transaction was being written or not yet published:
+                            // its frames go.
                             File::options()
                                 .write(true)
                                 .open(&wal_out)
@@ -401,6 +412,27 @@ fn backup_inner(
         sync_path(&dir);
     }
     Ok(manifest)
+}
+
+/// The last WAL frame of `wal` that readers of the live database can see,
+/// from the WAL index in its `-shm`, read while a read transaction keeps
+/// the index current. When the index belongs to a later WAL (it was
+/// restarted after the copy, which SQLite does only once every commit of
+/// the copied one was published), every frame of `wal` is.
+fn published_frames(shm: &Path, wal: &crate::format::wal::WalHeader) -> u32 {
+    // A writer updates the two header copies one after the other; a read
+    // that sees them differ is retried.
+    for _ in 0..1000 {
+        if let Some(info) = ShmInfo::read(shm, Some(wal)) {
+            return if info.salts_match {
+                info.max_frame
+            } else {
+                u32::MAX
+            };
+        }
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    u32::MAX
 }
 
 fn read_head(p: &Path) -> Result<[u8; 100]> {

@@ -136,11 +136,102 @@ fn backups_under_writers_and_checkpoints_are_consistent() {
     }
     assert!(
         seen.windows(2).all(|w| w[0] <= w[1]),
-        "backups go forward in time"
+        "backups go forward in time: {seen:?}"
     );
     assert!(
         seen.last().unwrap() > seen.first().unwrap(),
         "writers kept writing: {seen:?}"
+    );
+}
+
+/// One transaction of the test's writer: the next sequence number and the
+/// running total, together.
+fn commit_next(c: &Connection, seq: i64) {
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    c.execute("INSERT INTO log VALUES(?1, 'x', NULL)", [seq])
+        .unwrap();
+    c.execute("UPDATE total SET v = v + ?1", [seq]).unwrap();
+    c.execute_batch("COMMIT").unwrap();
+}
+
+/// A writer's commit frame can be in the WAL file while it still syncs,
+/// before SQLite publishes the commit in the WAL index: readers do not see
+/// it yet, and a file-set backup must not hold it either (a compact backup
+/// taken just after would be older).
+#[test]
+fn a_commit_not_yet_published_stays_out_of_a_file_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = live_db(tmp.path());
+    let live = Connection::open(&src).unwrap();
+    live.execute_batch("PRAGMA wal_autocheckpoint=0").unwrap();
+    for seq in 1..=10 {
+        commit_next(&live, seq);
+    }
+    let published = std::fs::read(side(&src, "-wal")).unwrap();
+    // The same WAL with one more commit frame on it, made on a copy.
+    let other = tempfile::tempdir().unwrap();
+    let ahead = copy_set(&src, other.path(), "ahead.db");
+    std::fs::remove_file(side(&ahead, "-shm")).unwrap();
+    let writer = Connection::open(&ahead).unwrap();
+    writer.execute_batch("PRAGMA wal_autocheckpoint=0").unwrap();
+    commit_next(&writer, 11);
+    let written = std::fs::read(side(&ahead, "-wal")).unwrap();
+    drop(writer);
+    assert!(written.len() > published.len());
+    assert_eq!(
+        written[..published.len()],
+        published[..],
+        "same WAL, longer"
+    );
+    std::fs::write(side(&src, "-wal"), &written).unwrap();
+    // The WAL file holds commit 11; readers of the live database see 10.
+    let idx = sqlite_salvage::wal::WalIndex::scan(&side(&src, "-wal"))
+        .unwrap()
+        .unwrap();
+    let reader = Connection::open(&src).unwrap();
+    let visible: i64 = reader
+        .query_row("SELECT count(*) FROM log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(visible, 10);
+    let commits_in_file = idx.commits.len();
+    for (mode, name) in [(Mode::Files, "files"), (Mode::Compact, "compact.db")] {
+        let dest = tmp.path().join(name);
+        let m = backup(
+            &src,
+            &dest,
+            &BackupOptions {
+                mode,
+                force: false,
+                no_sync: true,
+            },
+        )
+        .unwrap();
+        let v = verify(&dest).unwrap();
+        assert_eq!(assert_consistent(&v.database, name), 10, "{mode:?}");
+        if mode == Mode::Files {
+            let w = m.wal.expect("the WAL is part of the backup");
+            assert_eq!(w.commits as usize, commits_in_file - 1);
+        }
+    }
+    // Published, it is in the next backup.
+    drop(reader);
+    drop(live);
+    let dest = tmp.path().join("after");
+    let live = Connection::open(&src).unwrap();
+    commit_next(&live, 11);
+    backup(
+        &src,
+        &dest,
+        &BackupOptions {
+            mode: Mode::Files,
+            force: false,
+            no_sync: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        assert_consistent(&verify(&dest).unwrap().database, "after"),
+        11
     );
 }
 
