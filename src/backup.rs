@@ -23,7 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::{Error, Result};
 use crate::format::header::DbHeader;
 use crate::snapshot::{Database, JournalInfo, WalChoice};
-use crate::wal::ShmInfo;
+use crate::wal::IndexHeader;
 use crate::wal::WalIndex;
 
 /// What kind of backup.
@@ -317,10 +317,10 @@ fn backup_inner(
         }
         Mode::Files => {
             // The read transaction pins the snapshot.
-            if let Some(c) = &conn {
-                c.execute_batch("BEGIN")?;
-                c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
-            }
+            let pinned = match &conn {
+                Some(c) => begin_read(c, &shm, header.is_wal_mode())?,
+                None => None,
+            };
             let db_out = tmp.path().join(&name);
             let db_entry = copy_with_crc(src, &db_out, !opts.no_sync)?;
             let wal_path = sibling(src, "-wal");
@@ -340,12 +340,18 @@ fn backup_inner(
                 let wal_out = sibling(&db_out, "-wal");
                 let copied = copy_with_crc(&wal_path, &wal_out, false)?;
                 let mut scanned = WalIndex::scan(&wal_out)?;
-                if let (Some(idx), Some(_)) = (&mut scanned, &conn) {
-                    // Only commits SQLite has published: a writer may have
-                    // written its commit frame and still be syncing it
-                    // before readers can see it.
-                    let published = published_frames(&shm, &idx.header);
-                    idx.commits.retain(|c| c.last_frame <= published);
+                if let (Some(idx), Some(pin)) = (&mut scanned, &pinned) {
+                    // Only the snapshot's commits: later ones (and a commit
+                    // frame a writer is still syncing, which no reader sees
+                    // yet) stay out. A WAL restarted since holds none of
+                    // them: the snapshot needed no frame, and the database
+                    // file, which no checkpoint could then write, is it.
+                    let last = if pin.salts_match(&idx.header) {
+                        pin.max_frame
+                    } else {
+                        0
+                    };
+                    idx.commits.retain(|c| c.last_frame <= last);
                 }
                 match scanned {
                     Some(idx) if idx.last_valid_frame() > 0 => {
@@ -414,25 +420,46 @@ fn backup_inner(
     Ok(manifest)
 }
 
-/// The last WAL frame of `wal` that readers of the live database can see,
-/// from the WAL index in its `-shm`, read while a read transaction keeps
-/// the index current. When the index belongs to a later WAL (it was
-/// restarted after the copy, which SQLite does only once every commit of
-/// the copied one was published), every frame of `wal` is.
-fn published_frames(shm: &Path, wal: &crate::format::wal::WalHeader) -> u32 {
-    // A writer updates the two header copies one after the other; a read
-    // that sees them differ is retried.
-    for _ in 0..1000 {
-        if let Some(info) = ShmInfo::read(shm, Some(wal)) {
-            return if info.salts_match {
-                info.max_frame
-            } else {
-                u32::MAX
-            };
+/// Starts the read transaction that pins the backup's snapshot. For a WAL
+/// database, returns the WAL-index header the snapshot was taken from: the
+/// `-shm` header read just before and just after the transaction starts,
+/// retried until both reads agree, so no commit was published in between.
+/// Under a writer that never lets them agree, the header read just after
+/// (its commits are at most the ones published while the transaction
+/// started); `None` when the `-shm` cannot be read.
+fn begin_read(
+    c: &Connection,
+    shm: &Path,
+    wal_mode: bool,
+) -> Result<Option<crate::wal::IndexHeader>> {
+    let start = || -> Result<()> {
+        c.execute_batch("BEGIN")?;
+        c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+        Ok(())
+    };
+    if !wal_mode {
+        start()?;
+        return Ok(None);
+    }
+    for _ in 0..200 {
+        let before = IndexHeader::read(shm);
+        start()?;
+        let after = IndexHeader::read(shm);
+        if before.is_some() && before == after {
+            return Ok(after);
         }
+        c.execute_batch("COMMIT")?;
         std::thread::sleep(std::time::Duration::from_micros(100));
     }
-    u32::MAX
+    start()?;
+    // A read caught mid-update is read again.
+    Ok((0..1000).find_map(|_| {
+        let h = IndexHeader::read(shm);
+        if h.is_none() {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        h
+    }))
 }
 
 fn read_head(p: &Path) -> Result<[u8; 100]> {

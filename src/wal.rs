@@ -232,23 +232,69 @@ impl ShmInfo {
     /// Returns `None` when the file is missing, short, or its two header
     /// copies disagree (a writer was mid-update).
     pub fn read(path: &Path, wal: Option<&WalHeader>) -> Option<ShmInfo> {
-        let mut f = File::open(path).ok()?;
-        let mut b = [0u8; 136];
-        f.read_exact(&mut b).ok()?;
-        if b[0..48] != b[48..96] {
-            return None;
-        }
-        let u32_at = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        if u32_at(0) != 3_007_000 || b[12] == 0 {
-            return None;
-        }
-        // Salts are kept as the WAL header's raw (big-endian) bytes.
-        let be_at = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        let salts_match = wal.is_some_and(|w| be_at(32) == w.salt1 && be_at(36) == w.salt2);
+        let (header, backfilled) = read_index(path)?;
         Some(ShmInfo {
-            max_frame: u32_at(16),
-            backfilled: u32_at(96),
-            salts_match,
+            max_frame: header.max_frame,
+            backfilled,
+            salts_match: wal.is_some_and(|w| header.salts_match(w)),
         })
     }
+}
+
+/// The WAL-index header SQLite keeps at the start of the `-shm`: what a
+/// reader that starts a transaction now takes as the newest commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexHeader {
+    /// The header's bytes. SQLite changes them (its per-transaction change
+    /// counter among them) whenever it publishes a commit or restarts the
+    /// WAL, so two equal reads saw the same published state.
+    pub raw: [u8; 48],
+    /// The last frame of the newest published commit.
+    pub max_frame: u32,
+    /// The WAL header's salts this index belongs to.
+    pub salt1: u32,
+    /// Second salt.
+    pub salt2: u32,
+}
+
+impl IndexHeader {
+    /// Reads it from the `-shm` at `path`; `None` when the file is missing,
+    /// short, uninitialized or caught mid-update.
+    pub fn read(path: &Path) -> Option<IndexHeader> {
+        read_index(path).map(|(h, _)| h)
+    }
+
+    /// Whether it describes the WAL that has this header.
+    pub fn salts_match(&self, wal: &WalHeader) -> bool {
+        self.salt1 == wal.salt1 && self.salt2 == wal.salt2
+    }
+}
+
+/// The WAL-index header and the backfill count from a `-shm`.
+fn read_index(path: &Path) -> Option<(IndexHeader, u32)> {
+    let mut f = File::open(path).ok()?;
+    let mut b = [0u8; 136];
+    f.read_exact(&mut b).ok()?;
+    // A writer updates the second copy, then the first.
+    let (first, second) = b.split_at(48);
+    if first != &second[..48] {
+        return None;
+    }
+    let u32_at = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    if u32_at(0) != 3_007_000 || b[12] == 0 {
+        return None;
+    }
+    // Salts are kept as the WAL header's raw (big-endian) bytes.
+    let be_at = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let mut raw = [0u8; 48];
+    raw.copy_from_slice(first);
+    Some((
+        IndexHeader {
+            raw,
+            max_frame: u32_at(16),
+            salt1: be_at(32),
+            salt2: be_at(36),
+        },
+        u32_at(96),
+    ))
 }

@@ -70,7 +70,7 @@ fn backups_under_writers_and_checkpoints_are_consistent() {
                 .unwrap();
                 c.execute("UPDATE total SET v = v + ?1", [seq]).unwrap();
                 c.execute_batch("COMMIT").unwrap();
-                commits.fetch_add(1, Ordering::Relaxed);
+                commits.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_micros(200));
             }
         }));
@@ -107,6 +107,7 @@ fn backups_under_writers_and_checkpoints_are_consistent() {
             Mode::Compact => format!("b{i}.db"),
             Mode::Files => format!("b{i}"),
         });
+        let done_before = commits.load(Ordering::SeqCst) as i64;
         let m = backup(
             &src,
             &dest,
@@ -117,9 +118,17 @@ fn backups_under_writers_and_checkpoints_are_consistent() {
             },
         )
         .unwrap_or_else(|e| panic!("backup {i}: {e}"));
+        let done_after = commits.load(Ordering::SeqCst) as i64;
         assert_eq!(m.mode, mode);
         let v = verify(&dest).unwrap_or_else(|e| panic!("verify {i}: {e}"));
         let n = assert_consistent(&v.database, &format!("backup {i} ({mode:?})"));
+        // The newest state when the backup started: every commit that had
+        // returned by then, and none past the one (at most) that was
+        // published but not yet returned when it ended.
+        assert!(
+            done_before <= n && n <= done_after + 1,
+            "backup {i} ({mode:?}) holds {n} commits; {done_before} had returned before it, {done_after} after"
+        );
         seen.push(n);
         if mode == Mode::Files {
             assert!(!dest.join("live.db-shm").exists());
