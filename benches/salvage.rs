@@ -429,7 +429,7 @@ fn main() {
     });
     // A writer committing throughout: its rate alone, then while backups run.
     // `job` makes the command run in each window (None: the writer alone).
-    let rate = |job: Option<&dyn Fn(&Path) -> Command>| -> f64 {
+    let rate = |job: Option<&dyn Fn(&Path) -> Command>| -> (f64, f64) {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let stop = Arc::new(AtomicBool::new(false));
@@ -476,9 +476,9 @@ fn main() {
         }
         stop.store(true, Ordering::Relaxed);
         w.join().unwrap();
-        commits as f64 / secs
+        (commits as f64 / secs, secs / f64::from(k))
     };
-    let backup_job = |files: bool, sync: bool| {
+    let backup_job = |files: bool, sync: bool, full_speed: bool| {
         let (exe, sq) = (exe.clone(), sq.clone());
         move |dst: &Path| {
             let mut c = Command::new(&exe);
@@ -488,6 +488,9 @@ fn main() {
             }
             if !sync {
                 c.arg("--no-sync");
+            }
+            if full_speed {
+                c.arg("--full-speed");
             }
             c.arg(&sq).arg(dst);
             c
@@ -512,12 +515,13 @@ fn main() {
             c
         }
     };
-    let alone = rate(None);
+    let (alone, _) = rate(None);
     let during_cp = rate(Some(&cp_job(false)));
-    let during_nosync = rate(Some(&backup_job(true, false)));
+    let during_nosync = rate(Some(&backup_job(true, false, false)));
     let during_cp_sync = rate(Some(&cp_job(true)));
-    let during = rate(Some(&backup_job(true, true)));
-    let during_compact = rate(Some(&backup_job(false, true)));
+    let during = rate(Some(&backup_job(true, true, false)));
+    let during_full_speed = rate(Some(&backup_job(true, true, true)));
+    let during_compact = rate(Some(&backup_job(false, true, false)));
 
     println!(
         "{:<34} {:>9} {:>10} {:>22}",
@@ -570,19 +574,22 @@ fn main() {
         &backup_compact,
         Some(("VACUUM INTO", &vacuum)),
     );
-    let pct = |r: f64| 100.0 * r / alone;
-    println!("writer commits/s (synchronous=FULL): {alone:.0} alone; while each of these runs:");
     println!(
-        "  cp {during_cp:.0} ({:.0}%), backup --files --no-sync {during_nosync:.0} ({:.0}%)",
-        pct(during_cp),
-        pct(during_nosync)
+        "writer commits/s (synchronous=FULL): {alone:.0} alone; while each of these runs (and how long it took):"
     );
-    println!(
-        "  cp + sync {during_cp_sync:.0} ({:.0}%), backup --files {during:.0} ({:.0}%), backup (compact) {during_compact:.0} ({:.0}%)",
-        pct(during_cp_sync),
-        pct(during),
-        pct(during_compact)
-    );
+    for (name, (r, secs)) in [
+        ("cp", during_cp),
+        ("backup --files --no-sync", during_nosync),
+        ("cp + sync", during_cp_sync),
+        ("backup --files", during),
+        ("backup --files --full-speed", during_full_speed),
+        ("backup (compact)", during_compact),
+    ] {
+        println!(
+            "  {name:<32} {r:>9.0} {:>9.0}% {secs:>8.3} s",
+            100.0 * r / alone
+        );
+    }
     row(
         "recover, 10% of pages zeroed",
         &recover_damaged,

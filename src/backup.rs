@@ -16,7 +16,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -46,6 +46,67 @@ pub struct BackupOptions {
     pub force: bool,
     /// Skip fsync (faster; a crash soon after may lose the backup).
     pub no_sync: bool,
+    /// Copy a file set at full speed even while the source's writers commit
+    /// (by default the copy yields to them: see [`backup`]).
+    pub full_speed: bool,
+}
+
+/// Spreads a backup's work out while the source's writers commit, so that
+/// their commits, each synced, keep most of the machine and the disk: after
+/// each piece of work the backup waits [`Pacer::YIELD`] times as long as
+/// the piece took, for as long as the WAL index (`-shm`) showed a commit
+/// within the last [`Pacer::QUIET`]. With no writer it runs at full speed.
+struct Pacer {
+    /// The source's `-shm`, when the backup yields.
+    shm: Option<File>,
+    /// The WAL index's change counter when last read.
+    change: Option<[u8; 4]>,
+    /// When it was last seen to change.
+    changed: Option<Instant>,
+}
+
+impl Pacer {
+    /// Waits per unit of work while writers are active: the copy runs a
+    /// tenth of the time.
+    const YIELD: u32 = 9;
+    /// How long after the last commit seen writers count as active.
+    const QUIET: Duration = Duration::from_millis(250);
+
+    /// Yields to the writers of the WAL database whose `-shm` is `shm`
+    /// (`None`: never yields).
+    fn new(shm: Option<&Path>) -> Pacer {
+        Pacer {
+            shm: shm.and_then(|p| File::open(p).ok()),
+            change: None,
+            changed: None,
+        }
+    }
+
+    /// Whether a writer committed lately. The change counter (bytes 8..12
+    /// of the WAL-index header) moves with every commit and WAL restart.
+    fn writers_active(&mut self) -> bool {
+        use std::io::{Seek, SeekFrom};
+        let Some(f) = &mut self.shm else {
+            return false;
+        };
+        let mut b = [0u8; 12];
+        if f.seek(SeekFrom::Start(0)).is_ok() && f.read_exact(&mut b).is_ok() {
+            let now = [b[8], b[9], b[10], b[11]];
+            if self.change.is_some_and(|c| c != now) {
+                self.changed = Some(Instant::now());
+            }
+            self.change = Some(now);
+        }
+        self.changed.is_some_and(|t| t.elapsed() < Self::QUIET)
+    }
+
+    /// Called after a piece of work that began at `start`.
+    fn pace(&mut self, start: Instant) {
+        let worked = start.elapsed();
+        if self.writers_active() {
+            std::thread::sleep(worked.saturating_mul(Self::YIELD));
+        }
+    }
 }
 
 /// One file of a backup.
@@ -120,19 +181,20 @@ pub fn manifest_path(dest: &Path) -> PathBuf {
 /// One thread reads, sums and writes in 1 MiB blocks: a kernel-side copy
 /// plus a second thread reading the copy back for the sum is no faster on
 /// the whole and takes a second core from the database's own writers. With
-/// `pace`, every 16 MiB written is synced before the next, so the page cache
+/// `sync`, every 16 MiB written is synced before the next, so the page cache
 /// never holds much of the backup dirty and the writers' own syncs do not
 /// queue behind one large flush.
-fn copy_with_crc(from: &Path, to: &Path, pace: bool) -> Result<FileEntry> {
+fn copy_with_crc(from: &Path, to: &Path, sync: bool, pacer: &mut Pacer) -> Result<FileEntry> {
     use std::io::{Read, Write};
     const BLOCK: usize = 1 << 20;
-    const PACE: u64 = 16 << 20;
+    const SYNC_EVERY: u64 = 16 << 20;
     let mut src = File::open(from).map_err(|e| Error::io(from, e))?;
     let mut dst = File::create(to).map_err(|e| Error::output(to, e))?;
     let mut buf = vec![0u8; BLOCK];
     let mut h = crc32fast::Hasher::new();
     let mut size = 0u64;
     loop {
+        let start = Instant::now();
         let n = match src.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -144,9 +206,10 @@ fn copy_with_crc(from: &Path, to: &Path, pace: bool) -> Result<FileEntry> {
         dst.write_all(block).map_err(|e| Error::output(to, e))?;
         let before = size;
         size += n as u64;
-        if pace && before / PACE != size / PACE {
+        if sync && before / SYNC_EVERY != size / SYNC_EVERY {
             dst.sync_data().map_err(|e| Error::output(to, e))?;
         }
+        pacer.pace(start);
     }
     Ok(FileEntry {
         name: to
@@ -181,10 +244,11 @@ fn file_entry(path: &Path) -> Result<FileEntry> {
     })
 }
 
-fn sync_path(p: &Path) {
-    if let Ok(f) = File::open(p) {
-        let _ = f.sync_all();
-    }
+/// Syncs a file or directory to disk.
+fn sync_path(p: &Path) -> Result<()> {
+    File::open(p)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::output(p, e))
 }
 
 fn now() -> u64 {
@@ -220,8 +284,12 @@ fn check_source(src: &Path) -> Result<DbHeader> {
 /// rollback-journal mode so no WAL is needed. Files: under a read
 /// transaction that pins the snapshot (a checkpoint cannot copy frames past
 /// it into the database file, nor can the WAL be restarted), the database
-/// file is copied, then the WAL up to the last commit SQLite has published
-/// in its WAL index (readers see it).
+/// file is copied, then the WAL up to the snapshot's last commit. While the
+/// source's writers commit, the file-set copy yields to them (a tenth of
+/// the time copying, the rest waiting; see `full_speed`), so that their
+/// synced commits keep the disk: it takes longer, they keep their rate.
+/// The compact mode's `VACUUM INTO` is SQLite's own copy and runs at full
+/// speed.
 pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest> {
     backup_inner(src, dest, opts, false)
 }
@@ -305,8 +373,8 @@ fn backup_inner(
             let mpath = tmp.path().join("manifest.json");
             write_json(&mpath, &manifest)?;
             if !opts.no_sync {
-                sync_path(&out);
-                sync_path(&mpath);
+                sync_path(&out)?;
+                sync_path(&mpath)?;
             }
             // The database first, its manifest last: a backup without its
             // manifest does not verify.
@@ -321,8 +389,12 @@ fn backup_inner(
                 Some(c) => begin_read(c, &shm, header.is_wal_mode())?,
                 None => None,
             };
+            // In rollback-journal mode writers wait for the copy: it never
+            // yields to them.
+            let yields = conn.is_some() && header.is_wal_mode() && !opts.full_speed;
+            let mut pacer = Pacer::new(yields.then_some(shm.as_path()));
             let db_out = tmp.path().join(&name);
-            let db_entry = copy_with_crc(src, &db_out, !opts.no_sync)?;
+            let db_entry = copy_with_crc(src, &db_out, !opts.no_sync, &mut pacer)?;
             let wal_path = sibling(src, "-wal");
             let mut files = vec![db_entry];
             let file_pages = (files[0].size / u64::from(header.page_size)) as u32;
@@ -338,7 +410,7 @@ fn backup_inner(
                 // checkpointed), any committed prefix is a later state of
                 // the same, frozen, database file.
                 let wal_out = sibling(&db_out, "-wal");
-                let copied = copy_with_crc(&wal_path, &wal_out, false)?;
+                let copied = copy_with_crc(&wal_path, &wal_out, false, &mut pacer)?;
                 let mut scanned = WalIndex::scan(&wal_out)?;
                 if let (Some(idx), Some(pin)) = (&mut scanned, &pinned) {
                     // Only the snapshot's commits: later ones (and a commit
@@ -399,9 +471,9 @@ fn backup_inner(
             if !opts.no_sync {
                 for f in std::fs::read_dir(tmp.path()).map_err(|e| Error::io(tmp.path(), e))? {
                     let f = f.map_err(|e| Error::io(tmp.path(), e))?;
-                    sync_path(&f.path());
+                    sync_path(&f.path())?;
                 }
-                sync_path(tmp.path());
+                sync_path(tmp.path())?;
             }
             let staged = tmp.keep();
             if dest.exists() {
@@ -415,7 +487,7 @@ fn backup_inner(
         }
     }
     if !opts.no_sync {
-        sync_path(&dir);
+        sync_path(&dir)?;
     }
     Ok(manifest)
 }
@@ -663,4 +735,44 @@ pub fn restore(
         target: target.to_path_buf(),
         moved_aside,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `-shm` whose WAL-index change counter is `change`.
+    fn write_shm(path: &Path, change: u32) {
+        let mut b = vec![0u8; 136];
+        b[8..12].copy_from_slice(&change.to_ne_bytes());
+        std::fs::write(path, b).unwrap();
+    }
+
+    #[test]
+    fn the_pacer_yields_only_while_commits_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let shm = dir.path().join("db-shm");
+        write_shm(&shm, 1);
+        let mut p = Pacer::new(Some(&shm));
+        // Nothing moved yet: full speed.
+        assert!(!p.writers_active());
+        assert!(!p.writers_active());
+        write_shm(&shm, 2);
+        assert!(p.writers_active());
+        // 5 ms of work, then nine times as long waiting.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(5) {}
+        p.pace(start);
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        // Quiet for longer than QUIET: full speed again.
+        std::thread::sleep(Pacer::QUIET + Duration::from_millis(20));
+        assert!(!p.writers_active());
+        write_shm(&shm, 3);
+        assert!(p.writers_active());
+        // No -shm, or told not to yield: never waits.
+        let mut never = Pacer::new(None);
+        assert!(!never.writers_active());
+        let mut missing = Pacer::new(Some(&dir.path().join("none-shm")));
+        assert!(!missing.writers_active());
+    }
 }

@@ -115,6 +115,7 @@ fn backups_under_writers_and_checkpoints_are_consistent() {
                 mode,
                 force: false,
                 no_sync: true,
+                ..Default::default()
             },
         )
         .unwrap_or_else(|e| panic!("backup {i}: {e}"));
@@ -212,6 +213,7 @@ fn a_commit_not_yet_published_stays_out_of_a_file_backup() {
                 mode,
                 force: false,
                 no_sync: true,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -235,6 +237,7 @@ fn a_commit_not_yet_published_stays_out_of_a_file_backup() {
             mode: Mode::Files,
             force: false,
             no_sync: true,
+            ..Default::default()
         },
     )
     .unwrap();
