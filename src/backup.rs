@@ -46,8 +46,8 @@ pub struct BackupOptions {
     pub force: bool,
     /// Skip fsync (faster; a crash soon after may lose the backup).
     pub no_sync: bool,
-    /// Copy a file set at full speed even while the source's writers commit
-    /// (by default the copy yields to them: see [`backup`]).
+    /// Work at full speed even while the source's writers commit (by
+    /// default the backup yields to them: see [`backup`]).
     pub full_speed: bool,
 }
 
@@ -284,12 +284,15 @@ fn check_source(src: &Path) -> Result<DbHeader> {
 /// rollback-journal mode so no WAL is needed. Files: under a read
 /// transaction that pins the snapshot (a checkpoint cannot copy frames past
 /// it into the database file, nor can the WAL be restarted), the database
-/// file is copied, then the WAL up to the snapshot's last commit. While the
-/// source's writers commit, the file-set copy yields to them (a tenth of
-/// the time copying, the rest waiting; see `full_speed`), so that their
-/// synced commits keep the disk: it takes longer, they keep their rate.
-/// The compact mode's `VACUUM INTO` is SQLite's own copy and runs at full
-/// speed.
+/// file is copied, then the WAL up to the snapshot's last commit.
+///
+/// While the source's writers commit (the `-shm`'s change counter moves),
+/// the backup yields to them, a tenth of the time working and the rest
+/// waiting, so that their synced commits keep the disk: it takes longer,
+/// they keep their rate (`full_speed` turns this off). A compact backup
+/// then copies the file set first, yielding, and compacts that private copy,
+/// also yielding, so the live snapshot is held only while files are copied;
+/// with no writer it is `VACUUM INTO` straight from the source.
 pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest> {
     backup_inner(src, dest, opts, false)
 }
@@ -330,6 +333,9 @@ fn backup_inner(
         c.busy_timeout(std::time::Duration::from_secs(30))?;
         Some(c)
     };
+    // In rollback-journal mode writers wait for the copy: it never yields
+    // to them.
+    let yields = conn.is_some() && header.is_wal_mode() && !opts.full_speed;
     let mut manifest = Manifest {
         format: 1,
         mode: opts.mode,
@@ -344,6 +350,31 @@ fn backup_inner(
         Mode::Compact => {
             let out = tmp.path().join("backup.db");
             match &conn {
+                Some(c) if yields && writers_committing(&shm) => {
+                    // The snapshot is copied as a file set, yielding to the
+                    // writers, and compacted from that private copy, also
+                    // yielding: the live database's snapshot is held only
+                    // while its files are copied.
+                    let image = tmp.path().join("image");
+                    std::fs::create_dir(&image).map_err(|e| Error::output(&image, e))?;
+                    copy_file_set(Some(c), src, &header, &image, &name, false, true)?;
+                    let mut private = Connection::open(image.join(&name))?;
+                    let mut pacer = Pacer::new(Some(&shm));
+                    let mut start = Instant::now();
+                    // SQLite calls back every few thousand steps of the copy:
+                    // the pacer's pieces of work.
+                    private.progress_handler(
+                        20_000,
+                        Some(move || {
+                            pacer.pace(start);
+                            start = Instant::now();
+                            false
+                        }),
+                    )?;
+                    private.execute("VACUUM INTO ?1", [out.to_string_lossy()])?;
+                    drop(private);
+                    let _ = std::fs::remove_dir_all(&image);
+                }
                 Some(c) => {
                     c.execute("VACUUM INTO ?1", [out.to_string_lossy()])?;
                 }
@@ -384,81 +415,18 @@ fn backup_inner(
             std::fs::rename(&mpath, &final_manifest).map_err(|e| Error::output(dest, e))?;
         }
         Mode::Files => {
-            // The read transaction pins the snapshot.
-            let pinned = match &conn {
-                Some(c) => begin_read(c, &shm, header.is_wal_mode())?,
-                None => None,
-            };
-            // In rollback-journal mode writers wait for the copy: it never
-            // yields to them.
-            let yields = conn.is_some() && header.is_wal_mode() && !opts.full_speed;
-            let mut pacer = Pacer::new(yields.then_some(shm.as_path()));
-            let db_out = tmp.path().join(&name);
-            let db_entry = copy_with_crc(src, &db_out, !opts.no_sync, &mut pacer)?;
-            let wal_path = sibling(src, "-wal");
-            let mut files = vec![db_entry];
-            let file_pages = (files[0].size / u64::from(header.page_size)) as u32;
-            manifest.page_count = match DbHeader::parse(&read_head(&db_out)?) {
-                Ok(h) => h.database_size().unwrap_or(file_pages),
-                Err(_) => file_pages,
-            };
-            if header.is_wal_mode() && wal_path.is_file() {
-                // The WAL's bytes as they are now, then validated where they
-                // landed: the frames kept are exactly the ones checked. Under
-                // the read transaction the WAL cannot be restarted past a
-                // snapshot that still needs it; if it needed none (all
-                // checkpointed), any committed prefix is a later state of
-                // the same, frozen, database file.
-                let wal_out = sibling(&db_out, "-wal");
-                let copied = copy_with_crc(&wal_path, &wal_out, false, &mut pacer)?;
-                let mut scanned = WalIndex::scan(&wal_out)?;
-                if let (Some(idx), Some(pin)) = (&mut scanned, &pinned) {
-                    // Only the snapshot's commits: later ones (and a commit
-                    // frame a writer is still syncing, which no reader sees
-                    // yet) stay out. A WAL restarted since holds none of
-                    // them: the snapshot needed no frame, and the database
-                    // file, which no checkpoint could then write, is it.
-                    let last = if pin.salts_match(&idx.header) {
-                        pin.max_frame
-                    } else {
-                        0
-                    };
-                    idx.commits.retain(|c| c.last_frame <= last);
-                }
-                match scanned {
-                    Some(idx) if idx.last_valid_frame() > 0 => {
-                        let frames = idx.last_valid_frame();
-                        let keep = crate::wal::frame_offset(frames + 1, idx.header.page_size);
-                        if keep == copied.size {
-                            files.push(copied);
-                        } else {
-                            // A transaction was being written or not yet published:
-                            // its frames go.
-                            File::options()
-                                .write(true)
-                                .open(&wal_out)
-                                .and_then(|f| f.set_len(keep))
-                                .map_err(|e| Error::output(&wal_out, e))?;
-                            files.push(file_entry(&wal_out)?);
-                        }
-                        if let Some(c) = idx.commits.last() {
-                            manifest.page_count = c.db_size;
-                        }
-                        manifest.wal = Some(WalCapture {
-                            salt1: idx.header.salt1,
-                            salt2: idx.header.salt2,
-                            frames,
-                            commits: idx.commits.len() as u32,
-                        });
-                    }
-                    _ => {
-                        let _ = std::fs::remove_file(&wal_out);
-                    }
-                }
-            }
-            if let Some(c) = &conn {
-                c.execute_batch("COMMIT")?;
-            }
+            let set = copy_file_set(
+                conn.as_ref(),
+                src,
+                &header,
+                tmp.path(),
+                &name,
+                !opts.no_sync,
+                yields,
+            )?;
+            manifest.page_count = set.page_count;
+            manifest.wal = set.wal;
+            let files = set.files;
             drop(conn);
             if closed && shm.exists() {
                 // Someone opened the database while it was copied: take the
@@ -490,6 +458,114 @@ fn backup_inner(
         sync_path(&dir)?;
     }
     Ok(manifest)
+}
+
+/// What [`copy_file_set`] copied.
+struct FileSet {
+    /// The database file, then the WAL if it holds a commit.
+    files: Vec<FileEntry>,
+    /// Pages of the database as of the snapshot.
+    page_count: u32,
+    /// The WAL's part of the snapshot.
+    wal: Option<WalCapture>,
+}
+
+/// Copies the database file of `src` to `dir/name` and its WAL up to the
+/// snapshot's last commit beside it, under a read transaction on `conn`
+/// that pins the snapshot (none for a database no one has open), and ends
+/// the transaction. With `yields`, the copy yields to the source's writers.
+fn copy_file_set(
+    conn: Option<&Connection>,
+    src: &Path,
+    header: &DbHeader,
+    dir: &Path,
+    name: &str,
+    sync: bool,
+    yields: bool,
+) -> Result<FileSet> {
+    let shm = sibling(src, "-shm");
+    let pinned = match conn {
+        Some(c) => begin_read(c, &shm, header.is_wal_mode())?,
+        None => None,
+    };
+    let mut pacer = Pacer::new(yields.then_some(shm.as_path()));
+    let db_out = dir.join(name);
+    let db_entry = copy_with_crc(src, &db_out, sync, &mut pacer)?;
+    let wal_path = sibling(src, "-wal");
+    let file_pages = (db_entry.size / u64::from(header.page_size)) as u32;
+    let mut set = FileSet {
+        page_count: match DbHeader::parse(&read_head(&db_out)?) {
+            Ok(h) => h.database_size().unwrap_or(file_pages),
+            Err(_) => file_pages,
+        },
+        files: vec![db_entry],
+        wal: None,
+    };
+    if header.is_wal_mode() && wal_path.is_file() {
+        // The WAL's bytes as they are now, then validated where they
+        // landed: the frames kept are exactly the ones checked. Under the
+        // read transaction the WAL cannot be restarted while the snapshot
+        // needs a frame of it.
+        let wal_out = sibling(&db_out, "-wal");
+        let copied = copy_with_crc(&wal_path, &wal_out, false, &mut pacer)?;
+        let mut scanned = WalIndex::scan(&wal_out)?;
+        if let (Some(idx), Some(pin)) = (&mut scanned, &pinned) {
+            // Only the snapshot's commits: later ones (and a commit
+            // frame a writer is still syncing, which no reader sees
+            // yet) stay out. A WAL restarted since holds none of
+            // them: the snapshot needed no frame, and the database
+            // file, which no checkpoint could then write, is it.
+            let last = if pin.salts_match(&idx.header) {
+                pin.max_frame
+            } else {
+                0
+            };
+            idx.commits.retain(|c| c.last_frame <= last);
+        }
+        match scanned {
+            Some(idx) if idx.last_valid_frame() > 0 => {
+                let frames = idx.last_valid_frame();
+                let keep = crate::wal::frame_offset(frames + 1, idx.header.page_size);
+                if keep == copied.size {
+                    set.files.push(copied);
+                } else {
+                    // A transaction was being written or not yet published:
+                    // its frames go.
+                    File::options()
+                        .write(true)
+                        .open(&wal_out)
+                        .and_then(|f| f.set_len(keep))
+                        .map_err(|e| Error::output(&wal_out, e))?;
+                    set.files.push(file_entry(&wal_out)?);
+                }
+                if let Some(c) = idx.commits.last() {
+                    set.page_count = c.db_size;
+                }
+                set.wal = Some(WalCapture {
+                    salt1: idx.header.salt1,
+                    salt2: idx.header.salt2,
+                    frames,
+                    commits: idx.commits.len() as u32,
+                });
+            }
+            _ => {
+                let _ = std::fs::remove_file(&wal_out);
+            }
+        }
+    }
+    if let Some(c) = conn {
+        c.execute_batch("COMMIT")?;
+    }
+    Ok(set)
+}
+
+/// Whether the WAL database whose `-shm` is `shm` has writers committing:
+/// its change counter moves within 10 ms.
+fn writers_committing(shm: &Path) -> bool {
+    let mut p = Pacer::new(Some(shm));
+    p.writers_active();
+    std::thread::sleep(Duration::from_millis(10));
+    p.writers_active()
 }
 
 /// Starts the read transaction that pins the backup's snapshot. For a WAL

@@ -101,9 +101,9 @@ enum Command {
         /// Skip fsync (faster; a crash soon after may lose the backup).
         #[arg(long)]
         no_sync: bool,
-        /// With --files: copy at full speed even while the source's writers
-        /// commit (by default the copy of a WAL database yields to them,
-        /// copying a tenth of the time, so their commits keep the disk).
+        /// Work at full speed even while the source's writers commit (by
+        /// default a WAL database's backup yields to them, working a tenth
+        /// of the time, so their commits keep the disk).
         #[arg(long)]
         full_speed: bool,
     },
