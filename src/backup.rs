@@ -23,8 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::{Error, Result};
 use crate::format::header::DbHeader;
 use crate::snapshot::{Database, JournalInfo, WalChoice};
-use crate::wal::IndexHeader;
-use crate::wal::WalIndex;
+use crate::wal::{IndexHeader, WalIndex};
 
 /// What kind of backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -330,7 +329,7 @@ fn backup_inner(
             src,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        c.busy_timeout(std::time::Duration::from_secs(30))?;
+        c.busy_timeout(Duration::from_secs(30))?;
         Some(c)
     };
     // In rollback-journal mode writers wait for the copy: it never yields
@@ -575,11 +574,7 @@ fn writers_committing(shm: &Path) -> bool {
 /// Under a writer that never lets them agree, the header read just after
 /// (its commits are at most the ones published while the transaction
 /// started); `None` when the `-shm` cannot be read.
-fn begin_read(
-    c: &Connection,
-    shm: &Path,
-    wal_mode: bool,
-) -> Result<Option<crate::wal::IndexHeader>> {
+fn begin_read(c: &Connection, shm: &Path, wal_mode: bool) -> Result<Option<IndexHeader>> {
     let start = || -> Result<()> {
         c.execute_batch("BEGIN")?;
         c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
@@ -597,14 +592,14 @@ fn begin_read(
             return Ok(after);
         }
         c.execute_batch("COMMIT")?;
-        std::thread::sleep(std::time::Duration::from_micros(100));
+        std::thread::sleep(Duration::from_micros(100));
     }
     start()?;
     // A read caught mid-update is read again.
     Ok((0..1000).find_map(|_| {
         let h = IndexHeader::read(shm);
         if h.is_none() {
-            std::thread::sleep(std::time::Duration::from_micros(50));
+            std::thread::sleep(Duration::from_micros(50));
         }
         h
     }))
