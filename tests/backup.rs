@@ -108,17 +108,7 @@ fn backups_under_writers_and_checkpoints_are_consistent() {
             Mode::Files => format!("b{i}"),
         });
         let done_before = commits.load(Ordering::SeqCst) as i64;
-        let m = backup(
-            &src,
-            &dest,
-            &BackupOptions {
-                mode,
-                force: false,
-                no_sync: true,
-                ..Default::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("backup {i}: {e}"));
+        let m = backup(&src, &dest, &unsynced(mode)).unwrap_or_else(|e| panic!("backup {i}: {e}"));
         let done_after = commits.load(Ordering::SeqCst) as i64;
         assert_eq!(m.mode, mode);
         let v = verify(&dest).unwrap_or_else(|e| panic!("verify {i}: {e}"));
@@ -152,6 +142,16 @@ fn backups_under_writers_and_checkpoints_are_consistent() {
         seen.last().unwrap() > seen.first().unwrap(),
         "writers kept writing: {seen:?}"
     );
+}
+
+/// Options for a backup of `mode` that skips fsync (tests need no
+/// durability).
+fn unsynced(mode: Mode) -> BackupOptions {
+    BackupOptions {
+        mode,
+        no_sync: true,
+        ..Default::default()
+    }
 }
 
 /// One transaction of the test's writer: the next sequence number and the
@@ -206,17 +206,7 @@ fn a_commit_not_yet_published_stays_out_of_a_file_backup() {
     let commits_in_file = idx.commits.len();
     for (mode, name) in [(Mode::Files, "files"), (Mode::Compact, "compact.db")] {
         let dest = tmp.path().join(name);
-        let m = backup(
-            &src,
-            &dest,
-            &BackupOptions {
-                mode,
-                force: false,
-                no_sync: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let m = backup(&src, &dest, &unsynced(mode)).unwrap();
         let v = verify(&dest).unwrap();
         assert_eq!(assert_consistent(&v.database, name), 10, "{mode:?}");
         if mode == Mode::Files {
@@ -230,17 +220,7 @@ fn a_commit_not_yet_published_stays_out_of_a_file_backup() {
     let dest = tmp.path().join("after");
     let live = Connection::open(&src).unwrap();
     commit_next(&live, 11);
-    backup(
-        &src,
-        &dest,
-        &BackupOptions {
-            mode: Mode::Files,
-            force: false,
-            no_sync: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    backup(&src, &dest, &unsynced(Mode::Files)).unwrap();
     assert_eq!(
         assert_consistent(&verify(&dest).unwrap().database, "after"),
         11
