@@ -16,13 +16,14 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
 use crate::format::header::DbHeader;
-use crate::snapshot::{Database, JournalInfo, WalChoice};
+use crate::snapshot::{Database, JournalInfo};
 use crate::wal::{IndexHeader, WalIndex};
 
 /// What kind of backup.
@@ -50,14 +51,72 @@ pub struct BackupOptions {
     pub full_speed: bool,
 }
 
+/// The source's database file and `-shm`, opened before SQLite opens the
+/// database and closed only after SQLite has closed it.
+///
+/// SQLite's locks on Unix are POSIX record locks, which belong to the
+/// process, not to a descriptor: closing *any* descriptor of the database
+/// file or the `-shm` drops every lock this process holds on it, the read
+/// transaction's among them, after which a checkpoint may write past the
+/// snapshot and the WAL may be restarted under the copy. So every read of
+/// those two files while the connection is open goes through these
+/// descriptors. Declared before the connection, they are dropped after it.
+struct Source {
+    db: Arc<File>,
+    shm: Option<Arc<File>>,
+}
+
+/// A descriptor of the file at `path` that stays open for the life of the
+/// process, one per file: other SQLite connections of this process (a
+/// program that links the library) hold POSIX locks on a live database's
+/// files too, and closing any descriptor of them would drop those.
+fn kept_open(path: &Path) -> std::io::Result<Arc<File>> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type ByFile = HashMap<(u64, u64), Arc<File>>;
+    static OPEN: OnceLock<Mutex<ByFile>> = OnceLock::new();
+    let key = |m: &std::fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        (m.dev(), m.ino())
+    };
+    let mut open = OPEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    // Looked up by what the path names now, without opening it.
+    if let Some(f) = open.get(&key(&std::fs::metadata(path)?)) {
+        return Ok(f.clone());
+    }
+    let f = Arc::new(File::open(path)?);
+    // Kept under the file it opened, even if the path changed since.
+    let k = key(&f.metadata()?);
+    Ok(open.entry(k).or_insert(f).clone())
+}
+
+impl Source {
+    fn open(src: &Path) -> Result<Source> {
+        Ok(Source {
+            db: kept_open(src).map_err(|e| Error::io(src, e))?,
+            shm: kept_open(&sibling(src, "-shm")).ok(),
+        })
+    }
+
+    /// The WAL-index header from the `-shm`, read through the descriptor
+    /// kept open.
+    fn index_header(&self) -> Option<IndexHeader> {
+        self.shm.as_deref().and_then(IndexHeader::read_from)
+    }
+}
+
 /// Spreads a backup's work out while the source's writers commit, so that
 /// their commits, each synced, keep most of the machine and the disk: after
 /// each piece of work the backup waits [`Pacer::YIELD`] times as long as
 /// the piece took, for as long as the WAL index (`-shm`) showed a commit
 /// within the last [`Pacer::QUIET`]. With no writer it runs at full speed.
 struct Pacer {
-    /// The source's `-shm`, when the backup yields.
-    shm: Option<File>,
+    /// The source's `-shm`, when the backup yields (shared with
+    /// [`Source`], so it is never closed before SQLite's connection).
+    shm: Option<Arc<File>>,
     /// The WAL index's change counter when last read.
     change: Option<[u8; 4]>,
     /// When it was last seen to change.
@@ -71,11 +130,11 @@ impl Pacer {
     /// How long after the last commit seen writers count as active.
     const QUIET: Duration = Duration::from_millis(250);
 
-    /// Yields to the writers of the WAL database whose `-shm` is `shm`
-    /// (`None`: never yields).
-    fn new(shm: Option<&Path>) -> Pacer {
+    /// Yields to the writers of the WAL database whose `-shm` is open as
+    /// `shm` (`None`: never yields).
+    fn new(shm: Option<Arc<File>>) -> Pacer {
         Pacer {
-            shm: shm.and_then(|p| File::open(p).ok()),
+            shm,
             change: None,
             changed: None,
         }
@@ -84,12 +143,12 @@ impl Pacer {
     /// Whether a writer committed lately. The change counter (bytes 8..12
     /// of the WAL-index header) moves with every commit and WAL restart.
     fn writers_active(&mut self) -> bool {
-        use std::io::{Seek, SeekFrom};
-        let Some(f) = &mut self.shm else {
+        use std::os::unix::fs::FileExt;
+        let Some(f) = self.shm.as_deref() else {
             return false;
         };
         let mut b = [0u8; 12];
-        if f.seek(SeekFrom::Start(0)).is_ok() && f.read_exact(&mut b).is_ok() {
+        if f.read_exact_at(&mut b, 0).is_ok() {
             let now = [b[8], b[9], b[10], b[11]];
             if self.change.is_some_and(|c| c != now) {
                 self.changed = Some(Instant::now());
@@ -175,7 +234,8 @@ pub fn manifest_path(dest: &Path) -> PathBuf {
     }
 }
 
-/// Copies `from` to `to` with the CRC-32 of the bytes written.
+/// Copies `src` (open on `from`) to `to` with the CRC-32 of the bytes
+/// written.
 ///
 /// One thread reads, sums and writes in 1 MiB blocks: a kernel-side copy
 /// plus a second thread reading the copy back for the sum is no faster on
@@ -183,18 +243,24 @@ pub fn manifest_path(dest: &Path) -> PathBuf {
 /// `sync`, every 16 MiB written is synced before the next, so the page cache
 /// never holds much of the backup dirty and the writers' own syncs do not
 /// queue behind one large flush.
-fn copy_with_crc(from: &Path, to: &Path, sync: bool, pacer: &mut Pacer) -> Result<FileEntry> {
-    use std::io::{Read, Write};
+fn copy_with_crc(
+    src: &File,
+    from: &Path,
+    to: &Path,
+    sync: bool,
+    pacer: &mut Pacer,
+) -> Result<FileEntry> {
+    // Positional reads: the descriptor may be shared (see `kept_open`).
+    use std::os::unix::fs::FileExt;
     const BLOCK: usize = 1 << 20;
     const SYNC_EVERY: u64 = 16 << 20;
-    let mut src = File::open(from).map_err(|e| Error::io(from, e))?;
     let mut dst = File::create(to).map_err(|e| Error::output(to, e))?;
     let mut buf = vec![0u8; BLOCK];
     let mut h = crc32fast::Hasher::new();
     let mut size = 0u64;
     loop {
         let start = Instant::now();
-        let n = match src.read(&mut buf) {
+        let n = match src.read_at(&mut buf, size) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -259,14 +325,22 @@ fn now() -> u64 {
 /// Refuses a source with a hot rollback journal (SQLite would roll it back,
 /// writing to the source).
 fn check_source(src: &Path) -> Result<DbHeader> {
-    let db = Database::open_with(src, WalChoice::Ignore)?;
-    let header = db
-        .file_header()
-        .cloned()
-        .ok_or_else(|| Error::NotADatabase {
-            path: src.to_path_buf(),
-            reason: "empty file".into(),
+    let mut head = [0u8; 100];
+    use std::os::unix::fs::FileExt;
+    kept_open(src)
+        .map_err(|e| Error::io(src, e))?
+        .read_exact_at(&mut head, 0)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::NotADatabase {
+                path: src.to_path_buf(),
+                reason: "shorter than a database header".into(),
+            },
+            _ => Error::io(src, e),
         })?;
+    let header = DbHeader::parse(&head).map_err(|e| Error::NotADatabase {
+        path: src.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     if !header.is_wal_mode()
         && JournalInfo::scan(&sibling(src, "-journal"), header.page_size).is_some()
     {
@@ -322,6 +396,7 @@ fn backup_inner(
         .prefix(".salvage-backup-")
         .tempdir_in(&dir)
         .map_err(|e| Error::output(&dir, e))?;
+    let source = Source::open(src)?;
     let conn = if closed {
         None
     } else {
@@ -349,16 +424,24 @@ fn backup_inner(
         Mode::Compact => {
             let out = tmp.path().join("backup.db");
             match &conn {
-                Some(c) if yields && writers_committing(&shm) => {
+                Some(c) if yields && writers_committing(&source) => {
                     // The snapshot is copied as a file set, yielding to the
                     // writers, and compacted from that private copy, also
                     // yielding: the live database's snapshot is held only
                     // while its files are copied.
                     let image = tmp.path().join("image");
                     std::fs::create_dir(&image).map_err(|e| Error::output(&image, e))?;
-                    copy_file_set(Some(c), src, &header, &image, &name, false, true)?;
+                    copy_file_set(
+                        Some(c),
+                        &source,
+                        src,
+                        &header,
+                        &image.join(&name),
+                        false,
+                        true,
+                    )?;
                     let mut private = Connection::open(image.join(&name))?;
-                    let mut pacer = Pacer::new(Some(&shm));
+                    let mut pacer = Pacer::new(source.shm.clone());
                     let mut start = Instant::now();
                     // SQLite calls back every few thousand steps of the copy:
                     // the pacer's pieces of work.
@@ -416,10 +499,10 @@ fn backup_inner(
         Mode::Files => {
             let set = copy_file_set(
                 conn.as_ref(),
+                &source,
                 src,
                 &header,
-                tmp.path(),
-                &name,
+                &tmp.path().join(&name),
                 !opts.no_sync,
                 yields,
             )?;
@@ -469,31 +552,29 @@ struct FileSet {
     wal: Option<WalCapture>,
 }
 
-/// Copies the database file of `src` to `dir/name` and its WAL up to the
+/// Copies the database file of `src` to `db_out` and its WAL up to the
 /// snapshot's last commit beside it, under a read transaction on `conn`
 /// that pins the snapshot (none for a database no one has open), and ends
 /// the transaction. With `yields`, the copy yields to the source's writers.
 fn copy_file_set(
     conn: Option<&Connection>,
+    source: &Source,
     src: &Path,
     header: &DbHeader,
-    dir: &Path,
-    name: &str,
+    db_out: &Path,
     sync: bool,
     yields: bool,
 ) -> Result<FileSet> {
-    let shm = sibling(src, "-shm");
     let pinned = match conn {
-        Some(c) => begin_read(c, &shm, header.is_wal_mode())?,
+        Some(c) => begin_read(c, source, header.is_wal_mode())?,
         None => None,
     };
-    let mut pacer = Pacer::new(yields.then_some(shm.as_path()));
-    let db_out = dir.join(name);
-    let db_entry = copy_with_crc(src, &db_out, sync, &mut pacer)?;
+    let mut pacer = Pacer::new(if yields { source.shm.clone() } else { None });
+    let db_entry = copy_with_crc(&source.db, src, db_out, sync, &mut pacer)?;
     let wal_path = sibling(src, "-wal");
     let file_pages = (db_entry.size / u64::from(header.page_size)) as u32;
     let mut set = FileSet {
-        page_count: match DbHeader::parse(&read_head(&db_out)?) {
+        page_count: match DbHeader::parse(&read_head(db_out)?) {
             Ok(h) => h.database_size().unwrap_or(file_pages),
             Err(_) => file_pages,
         },
@@ -505,8 +586,10 @@ fn copy_file_set(
         // landed: the frames kept are exactly the ones checked. Under the
         // read transaction the WAL cannot be restarted while the snapshot
         // needs a frame of it.
-        let wal_out = sibling(&db_out, "-wal");
-        let copied = copy_with_crc(&wal_path, &wal_out, false, &mut pacer)?;
+        let wal_out = sibling(db_out, "-wal");
+        // SQLite takes no lock on the WAL file itself.
+        let wal_file = File::open(&wal_path).map_err(|e| Error::io(&wal_path, e))?;
+        let copied = copy_with_crc(&wal_file, &wal_path, &wal_out, false, &mut pacer)?;
         let mut scanned = WalIndex::scan(&wal_out)?;
         if let (Some(idx), Some(pin)) = (&mut scanned, &pinned) {
             // Only the snapshot's commits: later ones (and a commit
@@ -558,10 +641,10 @@ fn copy_file_set(
     Ok(set)
 }
 
-/// Whether the WAL database whose `-shm` is `shm` has writers committing:
-/// its change counter moves within 10 ms.
-fn writers_committing(shm: &Path) -> bool {
-    let mut p = Pacer::new(Some(shm));
+/// Whether the WAL database has writers committing: its `-shm`'s change
+/// counter moves within 10 ms.
+fn writers_committing(source: &Source) -> bool {
+    let mut p = Pacer::new(source.shm.clone());
     p.writers_active();
     std::thread::sleep(Duration::from_millis(10));
     p.writers_active()
@@ -574,7 +657,7 @@ fn writers_committing(shm: &Path) -> bool {
 /// Under a writer that never lets them agree, the header read just after
 /// (its commits are at most the ones published while the transaction
 /// started); `None` when the `-shm` cannot be read.
-fn begin_read(c: &Connection, shm: &Path, wal_mode: bool) -> Result<Option<IndexHeader>> {
+fn begin_read(c: &Connection, source: &Source, wal_mode: bool) -> Result<Option<IndexHeader>> {
     let start = || -> Result<()> {
         c.execute_batch("BEGIN")?;
         c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
@@ -585,9 +668,9 @@ fn begin_read(c: &Connection, shm: &Path, wal_mode: bool) -> Result<Option<Index
         return Ok(None);
     }
     for _ in 0..200 {
-        let before = IndexHeader::read(shm);
+        let before = source.index_header();
         start()?;
-        let after = IndexHeader::read(shm);
+        let after = source.index_header();
         if before.is_some() && before == after {
             return Ok(after);
         }
@@ -597,7 +680,7 @@ fn begin_read(c: &Connection, shm: &Path, wal_mode: bool) -> Result<Option<Index
     start()?;
     // A read caught mid-update is read again.
     Ok((0..1000).find_map(|_| {
-        let h = IndexHeader::read(shm);
+        let h = source.index_header();
         if h.is_none() {
             std::thread::sleep(Duration::from_micros(50));
         }
@@ -819,12 +902,63 @@ mod tests {
         std::fs::write(path, b).unwrap();
     }
 
+    /// Whether a TRUNCATE checkpoint by another connection was kept from
+    /// finishing (SQLite reports busy while a reader pins the WAL). In one
+    /// process SQLite also keeps the locks in memory, so this cannot see a
+    /// lost POSIX lock: tests/backup.rs checks that from another process.
+    fn truncate_is_busy(other: &Connection) -> bool {
+        other
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+            == 1
+    }
+
+    #[test]
+    fn the_pinned_snapshot_survives_the_copy_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("live.db");
+        let writer = Connection::open(&db).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+                 CREATE TABLE t(x); INSERT INTO t VALUES(1);",
+            )
+            .unwrap();
+        let header = check_source(&db).unwrap();
+        let source = Source::open(&db).unwrap();
+        let conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let pin = begin_read(&conn, &source, true).unwrap();
+        assert!(pin.is_some_and(|p| p.max_frame > 0));
+        writer.execute("INSERT INTO t VALUES(2)", []).unwrap();
+        assert!(
+            truncate_is_busy(&writer),
+            "the read transaction pins the WAL"
+        );
+        // Everything the copy reads, through the kept descriptors.
+        let mut pacer = Pacer::new(source.shm.clone());
+        copy_with_crc(
+            &source.db,
+            &db,
+            &dir.path().join("copy.db"),
+            false,
+            &mut pacer,
+        )
+        .unwrap();
+        assert!(writers_committing(&source) || !writers_committing(&source));
+        assert!(source.index_header().is_some());
+        drop(pacer);
+        assert!(truncate_is_busy(&writer), "still pinned after the copy");
+        let _ = header;
+    }
+
     #[test]
     fn the_pacer_yields_only_while_commits_are_seen() {
         let dir = tempfile::tempdir().unwrap();
         let shm = dir.path().join("db-shm");
         write_shm(&shm, 1);
-        let mut p = Pacer::new(Some(&shm));
+        let mut p = Pacer::new(File::open(&shm).ok().map(Arc::new));
         // Nothing moved yet: full speed.
         assert!(!p.writers_active());
         assert!(!p.writers_active());
@@ -843,7 +977,7 @@ mod tests {
         // No -shm, or told not to yield: never waits.
         let mut never = Pacer::new(None);
         assert!(!never.writers_active());
-        let mut missing = Pacer::new(Some(&dir.path().join("none-shm")));
+        let mut missing = Pacer::new(File::open(dir.path().join("none-shm")).ok().map(Arc::new));
         assert!(!missing.writers_active());
     }
 }

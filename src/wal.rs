@@ -232,7 +232,7 @@ impl ShmInfo {
     /// Returns `None` when the file is missing, short, or its two header
     /// copies disagree (a writer was mid-update).
     pub fn read(path: &Path, wal: Option<&WalHeader>) -> Option<ShmInfo> {
-        let (header, backfilled) = read_index(path)?;
+        let (header, backfilled) = read_index(&mut File::open(path).ok()?)?;
         Some(ShmInfo {
             max_frame: header.max_frame,
             backfilled,
@@ -260,8 +260,23 @@ pub struct IndexHeader {
 impl IndexHeader {
     /// Reads it from the `-shm` at `path`; `None` when the file is missing,
     /// short, uninitialized or caught mid-update.
+    ///
+    /// This opens and closes the file. In a process that has the database
+    /// open with SQLite, closing any descriptor of the `-shm` drops the
+    /// POSIX locks SQLite holds on it (a read transaction's among them):
+    /// there, read through a descriptor that stays open as long as the
+    /// connection, with [`IndexHeader::read_from`].
     pub fn read(path: &Path) -> Option<IndexHeader> {
-        read_index(path).map(|(h, _)| h)
+        read_index(&mut File::open(path).ok()?).map(|(h, _)| h)
+    }
+
+    /// Reads it through `file`, open on a `-shm` (a positional read: the
+    /// descriptor may be shared).
+    pub fn read_from(file: &File) -> Option<IndexHeader> {
+        use std::os::unix::fs::FileExt;
+        let mut b = [0u8; 136];
+        file.read_exact_at(&mut b, 0).ok()?;
+        read_index(&mut &b[..]).map(|(h, _)| h)
     }
 
     /// Whether it describes the WAL that has this header.
@@ -271,8 +286,7 @@ impl IndexHeader {
 }
 
 /// The WAL-index header and the backfill count from a `-shm`.
-fn read_index(path: &Path) -> Option<(IndexHeader, u32)> {
-    let mut f = File::open(path).ok()?;
+fn read_index(f: &mut impl Read) -> Option<(IndexHeader, u32)> {
     let mut b = [0u8; 136];
     f.read_exact(&mut b).ok()?;
     // A writer updates the second copy, then the first.
