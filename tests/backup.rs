@@ -305,9 +305,7 @@ fn restore_round_trips_and_moves_stale_files_aside() {
     let src = live_db(tmp.path());
     let c = Connection::open(&src).unwrap();
     for seq in 1..=100i64 {
-        c.execute("INSERT INTO log VALUES(?1, 'x', NULL)", [seq])
-            .unwrap();
-        c.execute("UPDATE total SET v = v + ?1", [seq]).unwrap();
+        commit_next(&c, seq);
     }
     let want = sqlite_state(&c);
     for mode in [Mode::Compact, Mode::Files] {
@@ -408,9 +406,7 @@ fn a_closed_database_gets_nothing_written_beside_it() {
     let c = Connection::open(&src).unwrap();
     c.execute_batch("PRAGMA wal_autocheckpoint=0;").unwrap();
     for seq in 1..=50i64 {
-        c.execute("INSERT INTO log VALUES(?1, 'x', NULL)", [seq])
-            .unwrap();
-        c.execute("UPDATE total SET v = v + ?1", [seq]).unwrap();
+        commit_next(&c, seq);
     }
     // The files as a stopped application left them: db and WAL, no -shm.
     let dir = tmp.path().join("closed");
