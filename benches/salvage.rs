@@ -482,7 +482,7 @@ fn main() {
         w.join().unwrap();
         (commits as f64 / secs, secs / f64::from(k))
     };
-    let backup_job = |files: bool, sync: bool, full_speed: bool| {
+    let backup_job = |files: bool, sync: bool, yielding: bool| {
         let (exe, sq) = (exe.clone(), sq.clone());
         move |dst: &Path| {
             let mut c = Command::new(&exe);
@@ -493,8 +493,8 @@ fn main() {
             if !sync {
                 c.arg("--no-sync");
             }
-            if full_speed {
-                c.arg("--full-speed");
+            if yielding {
+                c.arg("--yield-to-writers");
             }
             c.arg(&sq).arg(dst);
             c
@@ -524,7 +524,8 @@ fn main() {
     let during_nosync = rate(Some(&backup_job(true, false, false)));
     let during_cp_sync = rate(Some(&cp_job(true)));
     let during = rate(Some(&backup_job(true, true, false)));
-    let during_full_speed = rate(Some(&backup_job(true, true, true)));
+    let during_yielding = rate(Some(&backup_job(true, true, true)));
+    let during_compact_yielding = rate(Some(&backup_job(false, true, true)));
     let during_compact = rate(Some(&backup_job(false, true, false)));
 
     println!(
@@ -586,11 +587,12 @@ fn main() {
         ("backup --files --no-sync", during_nosync),
         ("cp + sync", during_cp_sync),
         ("backup --files", during),
-        ("backup --files --full-speed", during_full_speed),
+        ("backup --files --yield-to-writers", during_yielding),
         ("backup (compact)", during_compact),
+        ("backup --yield-to-writers", during_compact_yielding),
     ] {
         println!(
-            "  {name:<32} {r:>9.0} {:>9.0}% {secs:>8.3} s",
+            "  {name:<34} {r:>9.0} {:>9.0}% {secs:>8.3} s",
             100.0 * r / alone
         );
     }

@@ -46,9 +46,8 @@ pub struct BackupOptions {
     pub force: bool,
     /// Skip fsync (faster; a crash soon after may lose the backup).
     pub no_sync: bool,
-    /// Work at full speed even while the source's writers commit (by
-    /// default the backup yields to them: see [`backup`]).
-    pub full_speed: bool,
+    /// Yield to the source's writers while they commit (see [`backup`]).
+    pub yield_to_writers: bool,
 }
 
 /// The source's database file and `-shm`, through descriptors that are
@@ -357,13 +356,14 @@ fn check_source(src: &Path) -> Result<DbHeader> {
 /// it into the database file, nor can the WAL be restarted), the database
 /// file is copied, then the WAL up to the snapshot's last commit.
 ///
-/// While the source's writers commit (the `-shm`'s change counter moves),
-/// the backup yields to them, a tenth of the time working and the rest
-/// waiting, so that their synced commits keep the disk: it takes longer,
-/// they keep their rate (`full_speed` turns this off). A compact backup
-/// then copies the file set first, yielding, and compacts that private copy,
-/// also yielding, so the live snapshot is held only while files are copied;
-/// with no writer it is `VACUUM INTO` straight from the source.
+/// With `yield_to_writers`, while the source's writers commit (the
+/// `-shm`'s change counter moves), the backup works a tenth of the time
+/// and waits the rest. A compact backup then copies the file set first,
+/// yielding, and compacts that private copy, also yielding, so the live
+/// snapshot is held only while files are copied; with no writer it is
+/// `VACUUM INTO` straight from the source. Not the default: the snapshot is
+/// held longer and the WAL grows meanwhile, which costs the writers about
+/// what the waiting saves them (see the README's figures).
 pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest> {
     backup_inner(src, dest, opts, false)
 }
@@ -407,7 +407,7 @@ fn backup_inner(
     };
     // In rollback-journal mode writers wait for the copy: it never yields
     // to them.
-    let yields = conn.is_some() && header.is_wal_mode() && !opts.full_speed;
+    let yields = conn.is_some() && header.is_wal_mode() && opts.yield_to_writers;
     let mut manifest = Manifest {
         format: 1,
         mode: opts.mode,

@@ -117,9 +117,14 @@ fn backups_under_writers_and_checkpoints_are_consistent() {
             Mode::Files => format!("b{i}"),
         });
         let done_before = commits.load(Ordering::SeqCst) as i64;
-        if i % 4 < 2 {
-            let m =
-                backup(&src, &dest, &unsynced(mode)).unwrap_or_else(|e| panic!("backup {i}: {e}"));
+        // Each kind, in this process or another, yielding to the writer or not.
+        let how = (i / 2) % 4;
+        if how < 2 {
+            let opts = BackupOptions {
+                yield_to_writers: how == 1,
+                ..unsynced(mode)
+            };
+            let m = backup(&src, &dest, &opts).unwrap_or_else(|e| panic!("backup {i}: {e}"));
             assert_eq!(m.mode, mode);
         } else {
             // From another process, where SQLite's locks are POSIX locks
@@ -129,6 +134,9 @@ fn backups_under_writers_and_checkpoints_are_consistent() {
             cmd.arg("backup").arg("--no-sync").arg(&src).arg(&dest);
             if mode == Mode::Files {
                 cmd.arg("--files");
+            }
+            if how == 3 {
+                cmd.arg("--yield-to-writers");
             }
             let out = cmd.output().unwrap();
             assert!(

@@ -101,11 +101,10 @@ enum Command {
         /// Skip fsync (faster; a crash soon after may lose the backup).
         #[arg(long)]
         no_sync: bool,
-        /// Work at full speed even while the source's writers commit (by
-        /// default a WAL database's backup yields to them, working a tenth
-        /// of the time, so their commits keep the disk).
+        /// While the source's writers commit, work a tenth of the time and
+        /// wait the rest (WAL databases; the backup takes far longer).
         #[arg(long)]
-        full_speed: bool,
+        yield_to_writers: bool,
     },
     /// Check a backup: sizes and CRC-32s against its manifest, this tool's
     /// structural check, SQLite's integrity_check. Exit code 1 if it fails.
@@ -335,7 +334,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             files,
             force,
             no_sync,
-            full_speed,
+            yield_to_writers,
         } => {
             let opts = backup::BackupOptions {
                 mode: if files {
@@ -345,7 +344,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 },
                 force,
                 no_sync,
-                full_speed,
+                yield_to_writers,
             };
             let m = backup::backup(&src, &dest, &opts)?;
             if json {
