@@ -430,9 +430,12 @@ fn main() {
                 .stdout(devnull()),
         )
     });
-    // A writer committing throughout: its rate alone, then while backups run.
-    // `job` makes the command run in each window (None: the writer alone).
-    let rate = |job: Option<&dyn Fn(&Path) -> Command>| -> (f64, f64) {
+    // A writer committing throughout. Its rate while each command runs is
+    // compared with its rate alone in windows interleaved with the
+    // command's (a window alone, then one with the command, and so on), so
+    // that the machine's drift during the run weighs on both alike.
+    // Returns (rate during, rate alone, seconds each command took).
+    let rate = |job: &dyn Fn(&Path) -> Command| -> (f64, f64, f64) {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let stop = Arc::new(AtomicBool::new(false));
@@ -456,31 +459,40 @@ fn main() {
                 }
             })
         };
-        // Commits counted only while a backup runs (or, alone, over windows
-        // of the same length), over at least 3 s per run asked for;
-        // removing the previous backup is not counted.
-        let (mut commits, mut secs) = (0u64, 0.0f64);
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(200));
+        // Settle: the writer's first commits checkpoint the WAL it found.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Commits counted only inside the windows, over at least 3 s of
+        // command windows per run asked for; removing the previous backup
+        // is not counted.
+        let (mut commits, mut secs, mut alone_commits, mut alone_secs) =
+            (0u64, 0.0f64, 0u64, 0.0f64);
         let mut k = 0;
         while secs < 3.0 * runs as f64 {
             let dst = scratch.join(format!("live-bk-{}", k % 2));
             let _ = std::fs::remove_dir_all(&dst);
             let _ = std::fs::remove_file(&dst);
             let _ = std::fs::remove_file(side(&dst, ".manifest.json"));
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            pause();
             let (c0, t0) = (n.load(Ordering::Relaxed), Instant::now());
-            if let Some(job) = job {
-                let st = job(&dst).stdout(devnull()).status().unwrap();
-                assert!(st.success());
-            } else {
-                std::thread::sleep(std::time::Duration::from_millis(250));
-            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            alone_commits += n.load(Ordering::Relaxed) - c0;
+            alone_secs += t0.elapsed().as_secs_f64();
+            pause();
+            let (c0, t0) = (n.load(Ordering::Relaxed), Instant::now());
+            let st = job(&dst).stdout(devnull()).status().unwrap();
+            assert!(st.success());
             commits += n.load(Ordering::Relaxed) - c0;
             secs += t0.elapsed().as_secs_f64();
             k += 1;
         }
         stop.store(true, Ordering::Relaxed);
         w.join().unwrap();
-        (commits as f64 / secs, secs / f64::from(k))
+        (
+            commits as f64 / secs,
+            alone_commits as f64 / alone_secs,
+            secs / f64::from(k),
+        )
     };
     let backup_job = |files: bool, sync: bool, yielding: bool| {
         let (exe, sq) = (exe.clone(), sq.clone());
@@ -519,14 +531,13 @@ fn main() {
             c
         }
     };
-    let (alone, _) = rate(None);
-    let during_cp = rate(Some(&cp_job(false)));
-    let during_nosync = rate(Some(&backup_job(true, false, false)));
-    let during_cp_sync = rate(Some(&cp_job(true)));
-    let during = rate(Some(&backup_job(true, true, false)));
-    let during_yielding = rate(Some(&backup_job(true, true, true)));
-    let during_compact_yielding = rate(Some(&backup_job(false, true, true)));
-    let during_compact = rate(Some(&backup_job(false, true, false)));
+    let during_cp = rate(&cp_job(false));
+    let during_nosync = rate(&backup_job(true, false, false));
+    let during_cp_sync = rate(&cp_job(true));
+    let during = rate(&backup_job(true, true, false));
+    let during_yielding = rate(&backup_job(true, true, true));
+    let during_compact = rate(&backup_job(false, true, false));
+    let during_compact_yielding = rate(&backup_job(false, true, true));
 
     println!(
         "{:<34} {:>9} {:>10} {:>22}",
@@ -580,9 +591,9 @@ fn main() {
         Some(("VACUUM INTO", &vacuum)),
     );
     println!(
-        "writer commits/s (synchronous=FULL): {alone:.0} alone; while each of these runs (and how long it took):"
+        "writer commits/s (synchronous=FULL) while each of these runs, alone in the windows between, the share, and how long each took:"
     );
-    for (name, (r, secs)) in [
+    for (name, (r, alone, secs)) in [
         ("cp", during_cp),
         ("backup --files --no-sync", during_nosync),
         ("cp + sync", during_cp_sync),
@@ -592,7 +603,7 @@ fn main() {
         ("backup --yield-to-writers", during_compact_yielding),
     ] {
         println!(
-            "  {name:<34} {r:>9.0} {:>9.0}% {secs:>8.3} s",
+            "  {name:<34} {r:>9.0} {alone:>9.0} {:>6.0}% {secs:>8.3} s",
             100.0 * r / alone
         );
     }
