@@ -99,6 +99,46 @@ impl Source {
         })
     }
 
+    /// Whether the WAL database at `src` is open nowhere: it has no `-shm`
+    /// and no process holds a lock on it. Locked without a `-shm` for
+    /// 200 ms (not a connection between its lock and its `-shm`): held in
+    /// exclusive locking mode, an error.
+    fn wal_closed(&self, src: &Path) -> Result<bool> {
+        let shm = sibling(src, "-shm");
+        for _ in 0..20 {
+            if shm.exists() {
+                return Ok(false);
+            }
+            if locked(&self.db) != Some(true) {
+                return Ok(true);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(Error::HeldExclusively(src.to_path_buf()))
+    }
+
+    /// The database file's size and times, and the WAL's inode, size and
+    /// times: what a connection in another process changes when it
+    /// checkpoints, or ends, or restarts the WAL.
+    fn stamp(&self, src: &Path) -> Vec<i64> {
+        use std::os::unix::fs::MetadataExt;
+        let of = |m: std::io::Result<std::fs::Metadata>| match m {
+            Ok(m) => vec![
+                1,
+                m.ino() as i64,
+                m.size() as i64,
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            ],
+            Err(_) => vec![0],
+        };
+        let mut v = of(self.db.metadata());
+        v.extend(of(std::fs::metadata(sibling(src, "-wal"))));
+        v
+    }
+
     /// The WAL-index header from the `-shm`, read through the descriptor
     /// kept open.
     fn index_header(&self) -> Option<IndexHeader> {
@@ -207,6 +247,36 @@ pub struct Manifest {
     pub wal: Option<WalCapture>,
     /// Every file, with size and CRC-32.
     pub files: Vec<FileEntry>,
+}
+
+/// Whether any process, this one included, holds a lock on `file`: Linux
+/// lists every POSIX, OFD and flock lock in `/proc/locks`, by device and
+/// inode. `None` where that list cannot be read.
+fn locked(file: &File) -> Option<bool> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata().ok()?;
+    let dev = m.dev();
+    // st_dev's major and minor numbers, as glibc's major() and minor().
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let id = format!("{major:02x}:{minor:02x}:{}", m.ino());
+    // The list is made a page per read: a lock listed before ours that goes
+    // away between two reads can make ours skipped. Read three times.
+    let mut listed = false;
+    for _ in 0..3 {
+        let mut text = Vec::with_capacity(1 << 16);
+        let read = File::open("/proc/locks").and_then(|mut f| f.read_to_end(&mut text));
+        if read.is_err() {
+            continue;
+        }
+        listed = true;
+        let text = String::from_utf8_lossy(&text);
+        if text.lines().any(|l| l.split_whitespace().any(|f| f == id)) {
+            return Some(true);
+        }
+    }
+    listed.then_some(false)
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -356,6 +426,11 @@ fn check_source(src: &Path) -> Result<DbHeader> {
 /// it into the database file, nor can the WAL be restarted), the database
 /// file is copied, then the WAL up to the snapshot's last commit.
 ///
+/// A WAL database no process has open (no `-shm`, no lock) is read without
+/// SQLite, so nothing is written beside it, and copied again if it was
+/// opened meanwhile; one held by another process in exclusive locking mode
+/// is refused ([`Error::HeldExclusively`]).
+///
 /// With `yield_to_writers`, while the source's writers commit (the
 /// `-shm`'s change counter moves), the backup works a tenth of the time
 /// and waits the rest. A compact backup then copies the file set first,
@@ -365,21 +440,30 @@ fn check_source(src: &Path) -> Result<DbHeader> {
 /// held longer and the WAL grows meanwhile, which costs the writers about
 /// what the waiting saves them (see the README's figures).
 pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest> {
-    backup_inner(src, dest, opts, false)
+    backup_inner(src, dest, opts, 0)
 }
 
-fn backup_inner(
-    src: &Path,
-    dest: &Path,
-    opts: &BackupOptions,
-    force_sqlite: bool,
-) -> Result<Manifest> {
+/// `attempt`: how many copies of a closed database were taken before and
+/// found opened meanwhile; from the third on, SQLite reads the source.
+fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> Result<Manifest> {
     let header = check_source(src)?;
-    // A WAL database without a -shm is open nowhere (SQLite makes the -shm
-    // when it opens one): it is read here without SQLite, which would
+    let source = Source::open(src)?;
+    // A WAL database without a -shm and without a lock on it is open
+    // nowhere (SQLite makes the -shm when it opens one, in every locking
+    // mode but exclusive): it is read here without SQLite, which would
     // create a -shm beside it.
     let shm = sibling(src, "-shm");
-    let closed = !force_sqlite && header.is_wal_mode() && !shm.exists();
+    let closed = attempt < 2 && header.is_wal_mode() && source.wal_closed(src)?;
+    // Whether a closed source was opened while it was copied (its -shm or
+    // a lock appeared, or a checkpoint changed its files): then the backup
+    // is taken again.
+    let stamp = closed.then(|| source.stamp(src));
+    let opened = || {
+        closed
+            && (shm.exists()
+                || locked(&source.db) == Some(true)
+                || stamp != Some(source.stamp(src)))
+    };
     crate::replay::check_output(dest, &[src], opts.force).or_else(|e| match e {
         // A file-set backup replaces a directory.
         Error::Output { .. } if opts.force && dest.is_dir() => Ok(()),
@@ -394,7 +478,6 @@ fn backup_inner(
         .prefix(".salvage-backup-")
         .tempdir_in(&dir)
         .map_err(|e| Error::output(&dir, e))?;
-    let source = Source::open(src)?;
     let conn = if closed {
         None
     } else {
@@ -470,6 +553,9 @@ fn backup_inner(
                 }
             }
             drop(conn);
+            if opened() {
+                return backup_inner(src, dest, opts, attempt + 1);
+            }
             {
                 let c = Connection::open(&out)?;
                 c.query_row("PRAGMA journal_mode=DELETE", [], |_| Ok(()))?;
@@ -508,10 +594,8 @@ fn backup_inner(
             manifest.wal = set.wal;
             let files = set.files;
             drop(conn);
-            if closed && shm.exists() {
-                // Someone opened the database while it was copied: take the
-                // backup again under a read transaction.
-                return backup_inner(src, dest, opts, true);
+            if opened() {
+                return backup_inner(src, dest, opts, attempt + 1);
             }
             manifest.files = files;
             let mpath = tmp.path().join("manifest.json");

@@ -76,6 +76,14 @@ pub enum Error {
     /// The target is open in another process.
     #[error("{0}: in use by another connection")]
     InUse(PathBuf),
+    /// A WAL database held by another process in exclusive locking mode:
+    /// that process keeps the WAL index in its own memory (there is no
+    /// `-shm`) and its lock shuts every other process out, so no consistent
+    /// state can be read while it runs.
+    #[error(
+        "{0}: held by another process in exclusive locking mode (locked, no -shm): no consistent state can be read while it runs"
+    )]
+    HeldExclusively(PathBuf),
     /// A backup failed verification.
     #[error("{path}: backup does not verify: {what}")]
     BadBackup {

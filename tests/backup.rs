@@ -407,6 +407,59 @@ fn backup_errors_are_clear() {
     assert_eq!(dir_hashes(&crashed), before);
 }
 
+/// An application holding a WAL database in exclusive locking mode keeps
+/// the WAL index in its own memory: there is no `-shm`, as for a closed
+/// database, but its lock is there, and it may checkpoint under a copy.
+#[test]
+fn a_database_held_in_exclusive_locking_mode_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = live_db(tmp.path());
+    {
+        let c = Connection::open(&src).unwrap();
+        for seq in 1..=5i64 {
+            commit_next(&c, seq);
+        }
+    }
+    let app = Connection::open(&src).unwrap();
+    app.execute_batch("PRAGMA locking_mode=EXCLUSIVE; PRAGMA wal_autocheckpoint=0;")
+        .unwrap();
+    commit_next(&app, 6);
+    assert!(side(&src, "-wal").exists(), "the commit is in the WAL");
+    assert!(!side(&src, "-shm").exists(), "no -shm in exclusive mode");
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    for mode in [Mode::Compact, Mode::Files] {
+        let dest = out.join(format!("{mode:?}"));
+        let e = backup(&src, &dest, &unsynced(mode)).unwrap_err();
+        assert!(
+            matches!(e, sqlite_salvage::Error::HeldExclusively(_)),
+            "{mode:?}: {e}"
+        );
+        assert!(!dest.exists(), "{mode:?}: nothing left at DEST");
+    }
+    let dest = out.join("cli.db");
+    let (code, _, err) = run(&["backup", src.to_str().unwrap(), dest.to_str().unwrap()]);
+    assert_eq!(code, 9, "{err}");
+    assert!(err.contains("exclusive locking mode"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Once the application is gone, the same database backs up.
+    drop(app);
+    for mode in [Mode::Compact, Mode::Files] {
+        let dest = out.join(format!("after-{mode:?}"));
+        backup(&src, &dest, &unsynced(mode)).unwrap();
+        let v = verify(&dest).unwrap();
+        assert_eq!(assert_consistent(&v.database, "after"), 6, "{mode:?}");
+    }
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".salvage")),
+        "no temporary left: {names:?}"
+    );
+}
+
 #[test]
 fn a_closed_database_gets_nothing_written_beside_it() {
     let tmp = tempfile::tempdir().unwrap();

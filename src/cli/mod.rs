@@ -32,7 +32,8 @@ pub mod code {
     pub const NOTHING: u8 = 7;
     /// `backup`: a hot rollback journal is beside the source.
     pub const HOT_JOURNAL: u8 = 8;
-    /// `restore`: the target is in use by another connection.
+    /// `restore`: the target is in use by another connection; `backup`:
+    /// another process holds the source in exclusive locking mode.
     pub const IN_USE: u8 = 9;
 }
 
@@ -237,7 +238,7 @@ fn exit_code(e: &Error) -> u8 {
         Error::Output { .. } | Error::OutputExists(_) | Error::OutputIsInput(_) => code::OUTPUT,
         Error::BadBackup { .. } => code::DAMAGE,
         Error::HotJournal(_) => code::HOT_JOURNAL,
-        Error::InUse(_) => code::IN_USE,
+        Error::InUse(_) | Error::HeldExclusively(_) => code::IN_USE,
     }
 }
 
@@ -262,6 +263,9 @@ fn hint(e: &Error) -> &'static str {
             "open the database with SQLite once to roll it back, or `sqlite-salvage recover` it"
         }
         Error::InUse(_) => "close the applications using it, or pass --even-if-in-use",
+        Error::HeldExclusively(_) => {
+            "stop that process (or have it use PRAGMA locking_mode=NORMAL), then back up again"
+        }
     }
 }
 
