@@ -228,6 +228,23 @@ fn child(mode: &str, db: &Path) {
             let out = std::env::args().nth(4).expect("output path");
             c.execute("VACUUM INTO ?1", [out]).unwrap();
         }
+        "hold-snapshot" => {
+            // A read transaction held for the given milliseconds, nothing
+            // read or written: what pinning a snapshot alone costs a writer.
+            let ms: u64 = std::env::args()
+                .nth(4)
+                .and_then(|v| v.parse().ok())
+                .expect("milliseconds");
+            let c = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+            c.execute_batch("BEGIN").unwrap();
+            let n: i64 = c
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            c.execute_batch("COMMIT").unwrap();
+            total = n as u64;
+        }
         m => panic!("unknown child mode {m}"),
     }
     println!("{total}");
@@ -531,6 +548,18 @@ fn main() {
             c
         }
     };
+    let hold_job = |ms: u64| {
+        let (me, sq) = (me.clone(), sq.clone());
+        move |_: &Path| {
+            let mut c = Command::new(&me);
+            c.args(["--child", "hold-snapshot"])
+                .arg(&sq)
+                .arg(ms.to_string());
+            c
+        }
+    };
+    let during_hold = rate(&hold_job(400));
+    let during_hold_long = rate(&hold_job(3000));
     let during_cp = rate(&cp_job(false));
     let during_nosync = rate(&backup_job(true, false, false));
     let during_cp_sync = rate(&cp_job(true));
@@ -594,6 +623,8 @@ fn main() {
         "writer commits/s (synchronous=FULL) while each of these runs, alone in the windows between, the share, and how long each took:"
     );
     for (name, (r, alone, secs)) in [
+        ("a read transaction held, no I/O", during_hold),
+        ("the same, held longer", during_hold_long),
         ("cp", during_cp),
         ("backup --files --no-sync", during_nosync),
         ("cp + sync", during_cp_sync),
