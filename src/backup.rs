@@ -301,33 +301,56 @@ pub fn manifest_path(dest: &Path) -> PathBuf {
     }
 }
 
+/// How [`copy_with_crc`] writes.
+#[derive(Debug, Clone, Copy, Default)]
+struct CopyHow {
+    /// Sync every 16 MiB written, so the page cache never holds much of the
+    /// backup dirty and the writers' own syncs do not queue behind one
+    /// large flush.
+    sync: bool,
+    /// Copy no more than this many bytes.
+    limit: Option<u64>,
+    /// `to` holds an earlier copy of the same file: only the blocks that
+    /// differ are written, and its length is set to the source's.
+    refresh: bool,
+}
+
 /// Copies `src` (open on `from`) to `to` with the CRC-32 of the bytes
-/// written.
+/// copied.
 ///
 /// One thread reads, sums and writes in 1 MiB blocks: a kernel-side copy
 /// plus a second thread reading the copy back for the sum is no faster on
-/// the whole and takes a second core from the database's own writers. With
-/// `sync`, every 16 MiB written is synced before the next, so the page cache
-/// never holds much of the backup dirty and the writers' own syncs do not
-/// queue behind one large flush.
+/// the whole and takes a second core from the database's own writers.
 fn copy_with_crc(
     src: &File,
     from: &Path,
     to: &Path,
-    sync: bool,
+    how: CopyHow,
     pacer: &mut Pacer,
 ) -> Result<FileEntry> {
     // Positional reads: the descriptor may be shared (see `kept_open`).
     use std::os::unix::fs::FileExt;
     const BLOCK: usize = 1 << 20;
     const SYNC_EVERY: u64 = 16 << 20;
-    let mut dst = File::create(to).map_err(|e| Error::output(to, e))?;
+    let dst = if how.refresh {
+        File::options().read(true).write(true).open(to)
+    } else {
+        File::create(to)
+    }
+    .map_err(|e| Error::output(to, e))?;
     let mut buf = vec![0u8; BLOCK];
+    let mut old = if how.refresh {
+        vec![0u8; BLOCK]
+    } else {
+        Vec::new()
+    };
+    let limit = how.limit.unwrap_or(u64::MAX);
     let mut h = crc32fast::Hasher::new();
-    let mut size = 0u64;
-    loop {
+    let (mut size, mut written) = (0u64, 0u64);
+    while size < limit {
         let start = Instant::now();
-        let n = match src.read_at(&mut buf, size) {
+        let want = usize::try_from(limit - size).map_or(BLOCK, |left| left.min(BLOCK));
+        let n = match src.read_at(&mut buf[..want], size) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -335,13 +358,22 @@ fn copy_with_crc(
         };
         let block = &buf[..n];
         h.update(block);
-        dst.write_all(block).map_err(|e| Error::output(to, e))?;
-        let before = size;
-        size += n as u64;
-        if sync && before / SYNC_EVERY != size / SYNC_EVERY {
-            dst.sync_data().map_err(|e| Error::output(to, e))?;
+        let unchanged =
+            how.refresh && dst.read_exact_at(&mut old[..n], size).is_ok() && old[..n] == *block;
+        if !unchanged {
+            dst.write_all_at(block, size)
+                .map_err(|e| Error::output(to, e))?;
+            let before = written;
+            written += n as u64;
+            if how.sync && before / SYNC_EVERY != written / SYNC_EVERY {
+                dst.sync_data().map_err(|e| Error::output(to, e))?;
+            }
         }
+        size += n as u64;
         pacer.pace(start);
+    }
+    if how.refresh {
+        dst.set_len(size).map_err(|e| Error::output(to, e))?;
     }
     Ok(FileEntry {
         name: to
@@ -647,12 +679,30 @@ fn copy_file_set(
     sync: bool,
     yields: bool,
 ) -> Result<FileSet> {
+    if yields {
+        // A first pass with no snapshot held, yielding to the writers: the
+        // pass under the read transaction then reads the file again at full
+        // speed but writes only the blocks that changed since, so the
+        // snapshot is held briefly (held long, it costs the writers: the
+        // WAL grows past it).
+        let mut pacer = Pacer::new(source.shm.clone());
+        let first = CopyHow {
+            sync,
+            ..CopyHow::default()
+        };
+        copy_with_crc(&source.db, src, db_out, first, &mut pacer)?;
+    }
     let pinned = match conn {
         Some(c) => begin_read(c, source, header.is_wal_mode())?,
         None => None,
     };
-    let mut pacer = Pacer::new(if yields { source.shm.clone() } else { None });
-    let db_entry = copy_with_crc(&source.db, src, db_out, sync, &mut pacer)?;
+    let mut full_speed = Pacer::new(None);
+    let pass = CopyHow {
+        sync,
+        refresh: yields,
+        ..CopyHow::default()
+    };
+    let db_entry = copy_with_crc(&source.db, src, db_out, pass, &mut full_speed)?;
     let wal_path = sibling(src, "-wal");
     let file_pages = (db_entry.size / u64::from(header.page_size)) as u32;
     let mut set = FileSet {
@@ -671,7 +721,14 @@ fn copy_file_set(
         let wal_out = sibling(db_out, "-wal");
         // SQLite takes no lock on the WAL file itself.
         let wal_file = File::open(&wal_path).map_err(|e| Error::io(&wal_path, e))?;
-        let copied = copy_with_crc(&wal_file, &wal_path, &wal_out, false, &mut pacer)?;
+        // Up to the snapshot's last frame: later frames are not kept.
+        let wal_how = CopyHow {
+            limit: pinned
+                .as_ref()
+                .map(|p| crate::wal::frame_offset(p.max_frame.saturating_add(1), header.page_size)),
+            ..CopyHow::default()
+        };
+        let copied = copy_with_crc(&wal_file, &wal_path, &wal_out, wal_how, &mut full_speed)?;
         let mut scanned = WalIndex::scan(&wal_out)?;
         if let (Some(idx), Some(pin)) = (&mut scanned, &pinned) {
             // Only the snapshot's commits: later ones (and a commit
@@ -1028,7 +1085,7 @@ mod tests {
             &source.db,
             &db,
             &dir.path().join("copy.db"),
-            false,
+            CopyHow::default(),
             &mut pacer,
         )
         .unwrap();
@@ -1036,6 +1093,46 @@ mod tests {
         assert!(!writers_committing(&source));
         drop(pacer);
         assert!(truncate_is_busy(&writer), "still pinned after the copy");
+    }
+
+    /// A second pass over an earlier copy leaves exactly the source, as it
+    /// is now, whether it changed inside, grew or shrank; a limit copies a
+    /// prefix.
+    #[test]
+    fn a_refresh_pass_leaves_exactly_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, out) = (dir.path().join("src"), dir.path().join("out"));
+        let mut bytes: Vec<u8> = (0..(7u32 << 19)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &bytes).unwrap();
+        let copy = |how: CopyHow| {
+            let f = File::open(&src).unwrap();
+            copy_with_crc(&f, &src, &out, how, &mut Pacer::new(None)).unwrap()
+        };
+        copy(CopyHow::default());
+        let refresh = CopyHow {
+            refresh: true,
+            ..CopyHow::default()
+        };
+        bytes[(3 << 19) + 5] ^= 0xff;
+        bytes.extend_from_slice(b"grown");
+        std::fs::write(&src, &bytes).unwrap();
+        let e = copy(refresh);
+        assert_eq!(std::fs::read(&out).unwrap(), bytes, "changed and grown");
+        assert_eq!(
+            (e.size, e.crc32),
+            (bytes.len() as u64, crc32fast::hash(&bytes))
+        );
+        bytes.truncate((1 << 20) + 7);
+        std::fs::write(&src, &bytes).unwrap();
+        let e = copy(refresh);
+        assert_eq!(std::fs::read(&out).unwrap(), bytes, "shrunk");
+        assert_eq!(e.crc32, crc32fast::hash(&bytes));
+        let e = copy(CopyHow {
+            limit: Some(1000),
+            ..CopyHow::default()
+        });
+        assert_eq!(std::fs::read(&out).unwrap(), &bytes[..1000], "a prefix");
+        assert_eq!((e.size, e.crc32), (1000, crc32fast::hash(&bytes[..1000])));
     }
 
     #[test]
