@@ -669,7 +669,9 @@ struct FileSet {
 /// Copies the database file of `src` to `db_out` and its WAL up to the
 /// snapshot's last commit beside it, under a read transaction on `conn`
 /// that pins the snapshot (none for a database no one has open), and ends
-/// the transaction. With `yields`, the copy yields to the source's writers.
+/// the transaction. With `yields`, while writers commit, the database file
+/// is copied first with no snapshot held, yielding to them, and under the
+/// read transaction only refreshed.
 fn copy_file_set(
     conn: Option<&Connection>,
     source: &Source,
@@ -679,7 +681,8 @@ fn copy_file_set(
     sync: bool,
     yields: bool,
 ) -> Result<FileSet> {
-    if yields {
+    let two_pass = yields && writers_committing(source);
+    if two_pass {
         // A first pass with no snapshot held, yielding to the writers: the
         // pass under the read transaction then reads the file again at full
         // speed but writes only the blocks that changed since, so the
@@ -699,7 +702,7 @@ fn copy_file_set(
     let mut full_speed = Pacer::new(None);
     let pass = CopyHow {
         sync,
-        refresh: yields,
+        refresh: two_pass,
         ..CopyHow::default()
     };
     let db_entry = copy_with_crc(&source.db, src, db_out, pass, &mut full_speed)?;
