@@ -511,7 +511,7 @@ fn main() {
             secs / f64::from(k),
         )
     };
-    let backup_job = |files: bool, sync: bool, yielding: bool| {
+    let backup_job = |files: bool, sync: bool, full_speed: bool| {
         let (exe, sq) = (exe.clone(), sq.clone());
         move |dst: &Path| {
             let mut c = Command::new(&exe);
@@ -522,8 +522,8 @@ fn main() {
             if !sync {
                 c.arg("--no-sync");
             }
-            if yielding {
-                c.arg("--yield-to-writers");
+            if full_speed {
+                c.arg("--full-speed");
             }
             c.arg(&sq).arg(dst);
             c
@@ -561,12 +561,12 @@ fn main() {
     let during_hold = rate(&hold_job(400));
     let during_hold_long = rate(&hold_job(3000));
     let during_cp = rate(&cp_job(false));
-    let during_nosync = rate(&backup_job(true, false, false));
+    let during_nosync = rate(&backup_job(true, false, true));
     let during_cp_sync = rate(&cp_job(true));
+    let during_full = rate(&backup_job(true, true, true));
     let during = rate(&backup_job(true, true, false));
-    let during_yielding = rate(&backup_job(true, true, true));
+    let during_compact_full = rate(&backup_job(false, true, true));
     let during_compact = rate(&backup_job(false, true, false));
-    let during_compact_yielding = rate(&backup_job(false, true, true));
 
     println!(
         "{:<34} {:>9} {:>10} {:>22}",
@@ -626,15 +626,15 @@ fn main() {
         ("a read transaction held, no I/O", during_hold),
         ("the same, held longer", during_hold_long),
         ("cp", during_cp),
-        ("backup --files --no-sync", during_nosync),
+        ("backup --files --no-sync --full-speed", during_nosync),
         ("cp + sync", during_cp_sync),
-        ("backup --files", during),
-        ("backup --files --yield-to-writers", during_yielding),
-        ("backup (compact)", during_compact),
-        ("backup --yield-to-writers", during_compact_yielding),
+        ("backup --files --full-speed", during_full),
+        ("backup --files (yields)", during),
+        ("backup --full-speed (compact)", during_compact_full),
+        ("backup (compact, yields)", during_compact),
     ] {
         println!(
-            "  {name:<34} {r:>9.0} {alone:>9.0} {:>6.0}% {secs:>8.3} s",
+            "  {name:<38} {r:>9.0} {alone:>9.0} {:>6.0}% {secs:>8.3} s",
             100.0 * r / alone
         );
     }

@@ -46,8 +46,9 @@ pub struct BackupOptions {
     pub force: bool,
     /// Skip fsync (faster; a crash soon after may lose the backup).
     pub no_sync: bool,
-    /// Yield to the source's writers while they commit (see [`backup`]).
-    pub yield_to_writers: bool,
+    /// Copy at full speed even while the source's writers commit (by
+    /// default the backup yields to them: see [`backup`]).
+    pub full_speed: bool,
 }
 
 /// The source's database file and `-shm`, through descriptors that are
@@ -463,14 +464,17 @@ fn check_source(src: &Path) -> Result<DbHeader> {
 /// opened meanwhile; one held by another process in exclusive locking mode
 /// is refused ([`Error::HeldExclusively`]).
 ///
-/// With `yield_to_writers`, while the source's writers commit (the
-/// `-shm`'s change counter moves), the backup works a tenth of the time
-/// and waits the rest. A compact backup then copies the file set first,
-/// yielding, and compacts that private copy, also yielding, so the live
-/// snapshot is held only while files are copied; with no writer it is
-/// `VACUUM INTO` straight from the source. Not the default: the snapshot is
-/// held longer and the WAL grows meanwhile, which costs the writers about
-/// what the waiting saves them (see the README's figures).
+/// While the source's writers commit (the `-shm`'s change counter moved
+/// within the last 250 ms), a WAL database's backup yields to them unless
+/// `full_speed`: it works a tenth of the time and waits the rest, and holds
+/// its snapshot only briefly, since a snapshot held long costs the writers
+/// too (the WAL grows past it). The database file is copied first with no
+/// snapshot held; under the read transaction it is read again at full speed
+/// and only the blocks that changed are written, then the WAL is copied up
+/// to the snapshot. A compact backup copies that file set into a private
+/// directory beside DEST and compacts it from there, also yielding. With no
+/// writer committing, both run at full speed from the start (a compact one
+/// is `VACUUM INTO` straight from the source).
 pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest> {
     backup_inner(src, dest, opts, 0)
 }
@@ -522,7 +526,7 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
     };
     // In rollback-journal mode writers wait for the copy: it never yields
     // to them.
-    let yields = conn.is_some() && header.is_wal_mode() && opts.yield_to_writers;
+    let yields = conn.is_some() && header.is_wal_mode() && !opts.full_speed;
     let mut manifest = Manifest {
         format: 1,
         mode: opts.mode,

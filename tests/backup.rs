@@ -117,11 +117,12 @@ fn backups_under_writers_and_checkpoints_are_consistent() {
             Mode::Files => format!("b{i}"),
         });
         let done_before = commits.load(Ordering::SeqCst) as i64;
-        // Each kind, in this process or another, yielding to the writer or not.
+        // Each kind, in this process or another, at full speed or yielding
+        // to the writer (the default).
         let how = (i / 2) % 4;
         if how < 2 {
             let opts = BackupOptions {
-                yield_to_writers: how == 1,
+                full_speed: how == 0,
                 ..unsynced(mode)
             };
             let m = backup(&src, &dest, &opts).unwrap_or_else(|e| panic!("backup {i}: {e}"));
@@ -135,8 +136,8 @@ fn backups_under_writers_and_checkpoints_are_consistent() {
             if mode == Mode::Files {
                 cmd.arg("--files");
             }
-            if how == 3 {
-                cmd.arg("--yield-to-writers");
+            if how == 2 {
+                cmd.arg("--full-speed");
             }
             let out = cmd.output().unwrap();
             assert!(

@@ -102,10 +102,11 @@ enum Command {
         /// Skip fsync (faster; a crash soon after may lose the backup).
         #[arg(long)]
         no_sync: bool,
-        /// While the source's writers commit, work a tenth of the time and
-        /// wait the rest (WAL databases; the backup takes far longer).
+        /// Copy at full speed even while the source's writers commit (by
+        /// default a WAL database's backup then works a tenth of the time
+        /// and holds its snapshot only briefly; it takes longer).
         #[arg(long)]
-        yield_to_writers: bool,
+        full_speed: bool,
     },
     /// Check a backup: sizes and CRC-32s against its manifest, this tool's
     /// structural check, SQLite's integrity_check. Exit code 1 if it fails.
@@ -338,7 +339,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             files,
             force,
             no_sync,
-            yield_to_writers,
+            full_speed,
         } => {
             let opts = backup::BackupOptions {
                 mode: if files {
@@ -348,7 +349,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 },
                 force,
                 no_sync,
-                yield_to_writers,
+                full_speed,
             };
             let m = backup::backup(&src, &dest, &opts)?;
             if json {
