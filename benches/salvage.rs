@@ -485,14 +485,20 @@ fn main() {
         let (mut commits, mut secs, mut alone_commits, mut alone_secs) =
             (0u64, 0.0f64, 0u64, 0.0f64);
         let mut k = 0;
+        let mut last = std::time::Duration::ZERO;
         while secs < 3.0 * runs as f64 {
             let dst = scratch.join(format!("live-bk-{}", k % 2));
             let _ = std::fs::remove_dir_all(&dst);
             let _ = std::fs::remove_file(&dst);
             let _ = std::fs::remove_file(side(&dst, ".manifest.json"));
             pause();
+            // As long as the command's last window (300 ms to 5 s), so
+            // that long commands are compared with as long a sample.
             let (c0, t0) = (n.load(Ordering::Relaxed), Instant::now());
-            std::thread::sleep(std::time::Duration::from_millis(300));
+            std::thread::sleep(last.clamp(
+                std::time::Duration::from_millis(300),
+                std::time::Duration::from_secs(5),
+            ));
             alone_commits += n.load(Ordering::Relaxed) - c0;
             alone_secs += t0.elapsed().as_secs_f64();
             pause();
@@ -500,7 +506,8 @@ fn main() {
             let st = job(&dst).stdout(devnull()).status().unwrap();
             assert!(st.success());
             commits += n.load(Ordering::Relaxed) - c0;
-            secs += t0.elapsed().as_secs_f64();
+            last = t0.elapsed();
+            secs += last.as_secs_f64();
             k += 1;
         }
         stop.store(true, Ordering::Relaxed);
