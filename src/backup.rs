@@ -624,7 +624,7 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
                 &header,
                 &tmp.path().join(&name),
                 !opts.no_sync,
-                yields,
+                yields && writers_committing(&source),
             )?;
             manifest.page_count = set.page_count;
             manifest.wal = set.wal;
@@ -673,9 +673,9 @@ struct FileSet {
 /// Copies the database file of `src` to `db_out` and its WAL up to the
 /// snapshot's last commit beside it, under a read transaction on `conn`
 /// that pins the snapshot (none for a database no one has open), and ends
-/// the transaction. With `yields`, while writers commit, the database file
-/// is copied first with no snapshot held, yielding to them, and under the
-/// read transaction only refreshed.
+/// the transaction. With `two_pass` (writers commit and the backup yields
+/// to them), the database file is copied first with no snapshot held,
+/// yielding, and under the read transaction only refreshed.
 fn copy_file_set(
     conn: Option<&Connection>,
     source: &Source,
@@ -683,9 +683,8 @@ fn copy_file_set(
     header: &DbHeader,
     db_out: &Path,
     sync: bool,
-    yields: bool,
+    two_pass: bool,
 ) -> Result<FileSet> {
-    let two_pass = yields && writers_committing(source);
     if two_pass {
         // A first pass with no snapshot held, yielding to the writers: the
         // pass under the read transaction then reads the file again at full
