@@ -284,7 +284,6 @@ fn main() {
     let sq = scratch.join("sqlite.db");
     std::fs::copy(&db, &sq).unwrap();
     std::fs::copy(&wal, side(&sq, "-wal")).unwrap();
-    let devnull = || std::fs::File::create("/dev/null").unwrap();
     println!(
         "input: {} ({} MB) + WAL ({} MB); best of {runs} runs",
         db.display(),
@@ -292,6 +291,54 @@ fn main() {
         std::fs::metadata(&wal).unwrap().len() >> 20
     );
 
+    let cx = Cx {
+        runs,
+        db,
+        wal,
+        exe,
+        me,
+        scratch,
+        sq,
+    };
+    let only = std::env::var("SALVAGE_BENCH_ONLY").unwrap_or_default();
+    if only != "writer" {
+        time_rows(&cx);
+    }
+    if only != "times" {
+        writer_rows(&cx);
+    }
+}
+
+/// What both parts of the harness work on.
+struct Cx {
+    runs: usize,
+    /// The generated database and its WAL.
+    db: PathBuf,
+    wal: PathBuf,
+    /// Our binary, and this harness (for its child modes).
+    exe: PathBuf,
+    me: PathBuf,
+    scratch: PathBuf,
+    /// SQLite's own copy of the input.
+    sq: PathBuf,
+}
+
+fn devnull() -> std::fs::File {
+    std::fs::File::create("/dev/null").unwrap()
+}
+
+/// Each command timed against its reference, with peak RSS.
+fn time_rows(cx: &Cx) {
+    let Cx {
+        runs,
+        db,
+        wal,
+        exe,
+        me,
+        scratch,
+        sq,
+    } = cx;
+    let (runs, db, wal, scratch) = (*runs, db.as_path(), wal.as_path(), scratch.as_path());
     let cp = best(runs, || {
         let dst = scratch.join("cp");
         let _ = std::fs::remove_dir_all(&dst);
@@ -447,11 +494,86 @@ fn main() {
                 .stdout(devnull()),
         )
     });
+    println!(
+        "{:<34} {:>9} {:>10} {:>22}",
+        "command", "seconds", "peak MB", "ratio"
+    );
+    let row = |name: &str, m: &Measure, reference: Option<(&str, &Measure)>| {
+        let ratio = reference
+            .map(|(n, r)| format!("{:.2}x {n}", m.secs / r.secs))
+            .unwrap_or_default();
+        println!(
+            "{name:<34} {:>9.3} {:>10.1} {:>22}",
+            m.secs, m.rss_mb, ratio
+        );
+    };
+    row("cp db + wal", &cp, None);
+    row("cp db + wal, then sync", &cp_sync, None);
+    row(
+        "replay (fsync, default)",
+        &replay,
+        Some(("cp+sync", &cp_sync)),
+    );
+    row("replay --no-sync", &replay_nosync, Some(("cp", &cp)));
+    row("sqlite full scan (rusqlite)", &sqlite_scan, None);
+    row(
+        "our full scan (library)",
+        &ours_scan,
+        Some(("sqlite scan", &sqlite_scan)),
+    );
+    row(
+        "dump --format jsonl > /dev/null",
+        &dump,
+        Some(("sqlite scan", &sqlite_scan)),
+    );
+    row("check", &check, Some(("sqlite scan", &sqlite_scan)));
+    row("info", &info, None);
+    row("VACUUM INTO (rusqlite)", &vacuum, None);
+    row(
+        "recover, healthy",
+        &recover_healthy,
+        Some(("VACUUM INTO", &vacuum)),
+    );
+    row("backup --files --no-sync", &backup_files, Some(("cp", &cp)));
+    row(
+        "backup --files (fsync)",
+        &backup_files_sync,
+        Some(("cp+sync", &cp_sync)),
+    );
+    row(
+        "backup (compact)",
+        &backup_compact,
+        Some(("VACUUM INTO", &vacuum)),
+    );
+    row(
+        "recover, 10% of pages zeroed",
+        &recover_damaged,
+        Some(("healthy", &recover_healthy)),
+    );
+}
+
+/// A writer's commit rate while each kind of copy runs, against its rate
+/// alone. SALVAGE_BENCH_ROWS=a,b keeps the rows whose names hold a or b.
+fn writer_rows(cx: &Cx) {
+    let Cx {
+        runs,
+        exe,
+        me,
+        scratch,
+        sq,
+        ..
+    } = cx;
+    let (runs, scratch) = (*runs, scratch.as_path());
     // A writer committing throughout. Its rate while each command runs is
     // compared with its rate alone in windows interleaved with the
     // command's (a window alone, then one with the command, and so on), so
     // that the machine's drift during the run weighs on both alike.
     // Returns (rate during, rate alone, seconds each command took).
+    let wrap: Vec<String> = std::env::var("SALVAGE_BENCH_WRAP")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     let rate = |job: &dyn Fn(&Path) -> Command| -> (f64, f64, f64) {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -503,7 +625,14 @@ fn main() {
             alone_secs += t0.elapsed().as_secs_f64();
             pause();
             let (c0, t0) = (n.load(Ordering::Relaxed), Instant::now());
-            let st = job(&dst).stdout(devnull()).status().unwrap();
+            let mut cmd = job(&dst);
+            if let Some((prog, pre)) = wrap.split_first() {
+                // SALVAGE_BENCH_WRAP: a prefix, such as `ionice -c3`.
+                let mut w = Command::new(prog);
+                w.args(pre).arg(cmd.get_program()).args(cmd.get_args());
+                cmd = w;
+            }
+            let st = cmd.stdout(devnull()).status().unwrap();
             assert!(st.success());
             commits += n.load(Ordering::Relaxed) - c0;
             last = t0.elapsed();
@@ -565,89 +694,44 @@ fn main() {
             c
         }
     };
-    let during_hold = rate(&hold_job(400));
-    let during_hold_long = rate(&hold_job(3000));
-    let during_cp = rate(&cp_job(false));
-    let during_nosync = rate(&backup_job(true, false, true));
-    let during_cp_sync = rate(&cp_job(true));
-    let during_full = rate(&backup_job(true, true, true));
-    let during = rate(&backup_job(true, true, false));
-    let during_compact_full = rate(&backup_job(false, true, true));
-    let during_compact = rate(&backup_job(false, true, false));
-
-    println!(
-        "{:<34} {:>9} {:>10} {:>22}",
-        "command", "seconds", "peak MB", "ratio"
-    );
-    let row = |name: &str, m: &Measure, reference: Option<(&str, &Measure)>| {
-        let ratio = reference
-            .map(|(n, r)| format!("{:.2}x {n}", m.secs / r.secs))
-            .unwrap_or_default();
-        println!(
-            "{name:<34} {:>9.3} {:>10.1} {:>22}",
-            m.secs, m.rss_mb, ratio
-        );
-    };
-    row("cp db + wal", &cp, None);
-    row("cp db + wal, then sync", &cp_sync, None);
-    row(
-        "replay (fsync, default)",
-        &replay,
-        Some(("cp+sync", &cp_sync)),
-    );
-    row("replay --no-sync", &replay_nosync, Some(("cp", &cp)));
-    row("sqlite full scan (rusqlite)", &sqlite_scan, None);
-    row(
-        "our full scan (library)",
-        &ours_scan,
-        Some(("sqlite scan", &sqlite_scan)),
-    );
-    row(
-        "dump --format jsonl > /dev/null",
-        &dump,
-        Some(("sqlite scan", &sqlite_scan)),
-    );
-    row("check", &check, Some(("sqlite scan", &sqlite_scan)));
-    row("info", &info, None);
-    row("VACUUM INTO (rusqlite)", &vacuum, None);
-    row(
-        "recover, healthy",
-        &recover_healthy,
-        Some(("VACUUM INTO", &vacuum)),
-    );
-    row("backup --files --no-sync", &backup_files, Some(("cp", &cp)));
-    row(
-        "backup --files (fsync)",
-        &backup_files_sync,
-        Some(("cp+sync", &cp_sync)),
-    );
-    row(
-        "backup (compact)",
-        &backup_compact,
-        Some(("VACUUM INTO", &vacuum)),
-    );
+    let rows: Vec<(&str, Box<dyn Fn(&Path) -> Command>)> = vec![
+        ("a read transaction held, no I/O", Box::new(hold_job(400))),
+        ("the same, held longer", Box::new(hold_job(3000))),
+        ("cp", Box::new(cp_job(false))),
+        (
+            "backup --files --no-sync --full-speed",
+            Box::new(backup_job(true, false, true)),
+        ),
+        ("cp + sync", Box::new(cp_job(true))),
+        (
+            "backup --files --full-speed",
+            Box::new(backup_job(true, true, true)),
+        ),
+        (
+            "backup --files (yields)",
+            Box::new(backup_job(true, true, false)),
+        ),
+        (
+            "backup --full-speed (compact)",
+            Box::new(backup_job(false, true, true)),
+        ),
+        (
+            "backup (compact, yields)",
+            Box::new(backup_job(false, true, false)),
+        ),
+    ];
+    let wanted = std::env::var("SALVAGE_BENCH_ROWS").unwrap_or_default();
     println!(
         "writer commits/s (synchronous=FULL) while each of these runs, alone in the windows between, the share, and how long each took:"
     );
-    for (name, (r, alone, secs)) in [
-        ("a read transaction held, no I/O", during_hold),
-        ("the same, held longer", during_hold_long),
-        ("cp", during_cp),
-        ("backup --files --no-sync --full-speed", during_nosync),
-        ("cp + sync", during_cp_sync),
-        ("backup --files --full-speed", during_full),
-        ("backup --files (yields)", during),
-        ("backup --full-speed (compact)", during_compact_full),
-        ("backup (compact, yields)", during_compact),
-    ] {
+    for (name, job) in rows {
+        if !wanted.is_empty() && !wanted.split(',').any(|w| name.contains(w)) {
+            continue;
+        }
+        let (r, alone, secs) = rate(job.as_ref());
         println!(
             "  {name:<38} {r:>9.0} {alone:>9.0} {:>6.0}% {secs:>8.3} s",
             100.0 * r / alone
         );
     }
-    row(
-        "recover, 10% of pages zeroed",
-        &recover_damaged,
-        Some(("healthy", &recover_healthy)),
-    );
 }

@@ -540,6 +540,9 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
     match opts.mode {
         Mode::Compact => {
             let out = tmp.path().join("backup.db");
+            // Set when the compacted file still has to be copied to `out`:
+            // SQLite wrote it without syncing, and the copy syncs and yields.
+            let mut staged = None;
             match &conn {
                 Some(c) if yields && writers_committing(&source) => {
                     // The snapshot is copied as a file set, yielding to the
@@ -558,6 +561,10 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
                         true,
                     )?;
                     let mut private = Connection::open(image.join(&name))?;
+                    // VACUUM INTO syncs its output as the connection's
+                    // database would be synced, all at once at its end: a
+                    // flush that the writers' own syncs would queue behind.
+                    private.execute_batch("PRAGMA synchronous=OFF")?;
                     let mut pacer = Pacer::new(source.shm.clone());
                     let mut start = Instant::now();
                     // SQLite calls back every few thousand steps of the copy:
@@ -570,9 +577,10 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
                             false
                         }),
                     )?;
-                    private.execute("VACUUM INTO ?1", [out.to_string_lossy()])?;
+                    let compacted = image.join("compacted.db");
+                    private.execute("VACUUM INTO ?1", [compacted.to_string_lossy()])?;
                     drop(private);
-                    let _ = std::fs::remove_dir_all(&image);
+                    staged = Some((image, compacted));
                 }
                 Some(c) => {
                     c.execute("VACUUM INTO ?1", [out.to_string_lossy()])?;
@@ -592,12 +600,27 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
             if opened() {
                 return backup_inner(src, dest, opts, attempt + 1);
             }
+            let compacted = staged.as_ref().map_or(out.as_path(), |(_, c)| c.as_path());
             {
-                let c = Connection::open(&out)?;
+                let c = Connection::open(compacted)?;
                 c.query_row("PRAGMA journal_mode=DELETE", [], |_| Ok(()))?;
                 manifest.page_count = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
             }
-            let mut entry = file_entry(&out)?;
+            let mut entry = match &staged {
+                Some((image, compacted)) => {
+                    let f = File::open(compacted).map_err(|e| Error::io(compacted, e))?;
+                    let how = CopyHow {
+                        sync: !opts.no_sync,
+                        ..CopyHow::default()
+                    };
+                    let mut pacer = Pacer::new(source.shm.clone());
+                    let entry = copy_with_crc(&f, compacted, &out, how, &mut pacer)?;
+                    drop(f);
+                    let _ = std::fs::remove_dir_all(image);
+                    entry
+                }
+                None => file_entry(&out)?,
+            };
             entry.name = dest
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
