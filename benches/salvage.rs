@@ -343,25 +343,25 @@ fn time_rows(cx: &Cx) {
         let dst = scratch.join("cp");
         let _ = std::fs::remove_dir_all(&dst);
         std::fs::create_dir_all(&dst).unwrap();
-        measure(Command::new("cp").arg(&db).arg(&wal).arg(&dst))
+        measure(Command::new("cp").arg(db).arg(wal).arg(&dst))
     });
     let replay = best(runs, || {
         let _ = std::fs::remove_file(scratch.join("replayed.db"));
         measure(
-            Command::new(&exe)
+            Command::new(exe)
                 .args(["replay", "-o"])
                 .arg(scratch.join("replayed.db"))
-                .arg(&db)
+                .arg(db)
                 .stdout(devnull()),
         )
     });
     let replay_nosync = best(runs, || {
         let _ = std::fs::remove_file(scratch.join("replayed.db"));
         measure(
-            Command::new(&exe)
+            Command::new(exe)
                 .args(["replay", "--no-sync", "-o"])
                 .arg(scratch.join("replayed.db"))
-                .arg(&db)
+                .arg(db)
                 .stdout(devnull()),
         )
     });
@@ -379,41 +379,41 @@ fn time_rows(cx: &Cx) {
     });
     let dump = best(runs, || {
         measure(
-            Command::new(&exe)
+            Command::new(exe)
                 .args(["dump", "--format", "jsonl"])
-                .arg(&db)
+                .arg(db)
                 .stdout(devnull()),
         )
     });
     let ours_scan = best(runs, || {
         measure(
-            Command::new(&me)
+            Command::new(me)
                 .args(["--child", "ours-scan"])
-                .arg(&db)
+                .arg(db)
                 .stdout(devnull()),
         )
     });
     let sqlite_scan = best(runs, || {
         measure(
-            Command::new(&me)
+            Command::new(me)
                 .args(["--child", "sqlite-scan"])
-                .arg(&sq)
+                .arg(sq)
                 .stdout(devnull()),
         )
     });
     let check = best(runs, || {
-        measure(Command::new(&exe).arg("check").arg(&db).stdout(devnull()))
+        measure(Command::new(exe).arg("check").arg(db).stdout(devnull()))
     });
     let info = best(1, || {
-        measure(Command::new(&exe).arg("info").arg(&db).stdout(devnull()))
+        measure(Command::new(exe).arg("info").arg(db).stdout(devnull()))
     });
     let vacuum = best(runs, || {
         let out = scratch.join("vacuumed.db");
         let _ = std::fs::remove_file(&out);
         measure(
-            Command::new(&me)
+            Command::new(me)
                 .args(["--child", "vacuum-into"])
-                .arg(&sq)
+                .arg(sq)
                 .arg(&out)
                 .stdout(devnull()),
         )
@@ -424,7 +424,7 @@ fn time_rows(cx: &Cx) {
         // 1: recovered with damage met (partial). Synced, as VACUUM INTO
         // syncs its output (synchronous=FULL).
         measure_codes(
-            Command::new(&exe)
+            Command::new(exe)
                 .args(["recover", "-o"])
                 .arg(&out)
                 .arg(input)
@@ -432,15 +432,15 @@ fn time_rows(cx: &Cx) {
             &[0, 1],
         )
     };
-    let recover_healthy = best(runs, || recover_at(&db));
+    let recover_healthy = best(runs, || recover_at(db));
     // The same files with 10% of the database file's pages zeroed.
     let damaged = scratch.join("damaged.db");
     {
         // Zeroed in place in a copy, so that the harness itself stays small
         // (its memory would count in the children's peak RSS).
         use std::os::unix::fs::FileExt;
-        std::fs::copy(&db, &damaged).unwrap();
-        std::fs::copy(&wal, side(&damaged, "-wal")).unwrap();
+        std::fs::copy(db, &damaged).unwrap();
+        std::fs::copy(wal, side(&damaged, "-wal")).unwrap();
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(&damaged)
@@ -464,9 +464,9 @@ fn time_rows(cx: &Cx) {
         let dst = scratch.join("bk-files");
         let _ = std::fs::remove_dir_all(&dst);
         measure(
-            Command::new(&exe)
+            Command::new(exe)
                 .args(["backup", "--files", "--no-sync"])
-                .arg(&sq)
+                .arg(sq)
                 .arg(&dst)
                 .stdout(devnull()),
         )
@@ -475,9 +475,9 @@ fn time_rows(cx: &Cx) {
         let dst = scratch.join("bk-files");
         let _ = std::fs::remove_dir_all(&dst);
         measure(
-            Command::new(&exe)
+            Command::new(exe)
                 .args(["backup", "--files"])
-                .arg(&sq)
+                .arg(sq)
                 .arg(&dst)
                 .stdout(devnull()),
         )
@@ -487,9 +487,9 @@ fn time_rows(cx: &Cx) {
         let _ = std::fs::remove_file(&dst);
         let _ = std::fs::remove_file(scratch.join("bk.db.manifest.json"));
         measure(
-            Command::new(&exe)
+            Command::new(exe)
                 .args(["backup", "--no-sync"])
-                .arg(&sq)
+                .arg(sq)
                 .arg(&dst)
                 .stdout(devnull()),
         )
@@ -694,7 +694,8 @@ fn writer_rows(cx: &Cx) {
             c
         }
     };
-    let rows: Vec<(&str, Box<dyn Fn(&Path) -> Command>)> = vec![
+    type Job = Box<dyn Fn(&Path) -> Command>;
+    let rows: Vec<(&str, Job)> = vec![
         ("a read transaction held, no I/O", Box::new(hold_job(400))),
         ("the same, held longer", Box::new(hold_job(3000))),
         ("cp", Box::new(cp_job(false))),
