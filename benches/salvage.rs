@@ -10,6 +10,10 @@
 //! Then a writer commits without pause while each kind of copy runs again
 //! and again (for at least 3 s per run asked for): its commit rate alone
 //! and during each, and how long each copy took.
+//!
+//! SALVAGE_BENCH_ONLY=times|writer runs one part; SALVAGE_BENCH_ROWS=a,b
+//! keeps the writer's rows whose names hold a or b; SALVAGE_BENCH_WRAP
+//! (such as `ionice -c3`) prefixes each writer-row command.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

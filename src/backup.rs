@@ -319,9 +319,11 @@ struct CopyHow {
 /// Copies `src` (open on `from`) to `to` with the CRC-32 of the bytes
 /// copied.
 ///
-/// One thread reads, sums and writes in 1 MiB blocks: a kernel-side copy
-/// plus a second thread reading the copy back for the sum is no faster on
-/// the whole and takes a second core from the database's own writers.
+/// Read, summed and written in 1 MiB blocks. A copy that yields to writers
+/// (or refreshes an earlier one) runs on this thread alone, to leave the
+/// other cores to the database's own writers; one that never yields reads
+/// and sums on this thread while a second one writes, which takes it from
+/// about 1.5x to about the time of a kernel-side copy (`cp`).
 fn copy_with_crc(
     src: &File,
     from: &Path,
@@ -329,16 +331,62 @@ fn copy_with_crc(
     how: CopyHow,
     pacer: &mut Pacer,
 ) -> Result<FileEntry> {
-    // Positional reads: the descriptor may be shared (see `kept_open`).
-    use std::os::unix::fs::FileExt;
-    const BLOCK: usize = 1 << 20;
-    const SYNC_EVERY: u64 = 16 << 20;
     let dst = if how.refresh {
         File::options().read(true).write(true).open(to)
     } else {
         File::create(to)
     }
     .map_err(|e| Error::output(to, e))?;
+    let (size, crc32) = if how.refresh || pacer.shm.is_some() {
+        copy_paced(src, from, &dst, to, how, pacer)?
+    } else {
+        copy_two_threads(src, from, &dst, to, how)?
+    };
+    if how.refresh {
+        dst.set_len(size).map_err(|e| Error::output(to, e))?;
+    }
+    Ok(FileEntry {
+        name: to
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        size,
+        crc32,
+    })
+}
+
+/// The block [`copy_with_crc`] reads and writes.
+const BLOCK: usize = 1 << 20;
+/// How much a synced copy writes between two syncs.
+const SYNC_EVERY: u64 = 16 << 20;
+
+/// Reads the block at `offset` of `src` (up to `limit`) into `buf`, again
+/// when interrupted; 0 at its end.
+fn read_block(src: &File, from: &Path, buf: &mut [u8], offset: u64, limit: u64) -> Result<usize> {
+    // Positional reads: the descriptor may be shared (see `kept_open`).
+    use std::os::unix::fs::FileExt;
+    let want =
+        usize::try_from(limit.saturating_sub(offset)).map_or(buf.len(), |left| left.min(buf.len()));
+    loop {
+        match src.read_at(&mut buf[..want], offset) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(from, e)),
+        }
+    }
+}
+
+/// [`copy_with_crc`] on this thread, pacing each block. Returns the size
+/// and CRC-32 of what was copied.
+fn copy_paced(
+    src: &File,
+    from: &Path,
+    dst: &File,
+    to: &Path,
+    how: CopyHow,
+    pacer: &mut Pacer,
+) -> Result<(u64, u32)> {
+    use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; BLOCK];
     let mut old = if how.refresh {
         vec![0u8; BLOCK]
@@ -350,13 +398,10 @@ fn copy_with_crc(
     let (mut size, mut written) = (0u64, 0u64);
     while size < limit {
         let start = Instant::now();
-        let want = usize::try_from(limit - size).map_or(BLOCK, |left| left.min(BLOCK));
-        let n = match src.read_at(&mut buf[..want], size) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(from, e)),
-        };
+        let n = read_block(src, from, &mut buf, size, limit)?;
+        if n == 0 {
+            break;
+        }
         let block = &buf[..n];
         h.update(block);
         let unchanged =
@@ -373,16 +418,77 @@ fn copy_with_crc(
         size += n as u64;
         pacer.pace(start);
     }
-    if how.refresh {
-        dst.set_len(size).map_err(|e| Error::output(to, e))?;
+    Ok((size, h.finalize()))
+}
+
+/// [`copy_with_crc`] on two threads: this one reads and sums each block,
+/// a second one writes it. Returns the size and CRC-32 of what was copied.
+fn copy_two_threads(
+    src: &File,
+    from: &Path,
+    dst: &File,
+    to: &Path,
+    how: CopyHow,
+) -> Result<(u64, u32)> {
+    use std::os::unix::fs::FileExt;
+    use std::sync::mpsc::sync_channel;
+    // Three blocks go round: one being read, one being written, one
+    // waiting between.
+    const BLOCKS: usize = 3;
+    let limit = how.limit.unwrap_or(u64::MAX);
+    let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize, u64)>(BLOCKS);
+    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(BLOCKS);
+    for _ in 0..BLOCKS {
+        // The receiver is alive here: the send cannot fail.
+        let _ = empty_tx.send(vec![0u8; BLOCK]);
     }
-    Ok(FileEntry {
-        name: to
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        size,
-        crc32: h.finalize(),
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<()> {
+            let mut written = 0u64;
+            for (buf, n, offset) in full_rx {
+                dst.write_all_at(&buf[..n], offset)
+                    .map_err(|e| Error::output(to, e))?;
+                let before = written;
+                written += n as u64;
+                if how.sync && before / SYNC_EVERY != written / SYNC_EVERY {
+                    dst.sync_data().map_err(|e| Error::output(to, e))?;
+                }
+                // The reader may have stopped: then nothing more is read.
+                let _ = empty_tx.send(buf);
+            }
+            Ok(())
+        });
+        let mut h = crc32fast::Hasher::new();
+        let mut size = 0u64;
+        let read = (|| -> Result<()> {
+            while size < limit {
+                // No block comes back once the writer stopped: its error
+                // is the one returned.
+                let Ok(mut buf) = empty_rx.recv() else {
+                    return Ok(());
+                };
+                let n = read_block(src, from, &mut buf, size, limit)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                if full_tx.send((buf, n, size)).is_err() {
+                    return Ok(());
+                }
+                size += n as u64;
+            }
+            Ok(())
+        })();
+        drop(full_tx);
+        let wrote = writer.join().unwrap_or_else(|_| {
+            Err(Error::output(
+                to,
+                std::io::Error::other("the writing thread failed"),
+            ))
+        });
+        read?;
+        wrote?;
+        Ok((size, h.finalize()))
     })
 }
 
@@ -1162,6 +1268,66 @@ mod tests {
         });
         assert_eq!(std::fs::read(&out).unwrap(), &bytes[..1000], "a prefix");
         assert_eq!((e.size, e.crc32), (1000, crc32fast::hash(&bytes[..1000])));
+    }
+
+    #[test]
+    fn both_ways_of_copying_give_the_same_file_and_sum() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let shm = dir.path().join("db-shm");
+        write_shm(&shm, 1);
+        for len in [
+            0usize,
+            1,
+            BLOCK - 1,
+            BLOCK,
+            3 * BLOCK + 12_345,
+            40 * BLOCK + 3,
+        ] {
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| (i % 253) as u8 ^ (i >> 20) as u8)
+                .collect();
+            std::fs::write(&src, &bytes).unwrap();
+            for limit in [None, Some(BLOCK as u64 + 17), Some(5)] {
+                let want = &bytes[..limit.map_or(len, |l| (l as usize).min(len))];
+                for sync in [false, true] {
+                    let how = CopyHow {
+                        sync,
+                        limit,
+                        ..CopyHow::default()
+                    };
+                    // With a -shm to watch, the copy runs on this thread
+                    // alone (paced); without, on two.
+                    let pacers = [
+                        Pacer::new(File::open(&shm).ok().map(Arc::new)),
+                        Pacer::new(None),
+                    ];
+                    for (k, mut pacer) in pacers.into_iter().enumerate() {
+                        let out = dir.path().join(format!("out{k}"));
+                        let f = File::open(&src).unwrap();
+                        let e = copy_with_crc(&f, &src, &out, how, &mut pacer).unwrap();
+                        let got = std::fs::read(&out).unwrap();
+                        assert!(got == want, "{len} bytes, limit {limit:?}, way {k}");
+                        assert_eq!(
+                            (e.size, e.crc32),
+                            (want.len() as u64, crc32fast::hash(want))
+                        );
+                    }
+                }
+            }
+        }
+        // A write that fails is an error, on either thread.
+        let f = File::open(&src).unwrap();
+        for mut pacer in [
+            Pacer::new(None),
+            Pacer::new(File::open(&shm).ok().map(Arc::new)),
+        ] {
+            let full = Path::new("/dev/full");
+            if full.exists() {
+                let e = copy_with_crc(&f, &src, full, CopyHow::default(), &mut pacer);
+                assert!(matches!(e, Err(Error::Output { .. })), "{e:?}");
+            }
+        }
     }
 
     #[test]
