@@ -314,16 +314,20 @@ struct CopyHow {
     /// `to` holds an earlier copy of the same file: only the blocks that
     /// differ are written, and its length is set to the source's.
     refresh: bool,
+    /// No writer was seen committing: a copy that does not yield may take
+    /// a second core.
+    second_core: bool,
 }
 
 /// Copies `src` (open on `from`) to `to` with the CRC-32 of the bytes
 /// copied.
 ///
-/// Read, summed and written in 1 MiB blocks. A copy that yields to writers
-/// (or refreshes an earlier one) runs on this thread alone, to leave the
-/// other cores to the database's own writers; one that never yields reads
-/// and sums on this thread while a second one writes, which takes it from
-/// about 1.5x to about the time of a kernel-side copy (`cp`).
+/// Read, summed and written in 1 MiB blocks. With [`CopyHow::second_core`]
+/// (and neither yielding nor refreshing), this thread reads and sums while
+/// a second one writes, which takes the copy from about 1.5x to about the
+/// time of a kernel-side copy (`cp`); otherwise it runs on this thread
+/// alone, leaving the other cores to the database's own writers (a second
+/// thread at full speed halved a committing writer's rate in the bench).
 fn copy_with_crc(
     src: &File,
     from: &Path,
@@ -337,10 +341,10 @@ fn copy_with_crc(
         File::create(to)
     }
     .map_err(|e| Error::output(to, e))?;
-    let (size, crc32) = if how.refresh || pacer.shm.is_some() {
-        copy_paced(src, from, &dst, to, how, pacer)?
-    } else {
+    let (size, crc32) = if how.second_core && !how.refresh && pacer.shm.is_none() {
         copy_two_threads(src, from, &dst, to, how)?
+    } else {
+        copy_paced(src, from, &dst, to, how, pacer)?
     };
     if how.refresh {
         dst.set_len(size).map_err(|e| Error::output(to, e))?;
@@ -633,6 +637,9 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
     // In rollback-journal mode writers wait for the copy: it never yields
     // to them.
     let yields = conn.is_some() && header.is_wal_mode() && !opts.full_speed;
+    // Whether writers commit (the database is open somewhere): the backup
+    // then yields to them, or at full speed, leaves them the other cores.
+    let writers = conn.is_some() && header.is_wal_mode() && writers_committing(&source);
     let mut manifest = Manifest {
         format: 1,
         mode: opts.mode,
@@ -650,7 +657,7 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
             // SQLite wrote it without syncing, and the copy syncs and yields.
             let mut staged = None;
             match &conn {
-                Some(c) if yields && writers_committing(&source) => {
+                Some(c) if yields && writers => {
                     // The snapshot is copied as a file set, yielding to the
                     // writers, and compacted from that private copy, also
                     // yielding: the live database's snapshot is held only
@@ -663,8 +670,11 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
                         src,
                         &header,
                         &image.join(&name),
-                        false,
-                        true,
+                        SetHow {
+                            sync: false,
+                            two_pass: true,
+                            second_core: false,
+                        },
                     )?;
                     let mut private = Connection::open(image.join(&name))?;
                     // VACUUM INTO syncs its output as the connection's
@@ -752,8 +762,11 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
                 src,
                 &header,
                 &tmp.path().join(&name),
-                !opts.no_sync,
-                yields && writers_committing(&source),
+                SetHow {
+                    sync: !opts.no_sync,
+                    two_pass: yields && writers,
+                    second_core: !writers,
+                },
             )?;
             manifest.page_count = set.page_count;
             manifest.wal = set.wal;
@@ -789,6 +802,17 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
     Ok(manifest)
 }
 
+/// How [`copy_file_set`] copies.
+#[derive(Debug, Clone, Copy)]
+struct SetHow {
+    /// Sync as it writes ([`CopyHow::sync`]).
+    sync: bool,
+    /// Copy the database file first with no snapshot held, yielding.
+    two_pass: bool,
+    /// [`CopyHow::second_core`].
+    second_core: bool,
+}
+
 /// What [`copy_file_set`] copied.
 struct FileSet {
     /// The database file, then the WAL if it holds a commit.
@@ -804,16 +828,21 @@ struct FileSet {
 /// that pins the snapshot (none for a database no one has open), and ends
 /// the transaction. With `two_pass` (writers commit and the backup yields
 /// to them), the database file is copied first with no snapshot held,
-/// yielding, and under the read transaction only refreshed.
+/// yielding, and under the read transaction only refreshed. With
+/// `second_core` (no writer commits), copies at full speed take two threads.
 fn copy_file_set(
     conn: Option<&Connection>,
     source: &Source,
     src: &Path,
     header: &DbHeader,
     db_out: &Path,
-    sync: bool,
-    two_pass: bool,
+    how: SetHow,
 ) -> Result<FileSet> {
+    let SetHow {
+        sync,
+        two_pass,
+        second_core,
+    } = how;
     if two_pass {
         // A first pass with no snapshot held, yielding to the writers: the
         // pass under the read transaction then reads the file again at full
@@ -835,6 +864,7 @@ fn copy_file_set(
     let pass = CopyHow {
         sync,
         refresh: two_pass,
+        second_core,
         ..CopyHow::default()
     };
     let db_entry = copy_with_crc(&source.db, src, db_out, pass, &mut full_speed)?;
@@ -861,6 +891,7 @@ fn copy_file_set(
             limit: pinned
                 .as_ref()
                 .map(|p| crate::wal::frame_offset(p.max_frame.saturating_add(1), header.page_size)),
+            second_core,
             ..CopyHow::default()
         };
         let copied = copy_with_crc(&wal_file, &wal_path, &wal_out, wal_how, &mut full_speed)?;
@@ -1291,18 +1322,20 @@ mod tests {
             for limit in [None, Some(BLOCK as u64 + 17), Some(5)] {
                 let want = &bytes[..limit.map_or(len, |l| (l as usize).min(len))];
                 for sync in [false, true] {
-                    let how = CopyHow {
-                        sync,
-                        limit,
-                        ..CopyHow::default()
-                    };
-                    // With a -shm to watch, the copy runs on this thread
-                    // alone (paced); without, on two.
-                    let pacers = [
-                        Pacer::new(File::open(&shm).ok().map(Arc::new)),
-                        Pacer::new(None),
+                    // The second core is taken only by a copy that never
+                    // yields: the last way runs on two threads.
+                    let ways = [
+                        (false, Pacer::new(None)),
+                        (true, Pacer::new(File::open(&shm).ok().map(Arc::new))),
+                        (true, Pacer::new(None)),
                     ];
-                    for (k, mut pacer) in pacers.into_iter().enumerate() {
+                    for (k, (second_core, mut pacer)) in ways.into_iter().enumerate() {
+                        let how = CopyHow {
+                            sync,
+                            limit,
+                            second_core,
+                            ..CopyHow::default()
+                        };
                         let out = dir.path().join(format!("out{k}"));
                         let f = File::open(&src).unwrap();
                         let e = copy_with_crc(&f, &src, &out, how, &mut pacer).unwrap();
