@@ -653,9 +653,6 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
     match opts.mode {
         Mode::Compact => {
             let out = tmp.path().join("backup.db");
-            // Set when the compacted file still has to be copied to `out`:
-            // SQLite wrote it without syncing, and the copy syncs and yields.
-            let mut staged = None;
             match &conn {
                 Some(c) if yields && writers => {
                     // The snapshot is copied as a file set, yielding to the
@@ -680,23 +677,48 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
                     // VACUUM INTO syncs its output as the connection's
                     // database would be synced, all at once at its end: a
                     // flush that the writers' own syncs would queue behind.
+                    // Instead, what it has written so far is synced here
+                    // every 16 MiB, as a piece of the paced work.
                     private.execute_batch("PRAGMA synchronous=OFF")?;
                     let mut pacer = Pacer::new(source.shm.clone());
                     let mut start = Instant::now();
+                    let (sync, out_path) = (!opts.no_sync, out.clone());
+                    let (mut written, mut synced_at) = (None::<File>, 0u64);
+                    let failed = Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
+                    let failed_in = failed.clone();
                     // SQLite calls back every few thousand steps of the copy:
                     // the pacer's pieces of work.
                     private.progress_handler(
                         20_000,
                         Some(move || {
+                            if sync {
+                                if written.is_none() {
+                                    written = File::open(&out_path).ok();
+                                }
+                                if let Some(f) = &written {
+                                    let len = f.metadata().map_or(0, |m| m.len());
+                                    if len >= synced_at.saturating_add(SYNC_EVERY) {
+                                        if let Err(e) = f.sync_data() {
+                                            // Reported once VACUUM INTO ends.
+                                            if let Ok(mut slot) = failed_in.lock() {
+                                                slot.get_or_insert(e);
+                                            }
+                                        }
+                                        synced_at = len;
+                                    }
+                                }
+                            }
                             pacer.pace(start);
                             start = Instant::now();
                             false
                         }),
                     )?;
-                    let compacted = image.join("compacted.db");
-                    private.execute("VACUUM INTO ?1", [compacted.to_string_lossy()])?;
+                    private.execute("VACUUM INTO ?1", [out.to_string_lossy()])?;
                     drop(private);
-                    staged = Some((image, compacted));
+                    let _ = std::fs::remove_dir_all(&image);
+                    if let Some(e) = failed.lock().ok().and_then(|mut slot| slot.take()) {
+                        return Err(Error::output(&out, e));
+                    }
                 }
                 Some(c) => {
                     c.execute("VACUUM INTO ?1", [out.to_string_lossy()])?;
@@ -716,27 +738,12 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
             if opened() {
                 return backup_inner(src, dest, opts, attempt + 1);
             }
-            let compacted = staged.as_ref().map_or(out.as_path(), |(_, c)| c.as_path());
             {
-                let c = Connection::open(compacted)?;
+                let c = Connection::open(&out)?;
                 c.query_row("PRAGMA journal_mode=DELETE", [], |_| Ok(()))?;
                 manifest.page_count = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
             }
-            let mut entry = match &staged {
-                Some((image, compacted)) => {
-                    let f = File::open(compacted).map_err(|e| Error::io(compacted, e))?;
-                    let how = CopyHow {
-                        sync: !opts.no_sync,
-                        ..CopyHow::default()
-                    };
-                    let mut pacer = Pacer::new(source.shm.clone());
-                    let entry = copy_with_crc(&f, compacted, &out, how, &mut pacer)?;
-                    drop(f);
-                    let _ = std::fs::remove_dir_all(image);
-                    entry
-                }
-                None => file_entry(&out)?,
-            };
+            let mut entry = file_entry(&out)?;
             entry.name = dest
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
