@@ -582,9 +582,11 @@ fn check_source(src: &Path) -> Result<DbHeader> {
 /// snapshot held; under the read transaction it is read again at full speed
 /// and only the blocks that changed are written, then the WAL is copied up
 /// to the snapshot. A compact backup copies that file set into a private
-/// directory beside DEST and compacts it from there, also yielding. With no
-/// writer committing, both run at full speed from the start (a compact one
-/// is `VACUUM INTO` straight from the source).
+/// directory beside DEST and compacts it from there, also yielding, syncing
+/// the backup every 16 MiB as it is written. With no writer committing,
+/// both run at full speed from the start (a compact one is `VACUUM INTO`
+/// straight from the source) and file copies take a second thread; while
+/// writers commit, they take one.
 pub fn backup(src: &Path, dest: &Path, opts: &BackupOptions) -> Result<Manifest> {
     backup_inner(src, dest, opts, 0)
 }
