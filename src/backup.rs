@@ -641,7 +641,12 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
     let yields = conn.is_some() && header.is_wal_mode() && !opts.full_speed;
     // Whether writers commit (the database is open somewhere): the backup
     // then yields to them, or at full speed, leaves them the other cores.
-    let writers = conn.is_some() && header.is_wal_mode() && writers_committing(&source);
+    // A compact backup at full speed is SQLite's single-threaded `VACUUM
+    // INTO` either way: it is not asked.
+    let writers = conn.is_some()
+        && header.is_wal_mode()
+        && (yields || opts.mode == Mode::Files)
+        && writers_committing(&source);
     let mut manifest = Manifest {
         format: 1,
         mode: opts.mode,
