@@ -958,5 +958,5 @@ fn fuzz_seeds_and_regressions_replay() {
             }
         }
     }
-    assert!(n >= 10, "{n} inputs replayed");
+    assert!(n >= 100, "{n} inputs replayed");
 }
