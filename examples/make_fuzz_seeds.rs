@@ -206,18 +206,17 @@ fn main() {
         let ps = k.page_size as usize;
         // `database`: an even first byte, then the whole file.
         write("database", k.name, &[&[0], &whole]);
-        // A pair: the first byte (odd) times 97 is where the WAL starts, so
-        // the database part is padded up to it.
-        if let Some(sel) = (1..=255u8)
-            .step_by(2)
-            .find(|s| usize::from(*s) * 97 >= db.len())
-        {
-            let pad = vec![0; usize::from(sel) * 97 - db.len()];
-            write(
-                "database",
-                &format!("{}-pair", k.name),
-                &[&[sel], &db, &pad, &wal],
-            );
+        // A pair: the first byte is twice the database's page count plus
+        // one; then the database, then the WAL.
+        if let Ok(pages) = u8::try_from(db.len() / ps) {
+            if pages < 128 {
+                let sel = pages * 2 + 1;
+                write(
+                    "database",
+                    &format!("{}-pair", k.name),
+                    &[&[sel], &db, &wal],
+                );
+            }
         }
         write("wal", k.name, &[&wal]);
         write("header", k.name, &[&whole[..100]]);

@@ -925,7 +925,15 @@ fn fuzz_entry(target: &str, data: &[u8], dir: &Path) {
             let db = dir.join("f.db");
             let _ = std::fs::remove_file(side(&db, "-wal"));
             let split = if sel & 1 == 1 {
-                (usize::from(sel) * 97).min(rest.len())
+                let ps = rest
+                    .get(16..18)
+                    .map(|b| match u16::from_be_bytes([b[0], b[1]]) {
+                        1 => 65536,
+                        n => usize::from(n),
+                    })
+                    .filter(|p| p.is_power_of_two() && *p >= 512)
+                    .unwrap_or(512);
+                (usize::from(sel >> 1) * ps).min(rest.len())
             } else {
                 rest.len()
             };

@@ -4,7 +4,9 @@ use sqlite_salvage::format::page::{BtreePage, FreelistTrunk};
 
 // First byte picks page 1 or not and the reserved bytes; the rest is the page.
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, page)) = data.split_first() else { return };
+    let Some((&sel, page)) = data.split_first() else {
+        return;
+    };
     let pgno = if sel & 1 == 1 { 1 } else { 2 };
     let usable = (page.len() as u32).saturating_sub(u32::from(sel >> 1));
     if let Ok(p) = BtreePage::parse(page, pgno, usable) {
