@@ -206,8 +206,9 @@ struct Case {
     name: String,
     db: Diff,
     wal: Diff,
-    /// Database-file pages the mutation changed, when it changed only the
-    /// database file's pages (the rows on other pages must all come back).
+    /// Database-file pages the mutation changed, unless it changed the
+    /// header's fields: every row on other pages (and, when the WAL is
+    /// changed, not in the WAL) must come back.
     touched: Option<Vec<u32>>,
 }
 
@@ -464,14 +465,19 @@ fn cases(dir: &Path, db: &[u8], wal: &[u8], ps: usize) -> Vec<Case> {
     for off in (0..wal.len()).step_by(step(wal.len(), 61, 500)) {
         let mut w = wal.to_vec();
         w[off] ^= 0x10;
-        add(format!("wal byte flip at {off}"), db.to_vec(), w, None);
+        add(
+            format!("wal byte flip at {off}"),
+            db.to_vec(),
+            w,
+            Some(Vec::new()),
+        );
     }
     for cut in (0..wal.len()).step_by(ps / 2 + 24) {
         add(
             format!("wal truncated to {cut}"),
             db.to_vec(),
             wal[..cut].to_vec(),
-            None,
+            Some(Vec::new()),
         );
     }
     // WAL frames duplicated, swapped, with the wrong salts.
@@ -485,7 +491,7 @@ fn cases(dir: &Path, db: &[u8], wal: &[u8], ps: usize) -> Vec<Case> {
             format!("wal frame {i} duplicated over the next"),
             db.to_vec(),
             w,
-            None,
+            Some(Vec::new()),
         );
         let mut w = wal.to_vec();
         let (a, b) = w.split_at_mut(at(i + 1));
@@ -494,11 +500,16 @@ fn cases(dir: &Path, db: &[u8], wal: &[u8], ps: usize) -> Vec<Case> {
             format!("wal frames {i} and {} swapped", i + 1),
             db.to_vec(),
             w,
-            None,
+            Some(Vec::new()),
         );
         let mut w = wal.to_vec();
         w[at(i) + 8] ^= 0x01;
-        add(format!("wal frame {i} salt changed"), db.to_vec(), w, None);
+        add(
+            format!("wal frame {i} salt changed"),
+            db.to_vec(),
+            w,
+            Some(Vec::new()),
+        );
     }
     // Header fields set to extremes: page size 65536 (1), 65535, 0, 2 and
     // a valid but wrong one; versions; reserved bytes leaving less than a
@@ -642,14 +653,17 @@ fn sweep(s: &Seed) {
         if t > slowest.0 {
             slowest = (t, c.name.clone());
         }
-        // Rows on pages the mutation did not touch (or whose newest
-        // version is in the WAL) all come back.
+        // Rows on pages the mutation did not touch all come back: the
+        // database file's pages it did not change (whose newest version is
+        // not in the WAL), and the WAL's pages unless it changed the WAL.
         if let Some(touched) = &c.touched {
             let got = got.unwrap_or_else(|| panic!("{s}: {}: recover refused", c.name));
+            let wal_changed = c.wal.len != wal.len() || !c.wal.runs.is_empty();
             let hit = |pages: &Vec<u32>| {
-                pages
-                    .iter()
-                    .any(|p| touched.contains(p) && latest.wal_offset(*p).is_none())
+                pages.iter().any(|p| match latest.wal_offset(*p) {
+                    None => touched.contains(p),
+                    Some(_) => wal_changed,
+                })
             };
             let missing = truth
                 .iter()
