@@ -375,6 +375,21 @@ fn backup_errors_are_clear() {
         assert_eq!(code, want, "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+    // The source itself, a symlink to it or an existing directory is
+    // refused as the destination.
+    let link = tmp.path().join("link.db");
+    std::os::unix::fs::symlink(&src, &link).unwrap();
+    let dir = tmp.path().join("a-dir");
+    std::fs::create_dir(&dir).unwrap();
+    for bad in [&src, &link, &dir] {
+        let (code, _, err) = run(&["backup", &p(&src), &p(bad)]);
+        assert_eq!(code, 6, "{}: {err}", bad.display());
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    for bad in [&src, &link] {
+        let (code, _, err) = run(&["backup", &p(&src), &p(bad), "--force"]);
+        assert_eq!(code, 6, "{}: {err}", bad.display());
+    }
     // A backup with one byte altered does not verify.
     let (code, _, err) = run(&["backup", &p(&src), &p(&dest)]);
     assert_eq!(code, 0, "{err}");

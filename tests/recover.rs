@@ -588,8 +588,17 @@ fn recover_cli_reports_and_refuses() {
     assert_eq!(v["outcome"], "complete");
     let (code, _, err) = run(&["recover", &p(&db), "-o", &p(&out)]);
     assert_eq!(code, 6, "{err}");
-    let (code, _, err) = run(&["recover", &p(&db), "-o", &p(&db)]);
-    assert_eq!(code, 6, "{err}");
+    // The input itself, a symlink to it, its WAL or a directory is refused
+    // as the output, even with --force.
+    let link = s.dir.join("link.db");
+    std::os::unix::fs::symlink(&db, &link).unwrap();
+    let before = dir_hashes(db.parent().unwrap());
+    for bad in [&db, &link, &side(&db, "-wal"), &s.dir] {
+        let (code, _, err) = run(&["recover", &p(&db), "-o", &p(bad), "--force"]);
+        assert_eq!(code, 6, "{}: {err}", bad.display());
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert_eq!(dir_hashes(db.parent().unwrap()), before);
     // Damage makes the outcome partial (exit 1).
     let leaf = pages_of(&db, "events", "leaf")[0];
     s.conn
