@@ -182,6 +182,17 @@ pub fn our_view(db: &Path) -> State {
     our_state(&d.latest().unwrap())
 }
 
+/// Sets `reserved` bytes at the end of every page of the still-empty
+/// database at `path`: the header byte and page 1's cell-content start
+/// (the usable size). SQLite keeps them for every page it writes after.
+pub fn set_reserved(path: &Path, page_size: u32, reserved: u8) {
+    let mut b = std::fs::read(path).unwrap();
+    b[20] = reserved;
+    let usable = page_size - u32::from(reserved);
+    b[105..107].copy_from_slice(&(usable as u16).to_be_bytes());
+    std::fs::write(path, b).unwrap();
+}
+
 /// A connection set up to keep every commit in the WAL.
 pub fn wal_conn(path: &Path, page_size: u32) -> Connection {
     let c = Connection::open(path).unwrap();

@@ -77,13 +77,7 @@ fn build(dir: &Path, l: &Layout) -> std::path::PathBuf {
         .unwrap();
     }
     if l.reserved > 0 {
-        // Set reserved bytes on the still-empty database: the header byte
-        // and page 1's cell-content start (the usable size).
-        let mut b = std::fs::read(&path).unwrap();
-        b[20] = l.reserved;
-        let usable = l.page_size - u32::from(l.reserved);
-        b[105..107].copy_from_slice(&(usable as u16).to_be_bytes());
-        std::fs::write(&path, b).unwrap();
+        set_reserved(&path, l.page_size, l.reserved);
     }
     let c = Connection::open(&path).unwrap();
     // The encoding is fixed when the first table is created.

@@ -12,6 +12,9 @@ use sqlite_salvage::{Database, WalChoice};
 
 use crate::common::*;
 
+#[path = "../fuzz/split.rs"]
+mod split;
+
 /// Runs every reader entry point over the files at `db` (+ `-wal`), and
 /// `recover`, whose output must pass SQLite's integrity check; returns the
 /// rows recovered (as [`keys`]), None when recover refused.
@@ -120,13 +123,7 @@ fn build(dir: &Path, s: &Seed) -> (Vec<u8>, Vec<u8>) {
         .unwrap();
     }
     if s.reserved > 0 {
-        // Reserved bytes are set on the still-empty database: the header
-        // byte and page 1's cell-content start (the usable size).
-        let mut b = std::fs::read(&p).unwrap();
-        b[20] = s.reserved;
-        let usable = s.page_size - u32::from(s.reserved);
-        b[105..107].copy_from_slice(&(usable as u16).to_be_bytes());
-        std::fs::write(&p, b).unwrap();
+        set_reserved(&p, s.page_size, s.reserved);
     }
     let c = wal_conn(&p, s.page_size);
     let ps = s.page_size as usize;
@@ -933,27 +930,14 @@ fn fuzz_entry(target: &str, data: &[u8], dir: &Path) {
             exercise(&db);
         }
         "database" => {
-            let Some((&sel, rest)) = data.split_first() else {
+            let Some((db_bytes, wal)) = split::split(data) else {
                 return;
             };
             let db = dir.join("f.db");
             let _ = std::fs::remove_file(side(&db, "-wal"));
-            let split = if sel & 1 == 1 {
-                let ps = rest
-                    .get(16..18)
-                    .map(|b| match u16::from_be_bytes([b[0], b[1]]) {
-                        1 => 65536,
-                        n => usize::from(n),
-                    })
-                    .filter(|p| p.is_power_of_two() && *p >= 512)
-                    .unwrap_or(512);
-                (usize::from(sel >> 1) * ps).min(rest.len())
-            } else {
-                rest.len()
-            };
-            std::fs::write(&db, &rest[..split]).unwrap();
-            if split < rest.len() {
-                std::fs::write(side(&db, "-wal"), &rest[split..]).unwrap();
+            std::fs::write(&db, db_bytes).unwrap();
+            if let Some(wal) = wal {
+                std::fs::write(side(&db, "-wal"), wal).unwrap();
             }
             exercise(&db);
         }
