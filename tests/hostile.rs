@@ -12,8 +12,8 @@ use sqlite_salvage::{Database, WalChoice};
 
 use crate::common::*;
 
-#[path = "../fuzz/split.rs"]
-mod split;
+#[path = "../fuzz/entries.rs"]
+mod entries;
 
 /// Runs every reader entry point over the files at `db` (+ `-wal`), and
 /// `recover`, whose output must pass SQLite's integrity check; returns the
@@ -879,42 +879,15 @@ fn hostile_shapes_are_named_not_followed() {
     assert!(d.iter().any(|w| w.contains("exceeds")), "{d:?}");
 }
 
-/// Runs one fuzz target's entry points on `data` (the same calls as
-/// `fuzz/fuzz_targets/*.rs`).
+/// Runs one fuzz target's entry points on `data`: the targets' own calls
+/// (`fuzz/entries.rs`) for header, page and record; for wal and database,
+/// the targets' input framing, then [`exercise`] (every entry point, more
+/// than the targets call).
 fn fuzz_entry(target: &str, data: &[u8], dir: &Path) {
-    use sqlite_salvage::format::header::{DbHeader, RawHeader, TextEncoding};
-    use sqlite_salvage::format::page::{BtreePage, FreelistTrunk};
-    use sqlite_salvage::format::record::Record;
     match target {
-        "header" => {
-            if let Ok(raw) = RawHeader::parse(data) {
-                let _ = DbHeader::from_raw(raw);
-            }
-            let _ = DbHeader::parse(data);
-        }
-        "page" => {
-            let Some((&sel, page)) = data.split_first() else {
-                return;
-            };
-            let pgno = if sel & 1 == 1 { 1 } else { 2 };
-            let usable = (page.len() as u32).saturating_sub(u32::from(sel >> 1));
-            if let Ok(p) = BtreePage::parse(page, pgno, usable) {
-                for i in 0..p.cell_count {
-                    let _ = (p.cell(i), p.cell_size(i));
-                }
-                let _ = (p.freeblocks(), p.children(), p.is_consistent());
-            }
-            let _ = FreelistTrunk::parse(page, usable);
-        }
-        "record" => {
-            let mut r = Record::new();
-            if r.parse(data).is_ok() {
-                for i in 0..=r.len() {
-                    let _ = r.value(data, i).to_owned(TextEncoding::Utf16le);
-                }
-            }
-            let _ = r.parse_partial(data);
-        }
+        "header" => entries::header(data),
+        "page" => entries::page(data),
+        "record" => entries::record(data),
         "wal" => {
             let _ =
                 sqlite_salvage::wal::WalIndex::scan_reader(data, data.len() as u64, Path::new("w"));
@@ -930,7 +903,7 @@ fn fuzz_entry(target: &str, data: &[u8], dir: &Path) {
             exercise(&db);
         }
         "database" => {
-            let Some((db_bytes, wal)) = split::split(data) else {
+            let Some((db_bytes, wal)) = entries::split(data) else {
                 return;
             };
             let db = dir.join("f.db");

@@ -1,14 +1,15 @@
 #![no_main]
 //! A whole database file, or a database and its WAL split from one input
-//! (see `../split.rs`): through check, dump and recover.
+//! (see `entries::split`): through check, dump and recover.
 use libfuzzer_sys::fuzz_target;
 use sqlite_salvage::{Database, WalChoice};
 
-#[path = "../split.rs"]
-mod split;
+#[path = "../entries.rs"]
+#[allow(dead_code)]
+mod entries;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((db_bytes, wal)) = split::split(data) else {
+    let Some((db_bytes, wal)) = entries::split(data) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -1,12 +1,9 @@
 #![no_main]
+//! See `entries::header`.
 use libfuzzer_sys::fuzz_target;
-use sqlite_salvage::format::header::{DbHeader, RawHeader};
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(raw) = RawHeader::parse(data) {
-        if let Ok(h) = DbHeader::from_raw(raw) {
-            let _ = (h.database_size(), h.auto_vacuum(), h.lock_byte_page());
-        }
-    }
-    let _ = DbHeader::parse(data);
-});
+#[path = "../entries.rs"]
+#[allow(dead_code)]
+mod entries;
+
+fuzz_target!(|data: &[u8]| entries::header(data));
