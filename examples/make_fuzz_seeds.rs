@@ -11,7 +11,9 @@
 //! commits only in the WAL. From each come the seeds of every target: the
 //! database alone and the database + WAL pair (`database`), the WAL
 //! (`wal`), the header (`header`), pages (`page`) and records (`record`),
-//! in the framing each target reads (see fuzz/fuzz_targets/).
+//! in the framing each target reads (see fuzz/entries.rs); and, from a
+//! rollback-journal database of the same kind caught mid-transaction, the
+//! database + hot journal pair (`journal`).
 
 use std::path::{Path, PathBuf};
 
@@ -192,6 +194,55 @@ fn build(dir: &Path, k: &Kind) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     (db, wal, whole)
 }
 
+/// A rollback-journal database of kind `k` caught mid-transaction: the
+/// database file with changed pages already written, and its hot journal.
+fn hot_journal(dir: &Path, k: &Kind) -> (Vec<u8>, Vec<u8>) {
+    let p = dir.join(format!("{}-journal.db", k.name));
+    for s in ["", "-journal"] {
+        let _ = std::fs::remove_file(side(&p, s));
+    }
+    Connection::open(&p)
+        .unwrap()
+        .execute_batch(&format!(
+            "PRAGMA page_size={}; PRAGMA auto_vacuum={}; VACUUM;",
+            k.page_size, k.auto_vacuum
+        ))
+        .unwrap();
+    if k.reserved > 0 {
+        let mut b = std::fs::read(&p).unwrap();
+        b[20] = k.reserved;
+        let usable = k.page_size - u32::from(k.reserved);
+        b[105..107].copy_from_slice(&(usable as u16).to_be_bytes());
+        std::fs::write(&p, b).unwrap();
+    }
+    let c = Connection::open(&p).unwrap();
+    let ps = k.page_size as usize;
+    let mut rng = u64::from(k.page_size) * 17 + 3;
+    c.execute_batch(&format!(
+        "PRAGMA journal_mode=DELETE; PRAGMA cache_size=2; PRAGMA encoding='{}';
+         CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB); BEGIN;",
+        k.encoding
+    ))
+    .unwrap();
+    for i in 1..=60i64 {
+        c.execute(
+            "INSERT INTO t VALUES(?1, ?2)",
+            params![i, bytes(&mut rng, ps / 8)],
+        )
+        .unwrap();
+    }
+    // The transaction spills its changed pages into the file (the cache
+    // holds two pages); the journal keeps their originals.
+    c.execute_batch(
+        "COMMIT; BEGIN; UPDATE t SET b = zeroblob(length(b)); DELETE FROM t WHERE id > 40;",
+    )
+    .unwrap();
+    let db = std::fs::read(&p).unwrap();
+    let journal = std::fs::read(side(&p, "-journal")).unwrap();
+    c.execute_batch("ROLLBACK").unwrap();
+    (db, journal)
+}
+
 fn write(target: &str, name: &str, parts: &[&[u8]]) {
     let dir = Path::new("fuzz/seeds").join(target);
     std::fs::create_dir_all(&dir).unwrap();
@@ -241,6 +292,13 @@ fn main() {
                     records += 1;
                 }
             }
+        }
+        // `journal`: as a pair, with the rollback journal after the
+        // database.
+        if ps <= 4096 {
+            let (db, journal) = hot_journal(&tmp, k);
+            let pages = u8::try_from(db.len() / ps).unwrap();
+            write("journal", k.name, &[&[pages * 2 + 1], &db, &journal]);
         }
         println!(
             "{}: database {} B, WAL {} B, {} records",

@@ -1,9 +1,12 @@
 //! What the fuzz targets run on one input, shared with the test suite,
 //! which replays the seeds and regressions through the same calls.
 
+use std::path::{Path, PathBuf};
+
 use sqlite_salvage::format::header::{DbHeader, RawHeader, TextEncoding};
 use sqlite_salvage::format::page::{BtreePage, FreelistTrunk, ptrmap_entry};
 use sqlite_salvage::format::record::{Record, ValueRef, text_is_valid};
+use sqlite_salvage::{Database, WalChoice};
 
 /// `header`: the raw and the checked header, and what is derived from it.
 pub fn header(data: &[u8]) {
@@ -88,4 +91,43 @@ pub fn split(data: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
         .unwrap_or(512);
     let (db, wal) = rest.split_at((usize::from(sel >> 1) * ps).min(rest.len()));
     Some((db, (!wal.is_empty()).then_some(wal)))
+}
+
+/// Writes the database `data` splits into as `dir/f.db`, and the rest, if
+/// any, beside it as `f.db<beside>` (`-wal` or `-journal`); its path.
+pub fn write_split(dir: &Path, data: &[u8], beside: &str) -> Option<PathBuf> {
+    let (db_bytes, rest) = split(data)?;
+    let db = dir.join("f.db");
+    std::fs::write(&db, db_bytes).ok()?;
+    if let Some(rest) = rest {
+        std::fs::write(dir.join(format!("f.db{beside}")), rest).ok()?;
+    }
+    Some(db)
+}
+
+/// `database` and `journal`: the files `data` splits into (the second one
+/// named by `beside`), through check, dump and recover.
+pub fn files(data: &[u8], beside: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = write_split(dir.path(), data, beside) else {
+        return;
+    };
+    if let Ok(d) = Database::open_with(&db, WalChoice::Auto) {
+        if let Ok(s) = d.latest() {
+            let _ = sqlite_salvage::check::check(&s);
+            if let Ok(schema) = s.schema() {
+                let _ = sqlite_salvage::dump::dump(
+                    &s,
+                    &schema,
+                    &Default::default(),
+                    &mut std::io::sink(),
+                );
+            }
+        }
+    }
+    let opts = sqlite_salvage::recover::RecoverOptions {
+        no_sync: true,
+        ..Default::default()
+    };
+    let _ = sqlite_salvage::recover::recover(&db, &dir.path().join("out.db"), &opts);
 }

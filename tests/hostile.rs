@@ -880,9 +880,8 @@ fn hostile_shapes_are_named_not_followed() {
 }
 
 /// Runs one fuzz target's entry points on `data`: the targets' own calls
-/// (`fuzz/entries.rs`) for header, page and record; for wal and database,
-/// the targets' input framing, then [`exercise`] (every entry point, more
-/// than the targets call).
+/// (`fuzz/entries.rs`); for wal, database and journal, then [`exercise`]
+/// too (every entry point, more than the targets call).
 fn fuzz_entry(target: &str, data: &[u8], dir: &Path) {
     match target {
         "header" => entries::header(data),
@@ -902,17 +901,19 @@ fn fuzz_entry(target: &str, data: &[u8], dir: &Path) {
             std::fs::write(side(&db, "-wal"), data).unwrap();
             exercise(&db);
         }
-        "database" => {
-            let Some((db_bytes, wal)) = entries::split(data) else {
-                return;
+        "database" | "journal" => {
+            let beside = if target == "database" {
+                "-wal"
+            } else {
+                "-journal"
             };
-            let db = dir.join("f.db");
-            let _ = std::fs::remove_file(side(&db, "-wal"));
-            std::fs::write(&db, db_bytes).unwrap();
-            if let Some(wal) = wal {
-                std::fs::write(side(&db, "-wal"), wal).unwrap();
+            for s in ["-wal", "-journal"] {
+                let _ = std::fs::remove_file(side(&dir.join("f.db"), s));
             }
-            exercise(&db);
+            entries::files(data, beside);
+            if let Some(db) = entries::write_split(dir, data, beside) {
+                exercise(&db);
+            }
         }
         other => panic!("unknown fuzz target {other}"),
     }

@@ -1,0 +1,10 @@
+#![no_main]
+//! A database and its rollback journal split from one input (see
+//! `entries::split`): through check, dump and recover.
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../entries.rs"]
+#[allow(dead_code)]
+mod entries;
+
+fuzz_target!(|data: &[u8]| entries::files(data, "-journal"));
