@@ -91,15 +91,13 @@ fn bytes(state: &mut u64, n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Builds `k` in `dir`; returns the database file after the checkpoint, the
-/// WAL with the three later commits, and the database with those
-/// checkpointed too.
-fn build(dir: &Path, k: &Kind) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let p = dir.join(format!("{}.db", k.name));
-    for s in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(side(&p, s));
+/// A new, empty database of kind `k` at `p` (page size, auto-vacuum and
+/// reserved bytes set; the journal mode and encoding are the caller's).
+fn empty(p: &Path, k: &Kind) -> Connection {
+    for s in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(side(p, s));
     }
-    Connection::open(&p)
+    Connection::open(p)
         .unwrap()
         .execute_batch(&format!(
             "PRAGMA page_size={}; PRAGMA auto_vacuum={}; VACUUM;",
@@ -109,13 +107,21 @@ fn build(dir: &Path, k: &Kind) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     if k.reserved > 0 {
         // Reserved bytes are set on the still-empty database: the header
         // byte and page 1's cell-content start (the usable size).
-        let mut b = std::fs::read(&p).unwrap();
+        let mut b = std::fs::read(p).unwrap();
         b[20] = k.reserved;
         let usable = k.page_size - u32::from(k.reserved);
         b[105..107].copy_from_slice(&(usable as u16).to_be_bytes());
-        std::fs::write(&p, b).unwrap();
+        std::fs::write(p, b).unwrap();
     }
-    let c = Connection::open(&p).unwrap();
+    Connection::open(p).unwrap()
+}
+
+/// Builds `k` in `dir`; returns the database file after the checkpoint, the
+/// WAL with the three later commits, and the database with those
+/// checkpointed too.
+fn build(dir: &Path, k: &Kind) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let p = dir.join(format!("{}.db", k.name));
+    let c = empty(&p, k);
     c.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA encoding='{}';",
         k.encoding
@@ -198,24 +204,7 @@ fn build(dir: &Path, k: &Kind) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
 /// database file with changed pages already written, and its hot journal.
 fn hot_journal(dir: &Path, k: &Kind) -> (Vec<u8>, Vec<u8>) {
     let p = dir.join(format!("{}-journal.db", k.name));
-    for s in ["", "-journal"] {
-        let _ = std::fs::remove_file(side(&p, s));
-    }
-    Connection::open(&p)
-        .unwrap()
-        .execute_batch(&format!(
-            "PRAGMA page_size={}; PRAGMA auto_vacuum={}; VACUUM;",
-            k.page_size, k.auto_vacuum
-        ))
-        .unwrap();
-    if k.reserved > 0 {
-        let mut b = std::fs::read(&p).unwrap();
-        b[20] = k.reserved;
-        let usable = k.page_size - u32::from(k.reserved);
-        b[105..107].copy_from_slice(&(usable as u16).to_be_bytes());
-        std::fs::write(&p, b).unwrap();
-    }
-    let c = Connection::open(&p).unwrap();
+    let c = empty(&p, k);
     let ps = k.page_size as usize;
     let mut rng = u64::from(k.page_size) * 17 + 3;
     c.execute_batch(&format!(
