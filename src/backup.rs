@@ -1363,15 +1363,20 @@ mod tests {
                 }
             }
         }
-        // A write that fails is an error, on either thread.
+        // A write that fails is an error, on one thread or two.
         let f = File::open(&src).unwrap();
-        for mut pacer in [
-            Pacer::new(None),
-            Pacer::new(File::open(&shm).ok().map(Arc::new)),
+        for (second_core, mut pacer) in [
+            (false, Pacer::new(None)),
+            (true, Pacer::new(File::open(&shm).ok().map(Arc::new))),
+            (true, Pacer::new(None)),
         ] {
             let full = Path::new("/dev/full");
             if full.exists() {
-                let e = copy_with_crc(&f, &src, full, CopyHow::default(), &mut pacer);
+                let how = CopyHow {
+                    second_core,
+                    ..CopyHow::default()
+                };
+                let e = copy_with_crc(&f, &src, full, how, &mut pacer);
                 assert!(matches!(e, Err(Error::Output { .. })), "{e:?}");
             }
         }

@@ -364,9 +364,15 @@ fn cases(dir: &Path, db: &[u8], wal: &[u8], ps: usize) -> Vec<Case> {
     // Page numbers (children, overflow pointers) pointed at the page itself,
     // at page 1, past the end, at 2^31.
     let targets = |p: u32| [p, 1, pages as u32 + 5, 1 << 31];
+    // The database with the 4-byte number at `off` set to `v`.
+    let with_u32 = |off: usize, v: u32| {
+        let mut d = db.to_vec();
+        d[off..off + 4].copy_from_slice(&v.to_be_bytes());
+        d
+    };
+    let usable = ps as u32 - u32::from(db[20]);
     for p in 2..=pages as u32 {
         let at = (p as usize - 1) * ps;
-        let usable = ps as u32 - u32::from(db[20]);
         let Ok(page) = BtreePage::parse(&db[at..at + ps], p, usable) else {
             continue;
         };
@@ -389,11 +395,9 @@ fn cases(dir: &Path, db: &[u8], wal: &[u8], ps: usize) -> Vec<Case> {
         }
         for slot in slots.into_iter().take(6) {
             for target in targets(p) {
-                let mut d = db.to_vec();
-                d[at + slot..at + slot + 4].copy_from_slice(&target.to_be_bytes());
                 add(
                     format!("db page {p}: pointer at {slot} set to {target}"),
-                    d,
+                    with_u32(at + slot, target),
                     wal.to_vec(),
                     Some(vec![p]),
                 );
@@ -409,11 +413,9 @@ fn cases(dir: &Path, db: &[u8], wal: &[u8], ps: usize) -> Vec<Case> {
             to.push(first);
         }
         for target in to {
-            let mut d = db.to_vec();
-            d[at..at + 4].copy_from_slice(&target.to_be_bytes());
             add(
                 format!("overflow page {p} (chain from {first}): next set to {target}"),
-                d,
+                with_u32(at, target),
                 wal.to_vec(),
                 Some(vec![p]),
             );
@@ -427,32 +429,26 @@ fn cases(dir: &Path, db: &[u8], wal: &[u8], ps: usize) -> Vec<Case> {
         let mut to = targets(p).to_vec();
         to.push(trunks[0]);
         for target in to {
-            let mut d = db.to_vec();
-            d[at..at + 4].copy_from_slice(&target.to_be_bytes());
             add(
                 format!("freelist trunk {p}: next set to {target}"),
-                d,
+                with_u32(at, target),
                 wal.to_vec(),
                 Some(vec![p]),
             );
         }
         for count in [u32::MAX, (ps / 4) as u32, (ps / 4 - 2) as u32] {
-            let mut d = db.to_vec();
-            d[at + 4..at + 8].copy_from_slice(&count.to_be_bytes());
             add(
                 format!("freelist trunk {p}: leaf count set to {count}"),
-                d,
+                with_u32(at + 4, count),
                 wal.to_vec(),
                 Some(vec![p]),
             );
         }
         if be32_at(db, at + 4) > 0 {
             for target in targets(p) {
-                let mut d = db.to_vec();
-                d[at + 8..at + 12].copy_from_slice(&target.to_be_bytes());
                 add(
                     format!("freelist trunk {p}: first leaf set to {target}"),
-                    d,
+                    with_u32(at + 8, target),
                     wal.to_vec(),
                     Some(vec![p]),
                 );
