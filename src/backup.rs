@@ -23,7 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
 use crate::format::header::DbHeader;
-use crate::snapshot::{Database, JournalInfo};
+use crate::snapshot::{Database, JournalInfo, open_regular};
 use crate::wal::{IndexHeader, WalIndex};
 
 /// What kind of backup.
@@ -86,7 +86,7 @@ fn kept_open(path: &Path) -> std::io::Result<Arc<File>> {
     if let Some(f) = open.get(&key(&std::fs::metadata(path)?)) {
         return Ok(f.clone());
     }
-    let f = Arc::new(File::open(path)?);
+    let f = Arc::new(open_regular(path)?);
     // Kept under the file it opened, even if the path changed since.
     let k = key(&f.metadata()?);
     Ok(open.entry(k).or_insert(f).clone())
@@ -497,7 +497,7 @@ fn copy_two_threads(
 }
 
 fn file_entry(path: &Path) -> Result<FileEntry> {
-    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut f = open_regular(path).map_err(|e| Error::io(path, e))?;
     let mut h = crc32fast::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -899,7 +899,7 @@ fn copy_file_set(
         // needs a frame of it.
         let wal_out = sibling(db_out, "-wal");
         // SQLite takes no lock on the WAL file itself.
-        let wal_file = File::open(&wal_path).map_err(|e| Error::io(&wal_path, e))?;
+        let wal_file = open_regular(&wal_path).map_err(|e| Error::io(&wal_path, e))?;
         // Up to the snapshot's last frame: later frames are not kept.
         let wal_how = CopyHow {
             limit: pinned
@@ -1009,7 +1009,7 @@ fn begin_read(c: &Connection, source: &Source, wal_mode: bool) -> Result<Option<
 
 fn read_head(p: &Path) -> Result<[u8; 100]> {
     let mut b = [0u8; 100];
-    File::open(p)
+    open_regular(p)
         .and_then(|mut f| f.read_exact(&mut b))
         .map_err(|e| Error::io(p, e))?;
     Ok(b)

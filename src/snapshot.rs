@@ -133,17 +133,32 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Opens `path` read-only, refusing directories and other non-files.
-pub(crate) fn open_input(path: &Path) -> Result<(File, u64)> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+/// Opens `path` read-only if it is a regular file; directories, FIFOs,
+/// sockets and devices are refused (`InvalidInput`).
+///
+/// The open itself does not wait: opening a FIFO for reading would block
+/// until a writer appears, so it is opened non-blocking and then refused.
+/// (The flag changes nothing for regular files.)
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
         ));
     }
-    Ok((file, meta.len()))
+    Ok(file)
+}
+
+/// [`open_regular`], with the file's size.
+pub(crate) fn open_input(path: &Path) -> Result<(File, u64)> {
+    let file = open_regular(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    Ok((file, size))
 }
 
 /// Reads `buf.len()` bytes at `offset`, zero-filling past the end of file
@@ -216,8 +231,9 @@ impl Database {
         let mut wal_rejected = None;
         let (mut wal, mut wal_file) = match wal_path {
             Some(p) => {
-                let (f, _) = open_input(&p)?;
-                match WalIndex::scan(&p) {
+                let (f, size) = open_input(&p)?;
+                let reader = std::io::BufReader::with_capacity(1 << 20, &f);
+                match WalIndex::scan_reader(reader, size, &p) {
                     Ok(Some(idx)) => (Some(idx), Some(Arc::new(f))),
                     Ok(None) => (None, None),
                     Err(e @ Error::BadWal { .. }) if lenient => {
@@ -601,8 +617,8 @@ impl Database {
         if let Some(j) = &journal {
             page_count = Some(j.header.initial_size);
         }
-        let journal_pages = match (&journal, File::open(sibling(&self.path, "-journal"))) {
-            (Some(j), Ok(f)) => Some((Arc::new(f), j.offsets.clone())),
+        let journal_pages = match (&journal, open_input(&sibling(&self.path, "-journal"))) {
+            (Some(j), Ok((f, _))) => Some((Arc::new(f), j.offsets.clone())),
             _ => None,
         };
         let src = self.page_reader(overlay, journal_pages);

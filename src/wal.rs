@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::wal::{
     FRAME_HEADER_SIZE, FrameHeader, WAL_HEADER_SIZE, WalHeader, frame_checksum,
 };
+use crate::snapshot::open_input;
 
 /// How SQLite regards a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -108,8 +109,7 @@ impl WalIndex {
     /// be read or its header is not a valid WAL header; a WAL shorter than a
     /// header is an empty WAL (as SQLite treats it) and yields `Ok(None)`.
     pub fn scan(path: &Path) -> Result<Option<WalIndex>> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let file_size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let (file, file_size) = open_input(path)?;
         Self::scan_reader(BufReader::with_capacity(1 << 20, file), file_size, path)
     }
 
@@ -232,7 +232,7 @@ impl ShmInfo {
     /// Returns `None` when the file is missing, short, or its two header
     /// copies disagree (a writer was mid-update).
     pub fn read(path: &Path, wal: Option<&WalHeader>) -> Option<ShmInfo> {
-        let (header, backfilled) = read_index(&mut File::open(path).ok()?)?;
+        let (header, backfilled) = read_index(&mut open_input(path).ok()?.0)?;
         Some(ShmInfo {
             max_frame: header.max_frame,
             backfilled,
@@ -267,7 +267,7 @@ impl IndexHeader {
     /// there, read through a descriptor that stays open as long as the
     /// connection, with [`IndexHeader::read_from`].
     pub fn read(path: &Path) -> Option<IndexHeader> {
-        read_index(&mut File::open(path).ok()?).map(|(h, _)| h)
+        read_index(&mut open_input(path).ok()?.0).map(|(h, _)| h)
     }
 
     /// Reads it through `file`, open on a `-shm` (a positional read: the

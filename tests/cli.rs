@@ -225,3 +225,95 @@ fn closed_pipe_is_not_an_error() {
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.is_empty(), "{err}");
 }
+
+/// Runs the binary with `args`, killed if it has not ended after 20 s;
+/// returns (exit code, stderr), or None when it had to be killed.
+fn run_within(args: &[&str]) -> Option<(i32, String)> {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    Some((code, err))
+}
+
+fn mkfifo(p: &Path) {
+    let status = Command::new("mkfifo").arg(p).status().unwrap();
+    assert!(status.success());
+}
+
+/// A FIFO opened for reading waits for a writer: given as a database, or
+/// lying where a -wal, -shm or -journal would be, it is refused or passed
+/// over, never waited on.
+#[test]
+fn pipes_and_devices_are_refused_not_waited_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fifo = d.join("fifo.db");
+    mkfifo(&fifo);
+    let out = d.join("out.db");
+    let bk = d.join("bk");
+    for input in [s(&fifo), "/dev/null", "/dev/zero"] {
+        let runs: Vec<Vec<&str>> = vec![
+            vec!["info", input],
+            vec!["check", input],
+            vec!["dump", input],
+            vec!["wal", input],
+            vec!["recover", input, "-o", s(&out)],
+            vec!["replay", input, "-o", s(&out)],
+            vec!["backup", input, s(&bk)],
+        ];
+        for args in runs {
+            let (code, err) = run_within(&args).unwrap_or_else(|| panic!("{args:?} hung"));
+            assert_eq!(code, 3, "{args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(err.contains("not a regular file"), "{args:?}: {err}");
+            assert!(!out.exists() && !bk.exists(), "{args:?} wrote output");
+        }
+    }
+    // A database whose -shm, -wal or -journal is a FIFO: read without it.
+    let db = wal_set(d);
+    let names = ["-shm", "-wal", "-journal"];
+    for suffix in names {
+        let f = side(&db, suffix);
+        let _ = std::fs::remove_file(&f);
+        mkfifo(&f);
+        let rec = d.join(format!("rec{suffix}.db"));
+        for args in [
+            vec!["info", s(&db)],
+            vec!["check", s(&db)],
+            vec!["dump", s(&db)],
+            vec!["recover", s(&db), "-o", s(&rec)],
+        ] {
+            let (code, err) = run_within(&args).unwrap_or_else(|| panic!("{args:?} hung"));
+            assert!([0, 1, 7].contains(&code), "{args:?}: {code} {err}");
+        }
+        assert!(rec.exists());
+        let b = d.join(format!("bk{suffix}"));
+        let args = ["backup", s(&db), s(&b)];
+        let (code, err) = run_within(&args).unwrap_or_else(|| panic!("{args:?} hung"));
+        assert!(
+            code != -1 && err.lines().count() <= 1,
+            "{args:?}: {code} {err}"
+        );
+        std::fs::remove_file(&f).unwrap();
+    }
+}

@@ -302,3 +302,127 @@ fn wal_of_another_database_is_refused() {
     std::fs::copy(side(&o16, "-wal"), side(&copy, "-wal")).unwrap();
     assert!(matches!(Database::open(&copy), Err(Error::BadWal { .. })));
 }
+
+/// The -shm is read for one thing: how far a checkpoint went. Whatever its
+/// bytes (bits flipped in one or both copies of the index header, cut
+/// short, extreme counts, a directory in its place), the database opens,
+/// the latest commit reads as SQLite's, and only a well-formed index of
+/// this WAL can call an earlier commit exact or inexact.
+#[test]
+fn any_shm_bytes_change_only_exactness() {
+    let h = history(1024, 8);
+    h.live
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        .unwrap();
+    let copy = copy_set(&h.live_path, &h.dir, "shm.db");
+    let shm_path = side(&copy, "-shm");
+    let good = std::fs::read(&shm_path).unwrap();
+    let db = Database::open(&copy).unwrap();
+    let base = *db.shm().expect("shm read");
+    let n = db.commit_count();
+    assert_eq!(n, 8);
+    let last_frames: Vec<u32> = std::iter::once(0)
+        .chain(db.wal().unwrap().commits.iter().map(|c| c.last_frame))
+        .collect();
+    drop(db);
+    let u32_at = |b: &[u8], o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap());
+    let check = |bytes: Option<&[u8]>, what: &str| -> Option<sqlite_salvage::wal::ShmInfo> {
+        let _ = std::fs::remove_file(&shm_path);
+        let _ = std::fs::remove_dir(&shm_path);
+        match bytes {
+            Some(b) => std::fs::write(&shm_path, b).unwrap(),
+            None => std::fs::create_dir(&shm_path).unwrap(),
+        }
+        let db = Database::open(&copy).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(db.commit_count(), n, "{what}");
+        let shm = db.shm().copied();
+        for k in 0..=n {
+            let snap = db.snapshot(Some(k)).unwrap();
+            let want = match shm {
+                _ if k == n => Exactness::Exact,
+                Some(s) if s.salts_match && s.backfilled > last_frames[k as usize] => {
+                    Exactness::Inexact {
+                        backfilled: s.backfilled,
+                    }
+                }
+                Some(s) if s.salts_match => Exactness::Exact,
+                _ => Exactness::Unknown,
+            };
+            assert_eq!(snap.exactness(), want, "{what}: commit {k}");
+            if k == n {
+                assert_same_state(&our_state(&snap), &h.states[k as usize], what);
+            }
+        }
+        let snap = db.latest().unwrap();
+        let _ = sqlite_salvage::info::info(&db, &snap);
+        shm
+    };
+    // Unchanged, it says the whole WAL was copied back.
+    assert_eq!(check(Some(&good), "unchanged"), Some(base));
+    assert!(base.salts_match);
+    assert_eq!(base.backfilled, *last_frames.last().unwrap());
+    let mut cases = 0;
+    for off in 0..136 {
+        for bit in 0..8 {
+            // One copy of the index header changed: caught mid-update, unread.
+            let mut b = good.clone();
+            b[off] ^= 1 << bit;
+            let what = format!("byte {off} bit {bit}");
+            let got = check(Some(&b), &what);
+            match off {
+                0..96 => assert_eq!(got, None, "{what}"),
+                96..100 => assert_eq!(
+                    got,
+                    Some(sqlite_salvage::wal::ShmInfo {
+                        backfilled: u32_at(&b, 96),
+                        ..base
+                    }),
+                    "{what}"
+                ),
+                _ => assert_eq!(got, Some(base), "{what}"),
+            }
+            // Both copies changed alike: read as what they now say.
+            if off < 48 {
+                b[off + 48] ^= 1 << bit;
+                let what = format!("both copies, byte {off} bit {bit}");
+                let got = check(Some(&b), &what);
+                match off {
+                    0..4 => assert_eq!(got, None, "{what}"),
+                    12 if b[12] == 0 => assert_eq!(got, None, "{what}"),
+                    16..20 => assert_eq!(got.map(|s| s.max_frame), Some(u32_at(&b, 16))),
+                    32..40 => assert!(!got.unwrap().salts_match, "{what}"),
+                    _ => assert_eq!(got, Some(base), "{what}"),
+                }
+                cases += 1;
+            }
+            cases += 1;
+        }
+    }
+    for len in [0, 1, 47, 48, 95, 96, 99, 100, 135] {
+        assert_eq!(check(Some(&good[..len]), &format!("cut to {len}")), None);
+        cases += 1;
+    }
+    assert_eq!(check(Some(&good[..136]), "cut to 136"), Some(base));
+    assert_eq!(check(None, "a directory"), None);
+    for (backfilled, max_frame) in [(u32::MAX, u32::MAX), (0, 0), (1, u32::MAX)] {
+        let mut b = good.clone();
+        b[96..100].copy_from_slice(&backfilled.to_ne_bytes());
+        for copy in [16, 16 + 48] {
+            b[copy..copy + 4].copy_from_slice(&max_frame.to_ne_bytes());
+        }
+        let got = check(
+            Some(&b),
+            &format!("backfilled {backfilled}, max frame {max_frame}"),
+        );
+        assert_eq!(
+            got,
+            Some(sqlite_salvage::wal::ShmInfo {
+                backfilled,
+                max_frame,
+                ..base
+            })
+        );
+        cases += 1;
+    }
+    assert!(cases > 1400, "{cases}");
+}

@@ -245,6 +245,9 @@ fn exit_code(e: &Error) -> u8 {
 
 fn hint(e: &Error) -> &'static str {
     match e {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+            "give the path of a regular file (copy a device or pipe into one first)"
+        }
         Error::Io { .. } => "check the path and its permissions",
         Error::NotADatabase { .. } => "check that this is the database file",
         Error::BadWal { .. } => {
@@ -318,12 +321,14 @@ fn warn_exactness(snap: &sqlite_salvage::Snapshot, json: bool) {
     }
 }
 
-/// Whether `path` starts with a WAL magic number.
+/// Whether `path` is a file that starts with a WAL magic number (a FIFO
+/// or device is not opened here; the reader refuses it with a message).
 fn looks_like_wal(path: &Path) -> bool {
     let mut b = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok()
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+        && std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut b))
+            .is_ok()
         && matches!(
             u32::from_be_bytes(b),
             sqlite_salvage::format::wal::MAGIC_LE | sqlite_salvage::format::wal::MAGIC_BE
