@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sqlite_salvage::dump::{DumpOptions, Format, dump};
 use sqlite_salvage::format::header::{DbHeader, RawHeader, TextEncoding};
 use sqlite_salvage::format::page::{BtreePage, FreelistTrunk, ptrmap_entry};
 use sqlite_salvage::format::record::{Record, ValueRef, text_is_valid};
@@ -106,22 +107,32 @@ pub fn write_split(dir: &Path, data: &[u8], beside: &str) -> Option<PathBuf> {
 }
 
 /// `database` and `journal`: the files `data` splits into (the second one
-/// named by `beside`), through check, dump and recover.
+/// named by `beside`), through info (which runs check) and dump in every
+/// format, at the latest commit and, when there is a WAL, at the file alone;
+/// then recover.
 pub fn files(data: &[u8], beside: &str) {
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = write_split(dir.path(), data, beside) else {
         return;
     };
     if let Ok(d) = Database::open_with(&db, WalChoice::Auto) {
-        if let Ok(s) = d.latest() {
-            let _ = sqlite_salvage::check::check(&s);
-            if let Ok(schema) = s.schema() {
-                let _ = sqlite_salvage::dump::dump(
-                    &s,
-                    &schema,
-                    &Default::default(),
-                    &mut std::io::sink(),
-                );
+        let commits: &[Option<u32>] = if d.commit_count() > 0 {
+            &[None, Some(0)]
+        } else {
+            &[None]
+        };
+        for &at in commits {
+            let Ok(s) = d.snapshot(at) else { continue };
+            let _ = sqlite_salvage::info::info(&d, &s);
+            let Ok(schema) = s.schema() else { continue };
+            let csv_table = schema.tables.first().map(|t| t.name.clone());
+            for (format, table) in [
+                (Format::Sql, None),
+                (Format::Jsonl, None),
+                (Format::Csv, csv_table),
+            ] {
+                let opts = DumpOptions { format, table };
+                let _ = dump(&s, &schema, &opts, &mut std::io::sink());
             }
         }
     }

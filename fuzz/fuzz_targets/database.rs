@@ -1,6 +1,6 @@
 #![no_main]
 //! A whole database file, or a database and its WAL split from one input
-//! (see `entries::split`): through check, dump and recover.
+//! (see `entries::split`): through info and check, dump in every format, and recover.
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../entries.rs"]
