@@ -239,6 +239,32 @@ fn damaged_frame_ends_the_wal_where_sqlite_stops() {
     assert_same_state(&sqlite_view(&copy), &h.states[14], "sqlite on damaged");
 }
 
+/// A frame for page 0 is invalid even with a checksum that continues the
+/// chain: SQLite's recovery stops there, and so does the scan.
+#[test]
+fn frame_for_page_zero_ends_the_wal_where_sqlite_stops() {
+    let h = history(1024, 12);
+    let copy = copy_set(&h.live_path, &h.dir, "page0.db");
+    std::fs::remove_file(side(&copy, "-shm")).ok();
+    let wal = side(&copy, "-wal");
+    let idx = WalIndex::scan(&wal).unwrap().unwrap();
+    let c = idx.commits[6];
+    rewrite_frame(&wal, c.first_frame, 0, 0);
+    let db = Database::open(&copy).unwrap();
+    assert_eq!(db.commit_count(), 6);
+    let w = db.wal().unwrap();
+    let f = &w.frames[c.first_frame as usize - 1];
+    assert_eq!(f.status, FrameStatus::BadPageNumber);
+    assert!(f.checksum_ok);
+    assert!(
+        w.frames[c.first_frame as usize..]
+            .iter()
+            .all(|f| f.status == FrameStatus::AfterBreak)
+    );
+    assert_same_state(&our_state(&db.latest().unwrap()), &h.states[6], "page 0");
+    assert_same_state(&sqlite_view(&copy), &h.states[6], "sqlite on page 0");
+}
+
 #[test]
 fn restarted_wal_with_stale_frames() {
     let h = history(1024, 25);
