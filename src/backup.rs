@@ -1039,6 +1039,49 @@ pub struct Verified {
     pub tables: Vec<(String, u64)>,
 }
 
+/// Largest manifest read: a real one is well under a kilobyte.
+const MAX_MANIFEST: u64 = 1 << 20;
+
+/// Reads and parses a manifest (at most [`MAX_MANIFEST`] bytes, from a
+/// regular file); the reason it cannot be used otherwise.
+fn read_manifest(path: &Path) -> std::result::Result<Manifest, String> {
+    let why = |e: &dyn std::fmt::Display| format!("manifest {}: {e}", path.display());
+    let f = open_regular(path).map_err(|e| why(&e))?;
+    let mut text = String::new();
+    f.take(MAX_MANIFEST + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| why(&e))?;
+    if text.len() as u64 > MAX_MANIFEST {
+        return Err(why(&format!("over {MAX_MANIFEST} bytes, not a manifest")));
+    }
+    serde_json::from_str(&text).map_err(|e| why(&format!("unreadable: {e}")))
+}
+
+/// A manifest lists what a backup writes: the database under a plain file
+/// name (no directory part, so nothing outside the backup is read), then
+/// at most its `-wal`.
+fn check_file_names(files: &[FileEntry]) -> std::result::Result<(), String> {
+    let Some((db, rest)) = files.split_first() else {
+        return Err("the manifest lists no files".into());
+    };
+    let n = &db.name;
+    if n.is_empty() || n == "." || n == ".." || n.contains(['/', '\0']) {
+        return Err(format!("the manifest names {n:?}, not a file name"));
+    }
+    match rest {
+        [] => Ok(()),
+        [w] if w.name == format!("{n}-wal") => Ok(()),
+        [w] => Err(format!(
+            "the manifest lists {:?} beside {n:?}, not its -wal",
+            w.name
+        )),
+        _ => Err(format!(
+            "the manifest lists {} files; a backup has at most 2",
+            files.len()
+        )),
+    }
+}
+
 /// Checks a backup: every file's size and CRC-32 against the manifest, our
 /// structural check, and SQLite's `integrity_check` (on a private copy).
 pub fn verify(dest: &Path) -> Result<Verified> {
@@ -1052,11 +1095,8 @@ pub fn verify(dest: &Path) -> Result<Verified> {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no backup here"),
         ));
     }
-    let mpath = manifest_path(dest);
-    let text = std::fs::read_to_string(&mpath)
-        .map_err(|e| bad(format!("manifest {}: {e}", mpath.display())))?;
-    let manifest: Manifest =
-        serde_json::from_str(&text).map_err(|e| bad(format!("manifest unreadable: {e}")))?;
+    let manifest = read_manifest(&manifest_path(dest)).map_err(bad)?;
+    check_file_names(&manifest.files).map_err(bad)?;
     let base = if dest.is_dir() {
         dest.to_path_buf()
     } else {
@@ -1082,6 +1122,21 @@ pub fn verify(dest: &Path) -> Result<Verified> {
         Some(f) => base.join(&f.name),
         None => return Err(bad("the manifest lists no files".into())),
     };
+    // What is verified (and restored) is what the manifest lists: a WAL or
+    // journal written beside the backup since would change what SQLite and
+    // our reader see.
+    let wal_listed = manifest.files.len() == 2;
+    for (suffix, listed) in [("-wal", wal_listed), ("-journal", false)] {
+        let p = sibling(&database, suffix);
+        if !listed && std::fs::metadata(&p).is_ok_and(|m| m.len() > 0) {
+            return Err(bad(format!(
+                "{} is beside the backup but not in its manifest: the backup was \
+                 opened and written since it was taken (move that file away to use \
+                 the backup as taken)",
+                p.display()
+            )));
+        }
+    }
     // Our reader: the structure of every page.
     let db = Database::open(&database).map_err(|e| bad(e.to_string()))?;
     let snap = db.latest().map_err(|e| bad(e.to_string()))?;
@@ -1101,7 +1156,7 @@ pub fn verify(dest: &Path) -> Result<Verified> {
     let copy = tmp.path().join("verify.db");
     std::fs::copy(&database, &copy).map_err(|e| Error::io(&database, e))?;
     let wal = sibling(&database, "-wal");
-    if wal.exists() {
+    if wal_listed {
         std::fs::copy(&wal, sibling(&copy, "-wal")).map_err(|e| Error::io(&wal, e))?;
     }
     let conn = Connection::open(&copy)?;

@@ -512,3 +512,105 @@ fn a_closed_database_gets_nothing_written_beside_it() {
         assert_eq!(assert_consistent(&v.database, "closed"), 50);
     }
 }
+
+/// A backup's manifest is input too: it may name only the backup's own
+/// files, it is read only as far as a manifest can be long, and nothing
+/// written beside the backup since it was taken is verified or restored.
+#[test]
+fn hostile_manifests_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = live_db(tmp.path());
+    let c = Connection::open(&src).unwrap();
+    for seq in 1..=50 {
+        commit_next(&c, seq);
+    }
+    // A database outside the backup, with sizes and CRCs that match.
+    let outside = tmp.path().join("outside.db");
+    Connection::open(&outside)
+        .unwrap()
+        .execute_batch("CREATE TABLE other(x); INSERT INTO other VALUES('not the backup');")
+        .unwrap();
+    let set = tmp.path().join("set");
+    backup(&src, &set, &unsynced(Mode::Files)).unwrap();
+    let one = tmp.path().join("one.db");
+    backup(&src, &one, &unsynced(Mode::Compact)).unwrap();
+    verify(&set).unwrap();
+    verify(&one).unwrap();
+    let entry = |p: &Path, name: &str| {
+        let b = std::fs::read(p).unwrap();
+        serde_json::json!({"name": name, "size": b.len(), "crc32": crc32fast::hash(&b)})
+    };
+    std::fs::copy(&outside, set.join("outside.db")).unwrap();
+    let mpath = set.join("manifest.json");
+    let good = std::fs::read_to_string(&mpath).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let db = v["files"][0].clone();
+    let name = db["name"].as_str().unwrap().to_string();
+    let wal = v["files"][1].clone();
+    assert_eq!(wal["name"], format!("{name}-wal"), "the set has a WAL");
+    let abs = outside.to_str().unwrap().to_string();
+    let cases = [
+        (vec![entry(&outside, "../outside.db")], "not a file name"),
+        (vec![entry(&outside, &abs)], "not a file name"),
+        (
+            vec![entry(&outside, "set/../../outside.db")],
+            "not a file name",
+        ),
+        (vec![entry(&outside, "")], "not a file name"),
+        (vec![entry(&outside, ".")], "not a file name"),
+        (vec![entry(&outside, "..")], "not a file name"),
+        (
+            vec![db.clone(), entry(&outside, "outside.db")],
+            "not its -wal",
+        ),
+        (vec![db.clone(), wal.clone(), wal.clone()], "at most 2"),
+        (vec![], "lists no files"),
+    ];
+    for (files, want) in cases {
+        let mut m = v.clone();
+        m["files"] = serde_json::Value::Array(files.clone());
+        std::fs::write(&mpath, m.to_string()).unwrap();
+        let err = verify(&set).unwrap_err();
+        assert!(
+            matches!(err, sqlite_salvage::Error::BadBackup { .. })
+                && err.to_string().contains(want),
+            "{files:?}: {err}"
+        );
+        let target = tmp.path().join("restored.db");
+        assert!(restore(&set, &target, false, true).is_err());
+        assert!(!target.exists());
+    }
+    // Too long to be a manifest: refused without reading it all.
+    let mut long = good.clone();
+    long.push_str(&" ".repeat(2 << 20));
+    std::fs::write(&mpath, &long).unwrap();
+    let err = verify(&set).unwrap_err();
+    assert!(err.to_string().contains("not a manifest"), "{err}");
+    // A FIFO in its place: refused, not waited on.
+    std::fs::remove_file(&mpath).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&mpath)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s2 = set.clone();
+    std::thread::spawn(move || tx.send(verify(&s2).map(|_| ()).map_err(|e| e.to_string())));
+    let got = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("verify waited on a FIFO");
+    assert!(got.unwrap_err().contains("not a regular file"));
+    std::fs::remove_file(&mpath).unwrap();
+    std::fs::write(&mpath, &good).unwrap();
+    verify(&set).unwrap();
+    // A WAL or journal written beside a compact backup since: refused, and
+    // gone, the backup verifies again.
+    for suffix in ["-wal", "-journal"] {
+        let stray = side(&one, suffix);
+        std::fs::write(&stray, vec![7u8; 4096]).unwrap();
+        let err = verify(&one).unwrap_err();
+        assert!(err.to_string().contains("not in its manifest"), "{err}");
+        std::fs::remove_file(&stray).unwrap();
+        verify(&one).unwrap();
+    }
+}
