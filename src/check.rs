@@ -266,7 +266,9 @@ fn walk_tree(
     root: u32,
     is_table: bool,
 ) -> Result<u64> {
-    let mut cursor = TreeCursor::with_visitor(snap, root, Marker { map: &mut *map }).lenient(true);
+    let mut cursor = TreeCursor::with_visitor(snap, root, Marker { map: &mut *map })
+        .lenient(true)
+        .verify_pages(true);
     let mut rec = Record::new();
     let mut n = 0u64;
     let mut last_rowid: Option<i64> = None;
@@ -309,6 +311,11 @@ fn walk_tree(
             cell: d.cell,
             what: format!("{}: {}", name, d.what),
         })
+        .chain(cursor.suspect_pages().iter().map(|&page| Damage {
+            page,
+            cell: None,
+            what: format!("{name}: cells, freeblocks and free space do not add up"),
+        }))
         .collect();
     drop(cursor);
     map.damage.extend(damage);

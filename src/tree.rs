@@ -138,6 +138,7 @@ pub struct TreeCursor<'s, V: PageVisitor = NoVisitor> {
     truncated: bool,
     zeroed: bool,
     holes: Vec<Hole>,
+    suspect_pages: Vec<u32>,
     bounds: (Option<i64>, Option<i64>),
     /// What the walk read, for callers that keep account.
     pub visitor: V,
@@ -172,6 +173,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             truncated: false,
             zeroed: false,
             holes: Vec::new(),
+            suspect_pages: Vec::new(),
             bounds: (None, None),
             visitor,
         }
@@ -206,6 +208,11 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
     /// Damage seen so far (lenient walks).
     pub fn damage(&self) -> &[Damage] {
         &self.damage
+    }
+
+    /// Pages whose space accounting failed (with [`TreeCursor::verify_pages`]).
+    pub fn suspect_pages(&self) -> &[u32] {
+        &self.suspect_pages
     }
 
     /// Whether the tree is a table (rowid) b-tree; known once the root was read.
@@ -312,6 +319,9 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
         let suspect = self.verify
             && BtreePage::parse(&buf, pgno, self.snap.usable_size())
                 .is_ok_and(|p| !p.is_consistent());
+        if suspect {
+            self.suspect_pages.push(pgno);
+        }
         self.stack.push(Level {
             pgno,
             buf,

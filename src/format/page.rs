@@ -141,7 +141,12 @@ impl<'a> BtreePage<'a> {
 
     /// Offset just past the cell pointer array.
     pub fn cell_pointers_end(&self) -> usize {
-        self.header_offset + self.kind.header_len() + 2 * usize::from(self.cell_count)
+        self.header_end() + 2 * usize::from(self.cell_count)
+    }
+
+    /// Offset just past the page header (where the cell pointers start).
+    pub fn header_end(&self) -> usize {
+        self.header_offset + self.kind.header_len()
     }
 
     /// Offset of cell `i` within the page, checked to lie in the cell

@@ -27,6 +27,8 @@ pub struct FoundCell {
     pub local: Vec<u8>,
     /// First overflow page, 0 when none.
     pub overflow: u32,
+    /// Bytes the cell takes on its page.
+    pub size: usize,
 }
 
 impl FoundCell {
@@ -64,6 +66,7 @@ pub fn cells_by_pointer(page: &BtreePage<'_>) -> (Vec<FoundCell>, usize) {
             total: p.total,
             local: p.local.to_vec(),
             overflow: p.overflow,
+            size: page.cell_size(i).unwrap_or(0),
         });
     }
     (out, bad)
@@ -113,6 +116,7 @@ pub fn cell_at(
         total,
         local: bytes.to_vec(),
         overflow,
+        size: end + if overflow != 0 { 4 } else { 0 },
     })
 }
 
@@ -126,12 +130,67 @@ fn exact_record(payload: &[u8], rec: &mut Record) -> bool {
 /// carry a record whose header is whole and, when it does not spill, whose
 /// length equals the payload size exactly. Found cells do not overlap.
 pub fn scan_page(page: &[u8], kind: PageKind, usable: u32, first: usize) -> Vec<FoundCell> {
+    scan_range(page, kind, usable, first, &[])
+}
+
+/// Cells of a leaf page that its cell pointers miss (a damaged cell count
+/// or pointer array): carved from the cell content area its header names,
+/// stepping over the cells the pointers do reach and over freeblocks. The
+/// space below the content area and the freeblocks are where a deleted
+/// row's bytes linger: they are not scanned, so no deleted row comes back.
+pub fn scan_unpointed(
+    p: &BtreePage<'_>,
+    page: &[u8],
+    kind: PageKind,
+    usable: u32,
+) -> Vec<FoundCell> {
+    let mut skip: Vec<(usize, usize)> = (0..p.cell_count)
+        .filter_map(|i| {
+            let off = p.cell_offset(i).ok()?;
+            Some((off, off.saturating_add(p.cell_size(i).ok()?)))
+        })
+        .collect();
+    if let Ok(free) = p.freeblocks() {
+        skip.extend(free.into_iter().map(|(o, n)| (o, o.saturating_add(n))));
+    }
+    skip.sort_unstable();
+    let first = (p.content_start as usize).max(p.header_end());
+    scan_range(page, kind, usable, first, &skip)
+}
+
+/// [`scan_page`] from `first`, stepping over the byte ranges in `skip`
+/// (sorted `(start, end)` pairs): no cell found overlaps one.
+fn scan_range(
+    page: &[u8],
+    kind: PageKind,
+    usable: u32,
+    first: usize,
+    skip: &[(usize, usize)],
+) -> Vec<FoundCell> {
     let mut out = Vec::new();
     let mut rec = Record::new();
     let end = (usable as usize).min(page.len());
+    let mut next = 0;
     let mut off = first;
     while off + 4 <= end {
-        if let Ok(c) = cell_at(page, off, kind, usable) {
+        // Past every range that ends by here; out of the one we are in.
+        while let Some(&(s, e)) = skip.get(next) {
+            if e <= off {
+                next += 1;
+            } else if s <= off {
+                off = e;
+                next += 1;
+            } else {
+                break;
+            }
+        }
+        // A cell must end before the next range starts.
+        let limit = skip.get(next).map_or(end, |&(s, _)| s.min(end));
+        if off + 4 > limit {
+            off = limit.max(off + 1);
+            continue;
+        }
+        if let Ok(c) = cell_at(&page[..limit], off, kind, usable) {
             let ok = if c.overflow == 0 {
                 exact_record(&c.local, &mut rec)
             } else {
@@ -142,10 +201,8 @@ pub fn scan_page(page: &[u8], kind: PageKind, usable: u32, first: usize) -> Vec<
                     && record_total(&c.local) == Some(c.total)
             };
             if ok {
-                let size = c.local.len() + if c.overflow != 0 { 4 } else { 0 };
-                let skip = off + size.max(4);
+                off += c.size.max(4);
                 out.push(c);
-                off = skip;
                 continue;
             }
         }
@@ -202,4 +259,66 @@ pub fn fits(table: &Table, rec: &Record, payload: &[u8]) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A leaf of a real table whose rows 7k and 7k+1 were deleted: its
+    /// bytes and page number.
+    fn leaf_with_freeblocks() -> (Vec<u8>, u32) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.db");
+        let c = rusqlite::Connection::open(&p).unwrap();
+        c.execute_batch(
+            "PRAGMA page_size=4096; PRAGMA secure_delete=OFF;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 600)
+             INSERT INTO t SELECT i, printf('value %d %.50c', i, 'x') FROM n;
+             DELETE FROM t WHERE id % 7 IN (0, 1);",
+        )
+        .unwrap();
+        let leaf: u32 = c
+            .query_row(
+                "SELECT pageno FROM dbstat WHERE name='t' AND pagetype='leaf' LIMIT 1 OFFSET 2",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        drop(c);
+        let at = (leaf as usize - 1) * 4096;
+        (std::fs::read(&p).unwrap()[at..at + 4096].to_vec(), leaf)
+    }
+
+    #[test]
+    fn what_the_pointers_miss_is_carved_but_not_from_freeblocks() {
+        let (mut page, pgno) = leaf_with_freeblocks();
+        let p = BtreePage::parse(&page, pgno, 4096).unwrap();
+        let live = p.cell_count;
+        let (off, size) = (p.cell_offset(0).unwrap(), p.cell_size(0).unwrap());
+        let (free, free_size) = p.freeblocks().unwrap()[0];
+        assert!(free_size >= size + 4);
+        // A whole cell inside a freeblock (as a deleted row's blob could
+        // hold one), and the cell count cut to 1.
+        let copy = page[off..off + size].to_vec();
+        page[free + 4..free + 4 + size].copy_from_slice(&copy);
+        page[3..5].copy_from_slice(&1u16.to_be_bytes());
+        let p = BtreePage::parse(&page, pgno, 4096).unwrap();
+        let found = scan_unpointed(&p, &page, PageKind::TableLeaf, 4096);
+        assert_eq!(
+            found.len(),
+            usize::from(live) - 1,
+            "every cell but the pointed one"
+        );
+        assert!(found.iter().all(|c| c.offset != off));
+        assert!(
+            found
+                .iter()
+                .all(|c| c.offset < free || c.offset >= free + free_size)
+        );
+        // Scanned whole, the copy in the freeblock is found too.
+        let all = scan_page(&page, PageKind::TableLeaf, 4096, 8);
+        assert!(all.iter().any(|c| c.offset == free + 4));
+    }
 }

@@ -39,7 +39,7 @@ use crate::schema::{Index, Schema, StoredValue, Table, quote_ident};
 use crate::snapshot::{Database, HeaderSource, Salvage, WalChoice};
 use crate::tree::{Damage, Hole, PageVisitor, TreeCursor, assemble};
 use bulk::{BulkFile, IndexTree, TableTree};
-use carve::{FoundCell, cells_by_pointer, fits, scan_page};
+use carve::{FoundCell, cells_by_pointer, fits, scan_page, scan_unpointed};
 use sink::Sink;
 
 /// What to recover and how.
@@ -628,6 +628,8 @@ fn run(
     let mut lost: Vec<Lost> = Vec::new();
     let mut suspects: Vec<Suspect> = Vec::new();
     let mut partial_rows: HashSet<(usize, i64)> = HashSet::new();
+    // Tree pages read in part: carved for what their pointers miss.
+    let mut partly_read: HashSet<u32> = HashSet::new();
 
     // 1. Every table from its root, and index trees only to mark their pages.
     // Tables first, written page by page while SQLite has the file closed
@@ -851,6 +853,31 @@ fn run(
         }
         rep.holes = cursor.holes().to_vec();
         rep.damage = cursor.damage().to_vec();
+        // A page of this tree whose cells could not all be read through its
+        // pointers (a damaged cell count or pointer array), or whose space
+        // does not add up, is carved too, for the cells the pointers miss.
+        let suspect = cursor.suspect_pages().to_vec();
+        drop(cursor);
+        rep.damage.extend(suspect.iter().map(|&page| Damage {
+            page,
+            cell: None,
+            what: "cells, freeblocks and free space do not add up (torn or damaged)".into(),
+        }));
+        let partly: Vec<u32> = rep
+            .damage
+            .iter()
+            .filter(|d| d.cell.is_some())
+            .map(|d| d.page)
+            .chain(suspect)
+            .collect();
+        for pgno in partly {
+            if let Some(s) = seen.get_mut(pgno as usize) {
+                if *s == Seen::Tree(ti as u32) {
+                    *s = Seen::Damaged(ti as u32);
+                    partly_read.insert(pgno);
+                }
+            }
+        }
         match (tree, file.as_mut()) {
             (Some(Tree::Table(tree)), Some(f)) => tree.finish(f)?,
             (Some(Tree::Index(tree)), Some(f)) => tree.finish(f)?,
@@ -1033,14 +1060,29 @@ fn run(
                             Some(t) if t.without_rowid => PageKind::IndexLeaf,
                             _ => PageKind::TableLeaf,
                         };
-                        (
-                            scan_page(&buf[..usable as usize], kind, usable, 8),
-                            kind,
-                            Source::Carved,
-                            true,
-                        )
+                        let page = &buf[..usable as usize];
+                        if partly_read.contains(&pgno) {
+                            // Rows from a page whose space does not add up
+                            // need the same confirmation as those its
+                            // pointers gave.
+                            match BtreePage::parse(&buf, pgno, usable) {
+                                Ok(p) if p.kind == kind => (
+                                    scan_unpointed(&p, page, kind, usable),
+                                    kind,
+                                    Source::Carved,
+                                    p.is_consistent(),
+                                ),
+                                // An interior page's cells hold no rows.
+                                _ => continue,
+                            }
+                        } else {
+                            (scan_page(page, kind, usable, 8), kind, Source::Carved, true)
+                        }
                     }
                 };
+                if cells.is_empty() && partly_read.contains(&pgno) {
+                    continue;
+                }
                 if cells.is_empty() {
                     if owner.is_some() || source == Source::Carved {
                         unreadable_pages.push(pgno);
