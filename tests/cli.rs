@@ -215,15 +215,49 @@ fn closed_pipe_is_not_an_error() {
         .unwrap();
     drop(child.stdout.take());
     let status = child.wait().unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut child);
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.is_empty(), "{err}");
+    // Every command's output, to a pipe closed before it writes.
+    let out = tmp.path().join("r.db");
+    let bk = tmp.path().join("bk.db");
+    let missing = tmp.path().join("missing.db");
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["info", s(&db)],
+        vec!["check", s(&db)],
+        vec!["wal", s(&db)],
+        vec!["recover", s(&db), "-o", s(&out), "--force"],
+        vec!["replay", s(&db), "-o", s(&out), "--force"],
+        vec!["backup", s(&db), s(&bk), "--force"],
+        vec!["verify", s(&bk)],
+        vec!["restore", s(&bk), s(&out)],
+        vec!["info", s(&db), "--json"],
+        vec!["info", s(&missing), "--json"],
+    ];
+    for args in runs {
+        let mut child = Command::new(bin())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let status = child.wait().unwrap();
+        let err = stderr_of(&mut child);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        if args[1] != s(&missing) {
+            assert_eq!(status.code(), Some(0), "{args:?}: {err}");
+            assert!(err.is_empty(), "{args:?}: {err}");
+        }
+    }
+}
+
+fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).unwrap();
+    }
+    err
 }
 
 /// Runs the binary with `args`, killed if it has not ended after 20 s;
@@ -245,14 +279,7 @@ fn run_within(args: &[&str]) -> Option<(i32, String)> {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let code = child.wait().unwrap().code().unwrap_or(-1);
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    Some((code, err))
+    Some((code, stderr_of(&mut child)))
 }
 
 fn mkfifo(p: &Path) {

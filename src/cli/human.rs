@@ -1,5 +1,6 @@
 //! Human-readable output.
 
+use std::io::{self, Write};
 use std::path::Path;
 
 use sqlite_salvage::check::CheckReport;
@@ -18,15 +19,17 @@ fn status_name(s: FrameStatus) -> &'static str {
     }
 }
 
-pub fn print_info(i: &Info) {
+pub fn print_info(out: &mut dyn Write, i: &Info) -> io::Result<()> {
     let h = &i.header;
-    println!("database      {} ({} bytes)", i.path, i.file_size);
-    println!("as of commit  {} ({:?})", i.commit, i.exactness);
-    println!(
+    writeln!(out, "database      {} ({} bytes)", i.path, i.file_size)?;
+    writeln!(out, "as of commit  {} ({:?})", i.commit, i.exactness)?;
+    writeln!(
+        out,
         "page size     {} ({} reserved, {} usable)",
         h.page_size, h.reserved_bytes, h.usable_size
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "pages         {} (header says {}{})",
         i.page_count,
         h.header_database_size,
@@ -35,8 +38,9 @@ pub fn print_info(i: &Info) {
         } else {
             ", not valid"
         }
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "format        write {} / read {} ({}), schema format {}",
         h.format_versions.0,
         h.format_versions.1,
@@ -46,38 +50,42 @@ pub fn print_info(i: &Info) {
             "rollback journal"
         },
         h.schema_format
-    );
-    println!("encoding      {}", h.text_encoding.name());
-    println!("auto-vacuum   {:?}", h.auto_vacuum);
-    println!(
+    )?;
+    writeln!(out, "encoding      {}", h.text_encoding.name())?;
+    writeln!(out, "auto-vacuum   {:?}", h.auto_vacuum)?;
+    writeln!(
+        out,
         "freelist      {} pages, first trunk {}",
         h.freelist_count, h.freelist_trunk
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "counters      change {}, schema cookie {}, user version {}, application id {}",
         h.change_counter, h.schema_cookie, h.user_version, h.application_id
-    );
-    println!("written by    SQLite {}", h.sqlite_version);
+    )?;
+    writeln!(out, "written by    SQLite {}", h.sqlite_version)?;
     let pages: Vec<String> = i.pages.iter().map(|(r, n)| format!("{r:?} {n}")).collect();
-    println!("page kinds    {}", pages.join(", "));
+    writeln!(out, "page kinds    {}", pages.join(", "))?;
     let schema: Vec<String> = i.schema.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    println!("schema        {}", schema.join(", "));
+    writeln!(out, "schema        {}", schema.join(", "))?;
     for (name, n) in &i.entries {
-        println!("  {name:<30} {n} entries");
+        writeln!(out, "  {name:<30} {n} entries")?;
     }
-    println!(
+    writeln!(
+        out,
         "damage        {}",
         if i.damage == 0 {
             "none found".to_string()
         } else {
             format!("{} problem(s); run `sqlite-salvage check`", i.damage)
         }
-    );
+    )?;
     match &i.wal {
-        None => println!("wal           none"),
+        None => writeln!(out, "wal           none")?,
         Some(w) => {
-            println!("wal           {}", w.path);
-            println!(
+            writeln!(out, "wal           {}", w.path)?;
+            writeln!(
+                out,
                 "  frames      {} ({}), {} commits, last valid frame {}",
                 w.frames,
                 w.frame_status
@@ -87,17 +95,20 @@ pub fn print_info(i: &Info) {
                     .join(", "),
                 w.commits,
                 w.last_valid_frame
-            );
-            println!(
+            )?;
+            writeln!(
+                out,
                 "  salts       {:#010x} {:#010x}, checkpoint sequence {}, page size {}",
                 w.header.salt1, w.header.salt2, w.header.checkpoint_seq, w.header.page_size
-            );
-            println!(
+            )?;
+            writeln!(
+                out,
                 "  checkpoint  would write {} pages, {} of them different from the database file",
                 w.checkpoint_pages, w.checkpoint_changes
-            );
+            )?;
             match &w.shm {
-                Some(s) => println!(
+                Some(s) => writeln!(
+                    out,
                     "  shm         max frame {}, backfilled {}{}",
                     s.max_frame,
                     s.backfilled,
@@ -106,19 +117,25 @@ pub fn print_info(i: &Info) {
                     } else {
                         " (stale: salts differ)"
                     }
-                ),
-                None => println!("  shm         none"),
+                )?,
+                None => writeln!(out, "  shm         none")?,
             }
         }
     }
+    Ok(())
 }
 
-pub fn print_wal(path: &Path, idx: Option<&WalIndex>) {
+pub fn print_wal(out: &mut dyn Write, path: &Path, idx: Option<&WalIndex>) -> io::Result<()> {
     let Some(w) = idx else {
-        println!("{}: empty WAL (shorter than its header)", path.display());
-        return;
+        writeln!(
+            out,
+            "{}: empty WAL (shorter than its header)",
+            path.display()
+        )?;
+        return Ok(());
     };
-    println!(
+    writeln!(
+        out,
         "{}: page size {}, salts {:#010x} {:#010x}, checkpoint sequence {}, {} checksums",
         path.display(),
         w.header.page_size,
@@ -130,13 +147,15 @@ pub fn print_wal(path: &Path, idx: Option<&WalIndex>) {
         } else {
             "little-endian"
         }
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:>7} {:>9} {:>9} {:>5} {:>8} {:>16} {:>6}",
         "frame", "page", "commit-db", "salt", "checksum", "status", "commit"
-    );
+    )?;
     for f in &w.frames {
-        println!(
+        writeln!(
+            out,
             "{:>7} {:>9} {:>9} {:>5} {:>8} {:>16} {:>6}",
             f.index,
             f.pgno,
@@ -149,9 +168,10 @@ pub fn print_wal(path: &Path, idx: Option<&WalIndex>) {
             if f.checksum_ok { "ok" } else { "bad" },
             status_name(f.status),
             f.commit.map_or("-".to_string(), |c| c.to_string())
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "{} frames, {} commits, last valid frame {}{}",
         w.frames.len(),
         w.commits.len(),
@@ -161,67 +181,79 @@ pub fn print_wal(path: &Path, idx: Option<&WalIndex>) {
         } else {
             String::new()
         }
-    );
+    )?;
+    Ok(())
 }
 
-pub fn print_check(db: &Path, r: &CheckReport) {
+pub fn print_check(out: &mut dyn Write, db: &Path, r: &CheckReport) -> io::Result<()> {
     for d in &r.damage {
         match d.cell {
-            Some(c) => println!("page {} cell {}: {}", d.page, c, d.what),
-            None => println!("page {}: {}", d.page, d.what),
+            Some(c) => writeln!(out, "page {} cell {}: {}", d.page, c, d.what)?,
+            None => writeln!(out, "page {}: {}", d.page, d.what)?,
         }
     }
     if r.truncated {
-        println!("(more problems not listed)");
+        writeln!(out, "(more problems not listed)")?;
     }
     if r.is_ok() {
-        println!("{}: ok ({} pages)", db.display(), r.page_count);
+        writeln!(out, "{}: ok ({} pages)", db.display(), r.page_count)?;
     } else {
-        println!(
+        writeln!(
+            out,
             "{}: {} problem(s) in {} pages",
             db.display(),
             r.damage.len(),
             r.page_count
-        );
+        )?;
     }
+    Ok(())
 }
 
-pub fn print_recover(r: &Report) {
-    println!("recovered {} -> {} ({:?})", r.input, r.output, r.outcome);
-    println!(
+pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
+    writeln!(
+        out,
+        "recovered {} -> {} ({:?})",
+        r.input, r.output, r.outcome
+    )?;
+    writeln!(
+        out,
         "  {} pages of {} bytes; header from {:?}; schema from {}",
         r.page_count, r.page_size, r.header_from, r.schema_from
-    );
+    )?;
     if let Some(w) = &r.wal {
-        println!(
+        writeln!(
+            out,
             "  WAL: {} commits applied (SQLite alone would apply {}), {} damaged frames, {} stale, {} uncommitted",
             w.commit,
             w.sqlite_commits,
             w.damaged_frames.len(),
             w.stale_frames,
             w.uncommitted_frames
-        );
+        )?;
     }
     if let Some(j) = &r.journal {
-        println!(
+        writeln!(
+            out,
             "  hot journal {}: {} pages of an interrupted transaction rolled back (database size {} pages)",
             j.path.display(),
             j.pages,
             j.header.initial_size
-        );
+        )?;
     }
     if let Some(why) = &r.wal_rejected {
-        println!("  WAL not used: {why}");
+        writeln!(out, "  WAL not used: {why}")?;
     }
-    println!(
+    writeln!(
+        out,
         "  {:<28} {:>9} {:>7} {:>7} {:>7} {:>8} {:>7}",
         "table", "rows", "tree", "wal", "orphan", "carved", "flagged"
-    );
+    )?;
     for t in &r.tables {
         use sqlite_salvage::recover::Source;
         let n = |s: Source| t.by_source.get(&s).copied().unwrap_or(0);
         let total: u64 = t.by_source.values().sum();
-        println!(
+        writeln!(
+            out,
             "  {:<28} {:>9} {:>7} {:>7} {:>7} {:>8} {:>7}",
             t.name,
             total,
@@ -230,24 +262,26 @@ pub fn print_recover(r: &Report) {
             n(Source::Orphan),
             n(Source::Carved),
             t.truncated_values + t.possibly_stale
-        );
+        )?;
     }
     if r.lost_and_found > 0 {
-        println!(
+        writeln!(
+            out,
             "  {} rows could not be attributed: table {}",
             r.lost_and_found,
             r.lost_and_found_table
                 .as_deref()
                 .unwrap_or("lost_and_found")
-        );
+        )?;
     }
     for (name, n) in &r.inferred_tables {
-        println!("  no schema: {n} rows of one shape in table {name}");
+        writeln!(out, "  no schema: {n} rows of one shape in table {name}")?;
     }
     if !r.unreadable_pages.is_empty() {
-        println!("  {} pages unreadable", r.unreadable_pages.len());
+        writeln!(out, "  {} pages unreadable", r.unreadable_pages.len())?;
     }
     for (name, why) in r.tables_not_created.iter().chain(&r.objects_not_created) {
-        println!("  not created: {name}: {why}");
+        writeln!(out, "  not created: {name}: {why}")?;
     }
+    Ok(())
 }

@@ -283,11 +283,24 @@ fn report_error(e: &Error, json: bool) -> ExitCode {
     let c = exit_code(e);
     if json {
         let v = serde_json::json!({ "error": e.to_string(), "hint": hint(e), "exit_code": c });
-        println!("{v}");
+        // Nothing more can be said if stdout is closed: the code says it.
+        let _ = writeln!(io::stdout(), "{v}");
     } else {
         eprintln!("sqlite-salvage: error: {e} ({})", hint(e));
     }
     ExitCode::from(c)
+}
+
+/// Writes human output to stdout through `f`; a closed pipe (`| head`)
+/// ends it quietly (see `report_error`).
+fn to_stdout(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Error> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    f(&mut out)
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::Output {
+            path: "-".into(),
+            source: e,
+        })
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Error> {
@@ -360,18 +373,24 @@ fn run(cli: Cli) -> Result<u8, Error> {
             if json {
                 print_json(&m)?;
             } else {
-                println!(
-                    "backed up {} -> {} ({:?}): {} pages of {} bytes{}",
-                    src.display(),
-                    dest.display(),
-                    m.mode,
-                    m.page_count,
-                    m.page_size,
-                    m.wal
-                        .as_ref()
-                        .map(|w| format!(", WAL of {} frames ({} commits)", w.frames, w.commits))
-                        .unwrap_or_default()
-                );
+                to_stdout(|out| {
+                    writeln!(
+                        out,
+                        "backed up {} -> {} ({:?}): {} pages of {} bytes{}",
+                        src.display(),
+                        dest.display(),
+                        m.mode,
+                        m.page_count,
+                        m.page_size,
+                        m.wal
+                            .as_ref()
+                            .map(|w| format!(
+                                ", WAL of {} frames ({} commits)",
+                                w.frames, w.commits
+                            ))
+                            .unwrap_or_default()
+                    )
+                })?;
             }
             Ok(code::OK)
         }
@@ -380,17 +399,20 @@ fn run(cli: Cli) -> Result<u8, Error> {
             if json {
                 print_json(&v)?;
             } else {
-                println!(
-                    "{}: ok ({} files, {} pages; {})",
-                    dest.display(),
-                    v.manifest.files.len(),
-                    v.manifest.page_count,
-                    v.tables
-                        .iter()
-                        .map(|(t, n)| format!("{t} {n} rows"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
+                to_stdout(|out| {
+                    writeln!(
+                        out,
+                        "{}: ok ({} files, {} pages; {})",
+                        dest.display(),
+                        v.manifest.files.len(),
+                        v.manifest.page_count,
+                        v.tables
+                            .iter()
+                            .map(|(t, n)| format!("{t} {n} rows"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
             }
             Ok(code::OK)
         }
@@ -404,10 +426,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
             if json {
                 print_json(&r)?;
             } else {
-                println!("restored {} -> {}", from.display(), target.display());
-                for p in &r.moved_aside {
-                    println!("  moved the old database's {} aside", p.display());
-                }
+                to_stdout(|out| {
+                    writeln!(out, "restored {} -> {}", from.display(), target.display())?;
+                    for p in &r.moved_aside {
+                        writeln!(out, "  moved the old database's {} aside", p.display())?;
+                    }
+                    Ok(())
+                })?;
             }
             Ok(code::OK)
         }
@@ -475,7 +500,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             if json {
                 print_json(&r)?;
             } else {
-                human::print_recover(&r);
+                to_stdout(|out| human::print_recover(out, &r))?;
             }
             Ok(match r.outcome {
                 recover::Outcome::Complete => code::OK,
@@ -491,7 +516,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             if json {
                 print_json(&report)?;
             } else {
-                human::print_info(&report);
+                to_stdout(|out| human::print_info(out, &report))?;
             }
             Ok(code::OK)
         }
@@ -521,7 +546,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     "trailing_bytes": idx.as_ref().map(|w| w.trailing_bytes),
                 }))?;
             } else {
-                human::print_wal(&wal_path, idx.as_ref());
+                to_stdout(|out| human::print_wal(out, &wal_path, idx.as_ref()))?;
             }
             Ok(code::OK)
         }
@@ -533,7 +558,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             if json {
                 print_json(&report)?;
             } else {
-                human::print_check(&db, &report);
+                to_stdout(|out| human::print_check(out, &db, &report))?;
             }
             Ok(if report.is_ok() {
                 code::OK
@@ -586,13 +611,16 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     "stats": stats,
                 }))?;
             } else {
-                println!(
-                    "wrote {}: {} pages ({} from the WAL), as of commit {}",
-                    output.display(),
-                    stats.pages,
-                    stats.wal_pages,
-                    stats.commit
-                );
+                to_stdout(|out| {
+                    writeln!(
+                        out,
+                        "wrote {}: {} pages ({} from the WAL), as of commit {}",
+                        output.display(),
+                        stats.pages,
+                        stats.wal_pages,
+                        stats.commit
+                    )
+                })?;
             }
             Ok(code::OK)
         }
