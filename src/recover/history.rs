@@ -30,7 +30,8 @@ pub(super) fn write_history(
     // Per table: its history table, insert statement and value columns.
     let mut made: BTreeMap<usize, (String, String, Vec<usize>)> = BTreeMap::new();
     for pgno in salvage.pages_with_older_versions() {
-        let Some(Seen::Tree(ti)) = seen.get(pgno as usize).copied() else {
+        // A table's page, read whole or (damaged) in part.
+        let Some(Seen::Tree(ti) | Seen::Damaged(ti)) = seen.get(pgno as usize).copied() else {
             continue;
         };
         let Some(t) = schema.tables.get(ti as usize) else {
