@@ -273,12 +273,21 @@ impl Rng {
 /// Rewrites frame `index`'s header field at `field` and re-chains its
 /// checksum (and every later frame's) so that only that change remains.
 pub fn rewrite_frame(wal: &Path, index: u32, field: usize, value: u32) {
+    edit_frame(wal, index, |f| {
+        f[field..field + 4].copy_from_slice(&value.to_be_bytes())
+    });
+}
+
+/// Applies `edit` to frame `index` (its 24-byte header, then its page) and
+/// re-chains its checksum (and every later frame's) so that only that
+/// change remains.
+pub fn edit_frame(wal: &Path, index: u32, edit: impl FnOnce(&mut [u8])) {
     let mut b = std::fs::read(wal).unwrap();
     let ps = u32::from_be_bytes(b[8..12].try_into().unwrap()) as usize;
     let big = b[3] & 1 == 1;
     let fsize = FRAME_HEADER_SIZE + ps;
     let at = WAL_HEADER_SIZE + (index as usize - 1) * fsize;
-    b[at + field..at + field + 4].copy_from_slice(&value.to_be_bytes());
+    edit(&mut b[at..at + fsize]);
     let nframes = (b.len() - WAL_HEADER_SIZE) / fsize;
     for i in index as usize..=nframes {
         let at = WAL_HEADER_SIZE + (i - 1) * fsize;
