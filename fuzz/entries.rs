@@ -107,9 +107,9 @@ pub fn write_split(dir: &Path, data: &[u8], beside: &str) -> Option<PathBuf> {
 }
 
 /// `database` and `journal`: the files `data` splits into (the second one
-/// named by `beside`), through info (which runs check) and dump in every
-/// format, at the latest commit and, when there is a WAL, at the file alone;
-/// then recover.
+/// named by `beside`), through info (which runs check), dump in every
+/// format and replay, at the latest commit and, when there is a WAL, at the
+/// file alone; then recover, keeping older versions of rows.
 pub fn files(data: &[u8], beside: &str) {
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = write_split(dir.path(), data, beside) else {
@@ -134,10 +134,14 @@ pub fn files(data: &[u8], beside: &str) {
                 let opts = DumpOptions { format, table };
                 let _ = dump(&s, &schema, &opts, &mut std::io::sink());
             }
+            let out = dir.path().join("replayed.db");
+            let _ = sqlite_salvage::replay::replay_with(&s, &out, false);
+            let _ = std::fs::remove_file(out);
         }
     }
     let opts = sqlite_salvage::recover::RecoverOptions {
         no_sync: true,
+        history: true,
         ..Default::default()
     };
     let _ = sqlite_salvage::recover::recover(&db, &dir.path().join("out.db"), &opts);
