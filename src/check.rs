@@ -311,11 +311,6 @@ fn walk_tree(
             cell: d.cell,
             what: format!("{}: {}", name, d.what),
         })
-        .chain(cursor.suspect_pages().iter().map(|&page| Damage {
-            page,
-            cell: None,
-            what: format!("{name}: cells, freeblocks and free space do not add up"),
-        }))
         .collect();
     drop(cursor);
     map.damage.extend(damage);

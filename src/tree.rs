@@ -194,7 +194,8 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
     }
 
     /// Check each page's space accounting ([`BtreePage::is_consistent`])
-    /// and mark entries from pages that fail it [`Entry::suspect`].
+    /// and mark entries from pages that fail it [`Entry::suspect`] (and, in
+    /// lenient walks, record each such page as damage).
     pub fn verify_pages(mut self, yes: bool) -> Self {
         self.verify = yes;
         self
@@ -321,6 +322,13 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
                 .is_ok_and(|p| !p.is_consistent());
         if suspect {
             self.suspect_pages.push(pgno);
+            if self.lenient {
+                self.damage.push(Damage {
+                    page: pgno,
+                    cell: None,
+                    what: "cells, freeblocks and free space do not add up (torn or damaged)".into(),
+                });
+            }
         }
         self.stack.push(Level {
             pgno,

@@ -856,20 +856,14 @@ fn run(
         // A page of this tree whose cells could not all be read through its
         // pointers (a damaged cell count or pointer array), or whose space
         // does not add up, is carved too, for the cells the pointers miss.
-        let suspect = cursor.suspect_pages().to_vec();
-        drop(cursor);
-        rep.damage.extend(suspect.iter().map(|&page| Damage {
-            page,
-            cell: None,
-            what: "cells, freeblocks and free space do not add up (torn or damaged)".into(),
-        }));
         let partly: Vec<u32> = rep
             .damage
             .iter()
             .filter(|d| d.cell.is_some())
             .map(|d| d.page)
-            .chain(suspect)
+            .chain(cursor.suspect_pages().iter().copied())
             .collect();
+        drop(cursor);
         for pgno in partly {
             if let Some(s) = seen.get_mut(pgno as usize) {
                 if *s == Seen::Tree(ti as u32) {
