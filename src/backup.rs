@@ -23,7 +23,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
 use crate::format::header::DbHeader;
-use crate::snapshot::{Database, JournalInfo, open_regular};
+use crate::io::open_regular;
+use crate::snapshot::{Database, JournalInfo};
 use crate::wal::{IndexHeader, WalIndex};
 
 /// What kind of backup.
@@ -143,7 +144,9 @@ impl Source {
     /// The WAL-index header from the `-shm`, read through the descriptor
     /// kept open.
     fn index_header(&self) -> Option<IndexHeader> {
-        self.shm.as_deref().and_then(IndexHeader::read_from)
+        self.shm
+            .as_deref()
+            .and_then(crate::wal::read_index_header_from)
     }
 }
 
@@ -612,7 +615,7 @@ fn backup_inner(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> 
                 || locked(&source.db) == Some(true)
                 || stamp != Some(source.stamp(src)))
     };
-    crate::replay::check_output(dest, &[src], opts.force).or_else(|e| match e {
+    crate::io::check_output(dest, &[src], opts.force).or_else(|e| match e {
         // A file-set backup replaces a directory.
         Error::Output { .. } if opts.force && dest.is_dir() => Ok(()),
         e => Err(e),
@@ -1243,7 +1246,7 @@ pub fn restore(
     }
     let db = Database::open(&v.database)?;
     let snap = db.latest()?;
-    crate::replay::write_atomically(target, !no_sync, |f| snap.write_image(f))?;
+    crate::io::write_atomically(target, !no_sync, |f| snap.write_image(f))?;
     let mut moved_aside = Vec::new();
     for (suffix, was_there) in SIDE.iter().zip(existed) {
         let p = sibling(target, suffix);

@@ -8,12 +8,14 @@
 //! quirk (`INTEGER PRIMARY KEY DESC` is not an alias, generated columns,
 //! quoted names) exactly as SQLite does.
 
+use std::path::Path;
+
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
 use crate::format::header::TextEncoding;
 use crate::format::record::{Record, ValueRef, decode_text};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Database, Snapshot, WalChoice};
 use crate::tree::{Damage, TreeCursor};
 
 /// One row of `sqlite_schema`.
@@ -106,14 +108,7 @@ impl StoredValue {
     }
 }
 
-/// Encodes UTF-8 text as the database stores it.
-pub fn encode_text(s: &str, enc: TextEncoding) -> Vec<u8> {
-    match enc {
-        TextEncoding::Utf8 => s.as_bytes().to_vec(),
-        TextEncoding::Utf16le => s.encode_utf16().flat_map(u16::to_le_bytes).collect(),
-        TextEncoding::Utf16be => s.encode_utf16().flat_map(u16::to_be_bytes).collect(),
-    }
-}
+pub use crate::format::record::encode_text;
 
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -555,33 +550,6 @@ fn eval_default(
     Ok(res.unwrap_or(StoredValue::Null))
 }
 
-/// Names of the tables listed on a page-1 image whose `sqlite_schema` fits
-/// on that one leaf page; None when it does not (or the page is damaged).
-pub fn table_names_on_page1(page: &[u8], usable: u32, enc: TextEncoding) -> Option<Vec<String>> {
-    use crate::format::page::{BtreePage, PageKind};
-    let p = BtreePage::parse(page, 1, usable).ok()?;
-    if p.kind != PageKind::TableLeaf {
-        return None;
-    }
-    let mut rec = Record::new();
-    let mut names = Vec::new();
-    for i in 0..p.cell_count {
-        let pl = *p.cell(i).ok()?.payload()?;
-        if pl.spills() {
-            return None;
-        }
-        rec.parse(pl.local).ok()?;
-        if let (ValueRef::Text(kind), ValueRef::Text(name)) =
-            (rec.value(pl.local, 0), rec.value(pl.local, 1))
-        {
-            if kind == encode_text("table", enc).as_slice() {
-                names.push(decode_text(name, enc).into_owned());
-            }
-        }
-    }
-    Some(names)
-}
-
 /// Describes the indexes of rowid tables: which table column each key
 /// column holds. Indexes SQLite cannot create here are left out.
 fn describe_indexes(entries: &[SchemaEntry], tables: &[Table]) -> Vec<Index> {
@@ -633,4 +601,61 @@ fn describe_indexes(entries: &[SchemaEntry], tables: &[Table]) -> Vec<Index> {
         }
     }
     out
+}
+/// Opening for salvage, which needs the schema reader.
+impl Database {
+    /// Opens a possibly damaged database for salvage: a header that does
+    /// not parse (page 1 zeroed or torn) is tolerated, the page size then
+    /// coming from the WAL or from the shape of the file's pages; a WAL that
+    /// does not belong to the database (by its layout, or by a schema with
+    /// none of the file's tables) is set aside (see
+    /// [`Database::wal_rejected`]) instead of failing the open.
+    pub fn open_salvage(path: impl AsRef<Path>, wal: WalChoice) -> Result<Self> {
+        let mut db = Database::open_lenient(path.as_ref(), wal)?;
+        if db.wal_rejected().is_none() {
+            if let Err(e) = db.check_schema_continuity() {
+                db.set_wal_aside(e.to_string());
+            }
+        }
+        Ok(db)
+    }
+
+    /// Rejects a WAL after which none of the database file's tables exist
+    /// any more and whose schema cookie did not move forward: a WAL of
+    /// another database. (A migration that drops every table and creates
+    /// new ones in the WAL bumps the cookie and is kept.)
+    fn check_schema_continuity(&self) -> Result<()> {
+        if self.wal().is_none() || self.file_header().is_none() {
+            return Ok(());
+        }
+        let user = |s: &Schema| -> Vec<String> {
+            s.tables
+                .iter()
+                .filter(|t| !t.name.to_ascii_lowercase().starts_with("sqlite_"))
+                .map(|t| t.name.to_ascii_lowercase())
+                .collect()
+        };
+        let Ok(s0) = self.snapshot(Some(0)) else {
+            return Ok(());
+        };
+        let Ok(before) = Schema::read(&s0) else {
+            return Ok(());
+        };
+        let Ok(sn) = self.snapshot(None) else {
+            return Ok(());
+        };
+        let Ok((after, _)) = Schema::read_lenient(&sn) else {
+            return Ok(());
+        };
+        let cookie_forward = sn.header().raw.schema_cookie > s0.header().raw.schema_cookie;
+        let (b, a) = (user(&before), user(&after));
+        if !cookie_forward && !b.is_empty() && !a.is_empty() && !b.iter().any(|n| a.contains(n)) {
+            return Err(Error::BadWal {
+                path: self.wal().map(|w| w.path.clone()).unwrap_or_default(),
+                reason: "after it, none of the database's tables exist: it is another database's"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
 }

@@ -13,10 +13,12 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+pub use crate::format::shm::IndexHeader;
+use crate::format::shm::{SHM_HEADER_SIZE, ShmHeader};
 use crate::format::wal::{
     FRAME_HEADER_SIZE, FrameHeader, WAL_HEADER_SIZE, WalHeader, frame_checksum,
 };
-use crate::snapshot::open_input;
+use crate::io::open_input;
 
 /// How SQLite regards a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -232,83 +234,39 @@ impl ShmInfo {
     /// Returns `None` when the file is missing, short, or its two header
     /// copies disagree (a writer was mid-update).
     pub fn read(path: &Path, wal: Option<&WalHeader>) -> Option<ShmInfo> {
-        let (header, backfilled) = read_index(&mut open_input(path).ok()?.0)?;
+        let h = read_shm(&mut open_input(path).ok()?.0)?;
         Some(ShmInfo {
-            max_frame: header.max_frame,
-            backfilled,
-            salts_match: wal.is_some_and(|w| header.salts_match(w)),
+            max_frame: h.index.max_frame,
+            backfilled: h.backfilled,
+            salts_match: wal.is_some_and(|w| h.index.salts_match(w)),
         })
     }
 }
 
-/// The WAL-index header SQLite keeps at the start of the `-shm`: what a
-/// reader that starts a transaction now takes as the newest commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IndexHeader {
-    /// The header's bytes. SQLite changes them (its per-transaction change
-    /// counter among them) whenever it publishes a commit or restarts the
-    /// WAL, so two equal reads saw the same published state.
-    pub raw: [u8; 48],
-    /// The last frame of the newest published commit.
-    pub max_frame: u32,
-    /// The WAL header's salts this index belongs to.
-    pub salt1: u32,
-    /// Second salt.
-    pub salt2: u32,
+/// Reads the WAL-index header from the `-shm` at `path`; `None` when the
+/// file is missing, short, uninitialized or caught mid-update.
+///
+/// This opens and closes the file. In a process that has the database
+/// open with SQLite, closing any descriptor of the `-shm` drops the POSIX
+/// locks SQLite holds on it (a read transaction's among them): there, read
+/// through a descriptor that stays open as long as the connection, with
+/// [`read_index_header_from`].
+pub fn read_index_header(path: &Path) -> Option<IndexHeader> {
+    read_shm(&mut open_input(path).ok()?.0).map(|h| h.index)
 }
 
-impl IndexHeader {
-    /// Reads it from the `-shm` at `path`; `None` when the file is missing,
-    /// short, uninitialized or caught mid-update.
-    ///
-    /// This opens and closes the file. In a process that has the database
-    /// open with SQLite, closing any descriptor of the `-shm` drops the
-    /// POSIX locks SQLite holds on it (a read transaction's among them):
-    /// there, read through a descriptor that stays open as long as the
-    /// connection, with [`IndexHeader::read_from`].
-    pub fn read(path: &Path) -> Option<IndexHeader> {
-        read_index(&mut open_input(path).ok()?.0).map(|(h, _)| h)
-    }
-
-    /// Reads it through `file`, open on a `-shm` (a positional read: the
-    /// descriptor may be shared).
-    pub fn read_from(file: &File) -> Option<IndexHeader> {
-        use std::os::unix::fs::FileExt;
-        let mut b = [0u8; 136];
-        file.read_exact_at(&mut b, 0).ok()?;
-        read_index(&mut &b[..]).map(|(h, _)| h)
-    }
-
-    /// Whether it describes the WAL that has this header.
-    pub fn salts_match(&self, wal: &WalHeader) -> bool {
-        self.salt1 == wal.salt1 && self.salt2 == wal.salt2
-    }
+/// Reads the WAL-index header through `file`, open on a `-shm` (a
+/// positional read: the descriptor may be shared).
+pub fn read_index_header_from(file: &File) -> Option<IndexHeader> {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; SHM_HEADER_SIZE];
+    file.read_exact_at(&mut b, 0).ok()?;
+    ShmHeader::parse(&b).map(|h| h.index)
 }
 
-/// The WAL-index header and the backfill count from a `-shm`.
-fn read_index(f: &mut impl Read) -> Option<(IndexHeader, u32)> {
-    let mut b = [0u8; 136];
+/// The `-shm`'s header, read from its start.
+fn read_shm(f: &mut impl Read) -> Option<ShmHeader> {
+    let mut b = [0u8; SHM_HEADER_SIZE];
     f.read_exact(&mut b).ok()?;
-    // A writer updates the second copy, then the first.
-    let (first, second) = b.split_at(48);
-    if first != &second[..48] {
-        return None;
-    }
-    let u32_at = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-    if u32_at(0) != 3_007_000 || b[12] == 0 {
-        return None;
-    }
-    // Salts are kept as the WAL header's raw (big-endian) bytes.
-    let be_at = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-    let mut raw = [0u8; 48];
-    raw.copy_from_slice(first);
-    Some((
-        IndexHeader {
-            raw,
-            max_frame: u32_at(16),
-            salt1: be_at(32),
-            salt2: be_at(36),
-        },
-        u32_at(96),
-    ))
+    ShmHeader::parse(&b)
 }

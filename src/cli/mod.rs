@@ -600,7 +600,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             if let Some(w) = database.wal() {
                 inputs.push(w.path.as_path());
             }
-            replay::check_output(&output, &inputs, force)?;
+            sqlite_salvage::io::check_output(&output, &inputs, force)?;
             let snap = database.snapshot(wal.at_commit)?;
             warn_exactness(&snap, json);
             let stats = replay::replay_with(&snap, &output, !no_sync)?;

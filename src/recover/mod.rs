@@ -33,7 +33,7 @@ use crate::format::page::{
     BtreePage, FreelistTrunk, PageKind, PtrmapKind, is_ptrmap_page, ptrmap_entry, ptrmap_page_for,
 };
 use crate::format::record::{Record, ValueRef};
-use crate::replay::check_output;
+use crate::io::check_output;
 use crate::rows::column_value;
 use crate::schema::{Index, Schema, StoredValue, Table, quote_ident};
 use crate::snapshot::{Database, HeaderSource, Salvage, WalChoice};

@@ -14,7 +14,7 @@
 //! maximum, else M bytes; the rest goes to a chain of overflow pages, each a
 //! u32 next-page number followed by U-4 bytes of payload.
 
-use super::page::PageKind;
+use super::kind::PageKind;
 use super::varint::{read_varint, read_varint_i64};
 use super::{Malformed, be32};
 

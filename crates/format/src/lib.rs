@@ -19,8 +19,11 @@
 pub mod cell;
 pub mod header;
 pub mod journal;
+pub mod kind;
 pub mod page;
 pub mod record;
+pub mod schema_page;
+pub mod shm;
 pub mod varint;
 pub mod wal;
 
@@ -38,14 +41,14 @@ impl std::error::Error for Malformed {}
 
 /// Reads a big-endian u16 at `off`, if in bounds.
 #[inline]
-pub(crate) fn be16(buf: &[u8], off: usize) -> Option<u16> {
+pub fn be16(buf: &[u8], off: usize) -> Option<u16> {
     let b = buf.get(off..off.checked_add(2)?)?;
     Some(u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// Reads a big-endian u32 at `off`, if in bounds.
 #[inline]
-pub(crate) fn be32(buf: &[u8], off: usize) -> Option<u32> {
+pub fn be32(buf: &[u8], off: usize) -> Option<u32> {
     let b = buf.get(off..off.checked_add(4)?)?;
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }

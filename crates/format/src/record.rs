@@ -282,6 +282,15 @@ fn decode_value(payload: &[u8], serial: u64, off: usize) -> Option<ValueRef<'_>>
     })
 }
 
+/// Encodes UTF-8 text as the database stores it.
+pub fn encode_text(s: &str, enc: TextEncoding) -> Vec<u8> {
+    match enc {
+        TextEncoding::Utf8 => s.as_bytes().to_vec(),
+        TextEncoding::Utf16le => s.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+        TextEncoding::Utf16be => s.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
