@@ -80,9 +80,7 @@ pub fn dump<W: Write>(
                 .filter(|t| opts.table.is_some() || !is_internal(&t.name))
                 .collect();
             let [t] = user.as_slice() else {
-                return Err(Error::NoSuchTable(
-                    "csv writes one table: name it with --table".into(),
-                ));
+                return Err(Error::OneTableNeeded(user.len()));
             };
             dump_csv(snap, t, enc, out, &mut stats)?;
         }

@@ -62,8 +62,12 @@ pub enum Error {
     #[error("no table named {0:?} in the schema")]
     NoSuchTable(String),
     /// The output already exists and overwriting was not allowed.
-    #[error("{0}: already exists (use --force to overwrite)")]
+    #[error("{0}: already exists")]
     OutputExists(PathBuf),
+    /// A format that writes one table was asked for a database of several
+    /// (how many) without naming one.
+    #[error("csv writes one table and this database has {0}")]
+    OneTableNeeded(usize),
     /// The output path would overwrite or alias one of the inputs.
     #[error("{0}: output must not be one of the input files")]
     OutputIsInput(PathBuf),

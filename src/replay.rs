@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use crate::error::Result;
-use crate::io::write_atomically;
-use crate::snapshot::Snapshot;
+use crate::io::{check_output, write_atomically};
+use crate::snapshot::{Database, Exactness, Snapshot};
 
 /// What a replay wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -38,5 +38,39 @@ pub fn replay_with(snap: &Snapshot, out: &Path, sync: bool) -> Result<ReplayStat
         pages: snap.page_count(),
         wal_pages: snap.wal_pages(),
         bytes,
+    })
+}
+
+/// What [`replay_database`] wrote, as `replay --json` prints it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Replayed {
+    /// The output file.
+    pub output: String,
+    /// Whether it is exactly the state at its commit.
+    pub exactness: Exactness,
+    /// What was written.
+    pub stats: ReplayStats,
+}
+
+/// Writes `db` as of commit `at` (`None`: the last) to `out`, refusing an
+/// `out` that is one of its inputs, or that exists unless `force`.
+pub fn replay_database(
+    db: &Database,
+    at: Option<u32>,
+    out: &Path,
+    force: bool,
+    sync: bool,
+) -> Result<Replayed> {
+    let mut inputs: Vec<&Path> = vec![db.path()];
+    if let Some(w) = db.wal() {
+        inputs.push(w.path.as_path());
+    }
+    check_output(out, &inputs, force)?;
+    let snap = db.snapshot(at)?;
+    let stats = replay_with(&snap, out, sync)?;
+    Ok(Replayed {
+        output: out.display().to_string(),
+        exactness: snap.exactness(),
+        stats,
     })
 }

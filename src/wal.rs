@@ -16,13 +16,12 @@ use crate::error::{Error, Result};
 pub use crate::format::shm::IndexHeader;
 use crate::format::shm::{SHM_HEADER_SIZE, ShmHeader};
 use crate::format::wal::{
-    FRAME_HEADER_SIZE, FrameHeader, WAL_HEADER_SIZE, WalHeader, frame_checksum,
+    FRAME_HEADER_SIZE, FrameHeader, MAGIC_BE, MAGIC_LE, WAL_HEADER_SIZE, WalHeader, frame_checksum,
 };
 use crate::io::open_input;
 
-/// How SQLite regards a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// How SQLite regards a frame. Named in output by [`FrameStatus::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameStatus {
     /// Valid and part of a commit.
     Committed,
@@ -37,6 +36,26 @@ pub enum FrameStatus {
     BadPageNumber,
     /// After an earlier invalid frame; SQLite never reads it.
     AfterBreak,
+}
+
+impl FrameStatus {
+    /// Its name in human and JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameStatus::Committed => "committed",
+            FrameStatus::Uncommitted => "uncommitted",
+            FrameStatus::BadSalt => "bad-salt",
+            FrameStatus::BadChecksum => "bad-checksum",
+            FrameStatus::BadPageNumber => "bad-page-number",
+            FrameStatus::AfterBreak => "after-break",
+        }
+    }
+}
+
+impl serde::Serialize for FrameStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 /// One frame of the WAL.
@@ -214,6 +233,44 @@ impl WalIndex {
     /// Counts of frames by status.
     pub fn count(&self, status: FrameStatus) -> usize {
         self.frames.iter().filter(|f| f.status == status).count()
+    }
+}
+
+/// Whether `path` is a regular file that starts with a WAL magic number
+/// (a FIFO or device is not opened: it is not one).
+pub fn is_wal_file(path: &Path) -> bool {
+    let mut b = [0u8; 4];
+    open_input(path).is_ok_and(|(mut f, _)| f.read_exact(&mut b).is_ok())
+        && matches!(u32::from_be_bytes(b), MAGIC_LE | MAGIC_BE)
+}
+
+/// A WAL's listing, as `wal --json` prints it: the file, its header, every
+/// frame and commit, and the bytes after the last whole frame (all `None`
+/// for a WAL too short for a header).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WalListing<'w> {
+    /// The WAL file.
+    pub path: String,
+    /// Its header.
+    pub header: Option<WalHeader>,
+    /// Every whole frame.
+    pub frames: Option<&'w [Frame]>,
+    /// Commits, in order.
+    pub commits: Option<&'w [Commit]>,
+    /// Bytes too short for a whole frame.
+    pub trailing_bytes: Option<u64>,
+}
+
+impl<'w> WalListing<'w> {
+    /// The listing of the WAL at `path`, scanned as `idx`.
+    pub fn new(path: &Path, idx: Option<&'w WalIndex>) -> WalListing<'w> {
+        WalListing {
+            path: path.display().to_string(),
+            header: idx.map(|w| w.header),
+            frames: idx.map(|w| w.frames.as_slice()),
+            commits: idx.map(|w| w.commits.as_slice()),
+            trailing_bytes: idx.map(|w| w.trailing_bytes),
+        }
     }
 }
 

@@ -8,17 +8,6 @@ use sqlite_salvage::info::Info;
 use sqlite_salvage::recover::Report;
 use sqlite_salvage::wal::{FrameStatus, WalIndex};
 
-fn status_name(s: FrameStatus) -> &'static str {
-    match s {
-        FrameStatus::Committed => "committed",
-        FrameStatus::Uncommitted => "uncommitted",
-        FrameStatus::BadSalt => "bad-salt",
-        FrameStatus::BadChecksum => "bad-checksum",
-        FrameStatus::BadPageNumber => "bad-page-number",
-        FrameStatus::AfterBreak => "after-break",
-    }
-}
-
 pub fn print_info(out: &mut dyn Write, i: &Info) -> io::Result<()> {
     let h = &i.header;
     writeln!(out, "database      {} ({} bytes)", i.path, i.file_size)?;
@@ -166,7 +155,7 @@ pub fn print_wal(out: &mut dyn Write, path: &Path, idx: Option<&WalIndex>) -> io
             },
             if f.salt_ok { "ok" } else { "bad" },
             if f.checksum_ok { "ok" } else { "bad" },
-            status_name(f.status),
+            FrameStatus::name(f.status),
             f.commit.map_or("-".to_string(), |c| c.to_string())
         )?;
     }

@@ -1,15 +1,13 @@
 //! Command-line parsing, output and exit codes.
 
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sqlite_salvage::dump::{DumpOptions, Format, dump};
-use sqlite_salvage::{
-    Database, Error, Exactness, WalChoice, backup, check, info, recover, replay, wal,
-};
+use sqlite_salvage::{Error, Exactness, WalChoice};
 
+mod commands;
 mod human;
 
 /// Exit codes (also in the README).
@@ -51,22 +49,23 @@ struct Cli {
     cmd: Command,
 }
 
+/// `--wal`, `--no-wal` and `--at-commit`, shared by the reading commands.
 #[derive(Args, Clone)]
-struct WalArgs {
+pub struct WalOptions {
     /// Read this WAL instead of DB-wal.
     #[arg(long, value_name = "PATH", conflicts_with = "no_wal")]
-    wal: Option<PathBuf>,
+    pub wal: Option<PathBuf>,
     /// Ignore any WAL: read the database file alone.
     #[arg(long)]
-    no_wal: bool,
+    pub no_wal: bool,
     /// Read the database as of commit N of the WAL (1 is the first, 0 the
     /// database file alone); default: the last commit.
     #[arg(long, value_name = "N")]
-    at_commit: Option<u32>,
+    pub at_commit: Option<u32>,
 }
 
-impl WalArgs {
-    fn choice(&self) -> WalChoice {
+impl WalOptions {
+    pub fn choice(&self) -> WalChoice {
         if self.no_wal {
             WalChoice::Ignore
         } else if let Some(p) = &self.wal {
@@ -77,8 +76,9 @@ impl WalArgs {
     }
 }
 
+/// `dump --format`.
 #[derive(Clone, Copy, ValueEnum)]
-enum DumpFormat {
+pub enum DumpFormat {
     Sql,
     Jsonl,
     Csv,
@@ -88,126 +88,30 @@ enum DumpFormat {
 enum Command {
     /// A consistent backup of a live database: one compact file (default),
     /// or the file set (--files), with a manifest of sizes and CRC-32s.
-    Backup {
-        /// The database to back up (it may be in use).
-        src: PathBuf,
-        /// Where the backup goes: a file, or a directory with --files.
-        dest: PathBuf,
-        /// The database file and its WAL up to a commit, in a directory.
-        #[arg(long)]
-        files: bool,
-        /// Replace an existing backup at DEST.
-        #[arg(long)]
-        force: bool,
-        /// Skip fsync (faster; a crash soon after may lose the backup).
-        #[arg(long)]
-        no_sync: bool,
-        /// Copy at full speed even while the source's writers commit (by
-        /// default a WAL database's backup then works a tenth of the time
-        /// and holds its snapshot only briefly; it takes longer).
-        #[arg(long)]
-        full_speed: bool,
-    },
+    Backup(commands::BackupArgs),
     /// Check a backup: sizes and CRC-32s against its manifest, this tool's
     /// structural check, SQLite's integrity_check. Exit code 1 if it fails.
-    Verify {
-        /// The backup (file or directory).
-        dest: PathBuf,
-    },
+    Verify(commands::VerifyArgs),
     /// Verify a backup, then put its database in place at TARGET
     /// atomically; a stale -wal, -shm or -journal of the old TARGET is
     /// moved aside.
-    Restore {
-        /// The backup (file or directory).
-        backup: PathBuf,
-        /// The database to replace.
-        target: PathBuf,
-        /// Replace TARGET even if another connection has it open.
-        #[arg(long)]
-        even_if_in_use: bool,
-        /// Skip fsync.
-        #[arg(long)]
-        no_sync: bool,
-    },
+    Restore(commands::RestoreArgs),
     /// Recover every committed row that survives on disk (tree, orphaned
     /// pages, WAL) into a fresh database, with a report. Exit code 0: all
     /// read; 1: damage met (partial); 7: nothing recovered.
-    Recover {
-        /// The damaged database file.
-        db: PathBuf,
-        /// The new database file.
-        #[arg(long, short)]
-        output: PathBuf,
-        /// Overwrite OUTPUT if it exists.
-        #[arg(long)]
-        force: bool,
-        /// The application's CREATE statements, used when the schema on
-        /// disk cannot be read.
-        #[arg(long, value_name = "FILE.sql")]
-        schema: Option<PathBuf>,
-        /// Write the detailed report (page numbers, flagged rows) here.
-        #[arg(long, value_name = "FILE.json")]
-        report: Option<PathBuf>,
-        /// Skip fsync of the output.
-        #[arg(long)]
-        no_sync: bool,
-        /// Also keep older versions of rows (superseded WAL frames, the
-        /// file's copies of pages the WAL replaced) in <table>__history.
-        #[arg(long)]
-        history: bool,
-        #[command(flatten)]
-        wal: WalArgs,
-    },
+    Recover(commands::RecoverArgs),
     /// Header fields, pages by kind, freelist, schema and the WAL beside it.
-    Info {
-        /// The database file.
-        db: PathBuf,
-        #[command(flatten)]
-        wal: WalArgs,
-    },
+    Info(commands::InfoArgs),
     /// Every WAL frame: page, commit, salts, checksum, SQLite's verdict.
-    Wal {
-        /// The database (its -wal is read) or a WAL file.
-        path: PathBuf,
-    },
+    Wal(commands::WalArgs),
     /// Structural check of every page; exit code 1 when damage is found.
-    Check {
-        /// The database file.
-        db: PathBuf,
-        #[command(flatten)]
-        wal: WalArgs,
-    },
+    Check(commands::CheckArgs),
     /// Rows as of the last commit (or --at-commit), read by this tool's own
     /// reader with the WAL applied.
-    Dump {
-        /// The database file.
-        db: PathBuf,
-        /// Only this table.
-        #[arg(long, short)]
-        table: Option<String>,
-        /// Output format.
-        #[arg(long, short, value_enum, default_value = "sql")]
-        format: DumpFormat,
-        #[command(flatten)]
-        wal: WalArgs,
-    },
+    Dump(commands::DumpArgs),
     /// Write a fresh single-file database equal to DB with its WAL applied
     /// up to the last commit (or --at-commit): a point-in-time restore.
-    Replay {
-        /// The database file.
-        db: PathBuf,
-        /// The new database file.
-        #[arg(long, short)]
-        output: PathBuf,
-        /// Overwrite OUTPUT if it exists.
-        #[arg(long)]
-        force: bool,
-        /// Skip fsync of the output (faster; a crash soon after may lose it).
-        #[arg(long)]
-        no_sync: bool,
-        #[command(flatten)]
-        wal: WalArgs,
-    },
+    Replay(commands::ReplayArgs),
 }
 
 /// Runs the CLI and maps the outcome to an exit code.
@@ -235,7 +139,9 @@ fn exit_code(e: &Error) -> u8 {
         Error::Io { .. } => code::INPUT,
         Error::NotADatabase { .. } | Error::BadWal { .. } => code::NOT_A_DATABASE,
         Error::Corrupt { .. } | Error::Sqlite(_) => code::CORRUPT,
-        Error::NoSuchCommit { .. } | Error::NoSuchTable(_) => code::USAGE,
+        Error::NoSuchCommit { .. } | Error::NoSuchTable(_) | Error::OneTableNeeded(_) => {
+            code::USAGE
+        }
         Error::Output { .. } | Error::OutputExists(_) | Error::OutputIsInput(_) => code::OUTPUT,
         Error::BadBackup { .. } => code::DAMAGE,
         Error::HotJournal(_) => code::HOT_JOURNAL,
@@ -259,7 +165,10 @@ fn hint(e: &Error) -> &'static str {
         Error::NoSuchCommit { .. } => "`sqlite-salvage wal DB` lists the commits",
         Error::NoSuchTable(_) => "`sqlite-salvage info DB` lists the tables",
         Error::Output { .. } => "check the output path, its directory and free space",
-        Error::OutputExists(_) => "choose another path or pass --force",
+        Error::OutputExists(_) => "choose another path, or pass --force to overwrite it",
+        Error::OneTableNeeded(_) => {
+            "name one with --table; `sqlite-salvage info DB` lists the tables"
+        }
         Error::OutputIsInput(_) => "choose an output path that is not one of the inputs",
         Error::Sqlite(_) => "SQLite refused; the message says why",
         Error::BadBackup { .. } => "this backup cannot be trusted: take a new one",
@@ -317,312 +226,34 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Error> {
         })
 }
 
-fn warn_exactness(snap: &sqlite_salvage::Snapshot, json: bool) {
+/// Warns (on a terminal's stderr, not with `--json`) that the snapshot
+/// shown may not be exactly commit `commit`.
+fn warn_exactness(exactness: Exactness, commit: u32, json: bool) {
     if json {
         return;
     }
-    match snap.exactness() {
+    match exactness {
         Exactness::Exact => {}
         Exactness::Inexact { backfilled } => eprintln!(
-            "sqlite-salvage: warning: commit {} cannot be rebuilt exactly: the database file already holds pages checkpointed from WAL frames up to {backfilled}",
-            snap.commit()
+            "sqlite-salvage: warning: commit {commit} cannot be rebuilt exactly: the database file already holds pages checkpointed from WAL frames up to {backfilled}"
         ),
         Exactness::Unknown => eprintln!(
-            "sqlite-salvage: warning: commit {} may not be rebuilt exactly: no -shm tells how far the WAL was checkpointed into the database file",
-            snap.commit()
+            "sqlite-salvage: warning: commit {commit} may not be rebuilt exactly: no -shm tells how far the WAL was checkpointed into the database file"
         ),
     }
-}
-
-/// Whether `path` is a file that starts with a WAL magic number (a FIFO
-/// or device is not opened here; the reader refuses it with a message).
-fn looks_like_wal(path: &Path) -> bool {
-    let mut b = [0u8; 4];
-    std::fs::metadata(path).is_ok_and(|m| m.is_file())
-        && std::fs::File::open(path)
-            .and_then(|mut f| f.read_exact(&mut b))
-            .is_ok()
-        && matches!(
-            u32::from_be_bytes(b),
-            sqlite_salvage::format::wal::MAGIC_LE | sqlite_salvage::format::wal::MAGIC_BE
-        )
 }
 
 fn run(cli: Cli) -> Result<u8, Error> {
     let json = cli.json;
     match cli.cmd {
-        Command::Backup {
-            src,
-            dest,
-            files,
-            force,
-            no_sync,
-            full_speed,
-        } => {
-            let opts = backup::BackupOptions {
-                mode: if files {
-                    backup::Mode::Files
-                } else {
-                    backup::Mode::Compact
-                },
-                force,
-                no_sync,
-                full_speed,
-            };
-            let m = backup::backup(&src, &dest, &opts)?;
-            if json {
-                print_json(&m)?;
-            } else {
-                to_stdout(|out| {
-                    writeln!(
-                        out,
-                        "backed up {} -> {} ({:?}): {} pages of {} bytes{}",
-                        src.display(),
-                        dest.display(),
-                        m.mode,
-                        m.page_count,
-                        m.page_size,
-                        m.wal
-                            .as_ref()
-                            .map(|w| format!(
-                                ", WAL of {} frames ({} commits)",
-                                w.frames, w.commits
-                            ))
-                            .unwrap_or_default()
-                    )
-                })?;
-            }
-            Ok(code::OK)
-        }
-        Command::Verify { dest } => {
-            let v = backup::verify(&dest)?;
-            if json {
-                print_json(&v)?;
-            } else {
-                to_stdout(|out| {
-                    writeln!(
-                        out,
-                        "{}: ok ({} files, {} pages; {})",
-                        dest.display(),
-                        v.manifest.files.len(),
-                        v.manifest.page_count,
-                        v.tables
-                            .iter()
-                            .map(|(t, n)| format!("{t} {n} rows"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?;
-            }
-            Ok(code::OK)
-        }
-        Command::Restore {
-            backup: from,
-            target,
-            even_if_in_use,
-            no_sync,
-        } => {
-            let r = backup::restore(&from, &target, even_if_in_use, no_sync)?;
-            if json {
-                print_json(&r)?;
-            } else {
-                to_stdout(|out| {
-                    writeln!(out, "restored {} -> {}", from.display(), target.display())?;
-                    for p in &r.moved_aside {
-                        writeln!(out, "  moved the old database's {} aside", p.display())?;
-                    }
-                    Ok(())
-                })?;
-            }
-            Ok(code::OK)
-        }
-        Command::Recover {
-            db,
-            output,
-            force,
-            schema,
-            report,
-            no_sync,
-            history,
-            wal,
-        } => {
-            let schema_sql = match &schema {
-                Some(p) => Some(std::fs::read_to_string(p).map_err(|e| Error::Io {
-                    path: p.clone(),
-                    source: e,
-                })?),
-                None => None,
-            };
-            // A progress bar on a terminal only, and only for large inputs.
-            let large = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) > 64 << 20;
-            let bar = (!json && large && io::stderr().is_terminal()).then(|| {
-                let b = indicatif::ProgressBar::new(0);
-                if let Ok(style) = indicatif::ProgressStyle::with_template(
-                    "{msg:24} [{bar:40}] {pos}/{len} pages ({eta})",
-                ) {
-                    b.set_style(style.progress_chars("=> "));
-                }
-                b
-            });
-            let progress = bar.clone().map(|b| {
-                recover::ProgressFn(std::sync::Arc::new(
-                    move |phase: &str, done: u64, total: u64| {
-                        b.set_length(total);
-                        b.set_position(done);
-                        b.set_message(phase.to_string());
-                    },
-                ))
-            });
-            let opts = recover::RecoverOptions {
-                wal: wal.choice(),
-                at_commit: wal.at_commit,
-                schema_sql,
-                force,
-                no_sync,
-                history,
-                progress,
-            };
-            let r = recover::recover(&db, &output, &opts);
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
-            let r = r?;
-            if let Some(path) = &report {
-                let text = serde_json::to_string_pretty(&r).map_err(|e| Error::Output {
-                    path: path.clone(),
-                    source: io::Error::other(e),
-                })?;
-                std::fs::write(path, text + "\n").map_err(|e| Error::Output {
-                    path: path.clone(),
-                    source: e,
-                })?;
-            }
-            if json {
-                print_json(&r)?;
-            } else {
-                to_stdout(|out| human::print_recover(out, &r))?;
-            }
-            Ok(match r.outcome {
-                recover::Outcome::Complete => code::OK,
-                recover::Outcome::Partial => code::DAMAGE,
-                recover::Outcome::Nothing => code::NOTHING,
-            })
-        }
-        Command::Info { db, wal } => {
-            let database = Database::open_with(&db, wal.choice())?;
-            let snap = database.snapshot(wal.at_commit)?;
-            warn_exactness(&snap, json);
-            let report = info::info(&database, &snap)?;
-            if json {
-                print_json(&report)?;
-            } else {
-                to_stdout(|out| human::print_info(out, &report))?;
-            }
-            Ok(code::OK)
-        }
-        Command::Wal { path } => {
-            let wal_path = if looks_like_wal(&path) {
-                path.clone()
-            } else {
-                // A database: read the WAL beside it (the database must open).
-                Database::open_with(&path, WalChoice::Ignore)?;
-                let mut s = path.as_os_str().to_owned();
-                s.push("-wal");
-                PathBuf::from(s)
-            };
-            if !wal_path.exists() {
-                return Err(Error::Io {
-                    path: wal_path,
-                    source: io::Error::new(io::ErrorKind::NotFound, "no WAL file"),
-                });
-            }
-            let idx = wal::WalIndex::scan(&wal_path)?;
-            if json {
-                print_json(&serde_json::json!({
-                    "path": wal_path.display().to_string(),
-                    "header": idx.as_ref().map(|w| w.header),
-                    "frames": idx.as_ref().map(|w| &w.frames),
-                    "commits": idx.as_ref().map(|w| &w.commits),
-                    "trailing_bytes": idx.as_ref().map(|w| w.trailing_bytes),
-                }))?;
-            } else {
-                to_stdout(|out| human::print_wal(out, &wal_path, idx.as_ref()))?;
-            }
-            Ok(code::OK)
-        }
-        Command::Check { db, wal } => {
-            let database = Database::open_with(&db, wal.choice())?;
-            let snap = database.snapshot(wal.at_commit)?;
-            warn_exactness(&snap, json);
-            let report = check::check(&snap)?;
-            if json {
-                print_json(&report)?;
-            } else {
-                to_stdout(|out| human::print_check(out, &db, &report))?;
-            }
-            Ok(if report.is_ok() {
-                code::OK
-            } else {
-                code::DAMAGE
-            })
-        }
-        Command::Dump {
-            db,
-            table,
-            format,
-            wal,
-        } => {
-            let database = Database::open_with(&db, wal.choice())?;
-            let snap = database.snapshot(wal.at_commit)?;
-            warn_exactness(&snap, false);
-            let schema = snap.schema()?;
-            let opts = DumpOptions {
-                format: match format {
-                    DumpFormat::Sql => Format::Sql,
-                    DumpFormat::Jsonl => Format::Jsonl,
-                    DumpFormat::Csv => Format::Csv,
-                },
-                table,
-            };
-            let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
-            dump(&snap, &schema, &opts, &mut out)?;
-            Ok(code::OK)
-        }
-        Command::Replay {
-            db,
-            output,
-            force,
-            no_sync,
-            wal,
-        } => {
-            let database = Database::open_with(&db, wal.choice())?;
-            let mut inputs: Vec<&Path> = vec![db.as_path()];
-            if let Some(w) = database.wal() {
-                inputs.push(w.path.as_path());
-            }
-            sqlite_salvage::io::check_output(&output, &inputs, force)?;
-            let snap = database.snapshot(wal.at_commit)?;
-            warn_exactness(&snap, json);
-            let stats = replay::replay_with(&snap, &output, !no_sync)?;
-            if json {
-                print_json(&serde_json::json!({
-                    "output": output.display().to_string(),
-                    "exactness": snap.exactness(),
-                    "stats": stats,
-                }))?;
-            } else {
-                to_stdout(|out| {
-                    writeln!(
-                        out,
-                        "wrote {}: {} pages ({} from the WAL), as of commit {}",
-                        output.display(),
-                        stats.pages,
-                        stats.wal_pages,
-                        stats.commit
-                    )
-                })?;
-            }
-            Ok(code::OK)
-        }
+        Command::Backup(a) => commands::backup(a, json),
+        Command::Verify(a) => commands::verify(a, json),
+        Command::Restore(a) => commands::restore(a, json),
+        Command::Recover(a) => commands::recover(a, json),
+        Command::Info(a) => commands::info(a, json),
+        Command::Wal(a) => commands::wal(a, json),
+        Command::Check(a) => commands::check(a, json),
+        Command::Dump(a) => commands::dump(a),
+        Command::Replay(a) => commands::replay(a, json),
     }
 }

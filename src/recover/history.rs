@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::Seen;
 use super::carve::fits;
+use super::pagemap::PageMap;
 use super::sink::{Sink, to_sql};
 use crate::error::Result;
 use crate::format::page::{BtreePage, PageKind};
@@ -18,7 +18,7 @@ use crate::snapshot::Salvage;
 pub(super) fn write_history(
     salvage: &Salvage,
     schema: &Schema,
-    seen: &[Seen],
+    map: &PageMap,
     sink: &Sink,
     not_created: &HashSet<String>,
 ) -> Result<Vec<(String, u64)>> {
@@ -31,10 +31,10 @@ pub(super) fn write_history(
     let mut made: BTreeMap<usize, (String, String, Vec<usize>)> = BTreeMap::new();
     for pgno in salvage.pages_with_older_versions() {
         // A table's page, read whole or (damaged) in part.
-        let Some(Seen::Tree(ti) | Seen::Damaged(ti)) = seen.get(pgno as usize).copied() else {
+        let Some(ti) = map.table_of(pgno) else {
             continue;
         };
-        let Some(t) = schema.tables.get(ti as usize) else {
+        let Some(t) = schema.tables.get(ti) else {
             continue;
         };
         if t.without_rowid || !t.parsed || not_created.contains(&t.name) {
@@ -73,7 +73,7 @@ pub(super) fn write_history(
                 {
                     continue;
                 }
-                let (_, sql, cols) = match made.entry(ti as usize) {
+                let (_, sql, cols) = match made.entry(ti) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => {
                         e.insert(history_insert(sink, schema, t)?)

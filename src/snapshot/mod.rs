@@ -389,6 +389,24 @@ impl Database {
     }
 }
 
+/// The WAL file `path` names: `path` itself when it is one (by its magic
+/// number), else the `-wal` beside the database at `path` (which must
+/// open as a database).
+pub fn locate_wal(path: &Path) -> Result<PathBuf> {
+    if crate::wal::is_wal_file(path) {
+        return Ok(path.to_path_buf());
+    }
+    Database::open_with(path, WalChoice::Ignore)?;
+    let wal = sibling(path, "-wal");
+    if !wal.exists() {
+        return Err(Error::io(
+            &wal,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no WAL file"),
+        ));
+    }
+    Ok(wal)
+}
+
 /// Whether a snapshot equals the database exactly as it was at its commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "state")]

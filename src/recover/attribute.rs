@@ -1,0 +1,197 @@
+//! Stage: attribution, the evidence that puts a found page's rows in a
+//! table. Every evidence rule is here, one function each.
+//!
+//! Takes a [`FoundPage`], the page map and the tree walks' holes; gives an
+//! [`Attribution`] for the page (which table, on what evidence), then a
+//! [`Verdict`] for each of its cells: written to its table, held for the
+//! confirmation stage, or lost to `lost_and_found`.
+
+use super::Ctx;
+use super::candidates::{DecodedCell, FoundPage};
+use super::carve::fits;
+use super::pagemap::{PageMap, UnreachedLinks};
+use super::report::{Confidence, TableReport};
+use super::sink::Source;
+use crate::format::kind::PageKind;
+use crate::format::record::{Record, ValueRef};
+use crate::snapshot::HeaderSource;
+
+/// Which table a found page's rows belong to, and on what evidence.
+pub(crate) struct Attribution {
+    /// The table and the confidence; `None`: not sure (lost_and_found).
+    pub table: Option<(usize, Confidence)>,
+    /// Taken although nothing links to the page and the freelist is lost
+    /// with page 1: its rows may be stale.
+    pub unlinked: bool,
+}
+
+/// Attributes a found page by the first rule that gives a table: the
+/// table whose walk reached it; its pointer-map parents; for an orphan
+/// (never carved residue), its records' shape and the trees' holes.
+pub(crate) fn attribute_page(
+    cx: &Ctx<'_>,
+    map: &PageMap,
+    links: &UnreachedLinks,
+    reports: &[TableReport],
+    page: &FoundPage,
+    rec: &mut Record,
+) -> Attribution {
+    let found = |t| Attribution {
+        table: Some((t, Confidence::Evidence)),
+        unlinked: false,
+    };
+    if let Some(t) = page.owner {
+        return found(t);
+    }
+    if let Some(t) = map.ptrmap_table(cx.snap, page.pgno) {
+        return found(t);
+    }
+    if page.source == Source::Carved {
+        // Residue on a page no table owns (a freelist trunk, an old page):
+        // never guessed into a table.
+        return Attribution {
+            table: None,
+            unlinked: false,
+        };
+    }
+    // With page 1 lost the freelist is unknown too: a leaf nothing points
+    // at may be a table's root leaf or a freed page; it is taken, and its
+    // rows flagged as possibly stale.
+    let freelist_lost = cx.salvage.header_from != HeaderSource::Page1;
+    let linked = links.linked(page.pgno);
+    let table = by_shape_and_holes(cx, reports, page, rec, linked || freelist_lost);
+    Attribution {
+        unlinked: table.is_some() && !linked,
+        table,
+    }
+}
+
+/// Picks the table an orphaned page belongs to by the shape of its
+/// records and the holes in the tables' trees; `None` when not sure.
+fn by_shape_and_holes(
+    cx: &Ctx<'_>,
+    reports: &[TableReport],
+    page: &FoundPage,
+    rec: &mut Record,
+    linked: bool,
+) -> Option<(usize, Confidence)> {
+    let cells = &page.cells;
+    let schema = cx.schema;
+    let mut candidates: Vec<usize> = Vec::new();
+    for (ti, t) in schema.tables.iter().enumerate() {
+        if t.without_rowid != (page.kind == PageKind::IndexLeaf)
+            || t.name.to_ascii_lowercase().starts_with("sqlite_")
+        {
+            continue;
+        }
+        if cells
+            .iter()
+            .all(|c| parse_cell(rec, &c.bytes, c.truncated) && fits(t, rec, &c.bytes))
+        {
+            candidates.push(ti);
+        }
+    }
+    // Only a table whose tree is damaged can have lost pages.
+    let mut damaged: Vec<usize> = candidates
+        .into_iter()
+        .filter(|&t| !reports[t].holes.is_empty() || !reports[t].damage.is_empty())
+        .collect();
+    // Records as wide as the table's stored columns are the rule; fewer
+    // happen only for rows older than an ALTER TABLE ADD COLUMN. Prefer the
+    // tables whose width every record matches exactly.
+    let exact: Vec<usize> = damaged
+        .iter()
+        .copied()
+        .filter(|&t| {
+            let width = schema.tables[t].stored_columns();
+            cells
+                .iter()
+                .all(|c| parse_cell(rec, &c.bytes, c.truncated) && rec.len() == width)
+        })
+        .collect();
+    if !exact.is_empty() {
+        damaged = exact;
+    }
+    if page.kind == PageKind::TableLeaf {
+        let in_hole: Vec<usize> = damaged
+            .into_iter()
+            .filter(|&t| cells.iter().all(|c| in_a_hole(&reports[t], c, linked)))
+            .collect();
+        return match in_hole.as_slice() {
+            [t] => Some((*t, Confidence::Evidence)),
+            _ => None,
+        };
+    }
+    match damaged.as_slice() {
+        [t] if linked || reports[*t].holes.iter().all(|h| h.page != 0) => {
+            Some((*t, Confidence::Evidence))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the cell's rowid lies in one of the table's holes. A hole left
+/// by an unknown root covers every rowid; a leaf nothing points at is then
+/// as likely a freed page.
+fn in_a_hole(rep: &TableReport, c: &DecodedCell, linked: bool) -> bool {
+    c.cell.rowid.is_some_and(|r| {
+        rep.holes
+            .iter()
+            .any(|h| h.contains(r) && (h.page != 0 || linked))
+    })
+}
+
+/// What becomes of one cell of an attributed page.
+pub(crate) enum Verdict {
+    /// Written to table `t`, on the page's evidence.
+    Keep(usize, Confidence),
+    /// Table `t`'s, if an index confirms it: the page cannot vouch for it.
+    Confirm(usize),
+    /// To lost_and_found.
+    Lost,
+}
+
+/// Judges a cell whose record is parsed into `rec`: it must fit the
+/// attributed table (which must exist in the output); and a page whose
+/// space does not add up, or a carved cell over a zeroed sector, cannot
+/// vouch for it.
+pub(crate) fn judge_cell(
+    cx: &Ctx<'_>,
+    not_created: &std::collections::HashSet<String>,
+    page: &FoundPage,
+    attribution: &Attribution,
+    cell: &DecodedCell,
+    rec: &Record,
+) -> Verdict {
+    let Some((ti, conf)) = attribution.table else {
+        return Verdict::Lost;
+    };
+    let t = &cx.schema.tables[ti];
+    if !fits(t, rec, &cell.bytes) || not_created.contains(&t.name) {
+        return Verdict::Lost;
+    }
+    if !page.consistent || cell.near_zero_sector {
+        return Verdict::Confirm(ti);
+    }
+    Verdict::Keep(ti, conf)
+}
+
+/// Parses a cell's record into `rec`; a payload cut short by a broken
+/// overflow chain is parsed as far as its header allows.
+pub(crate) fn parse_cell(rec: &mut Record, bytes: &[u8], truncated: bool) -> bool {
+    if truncated {
+        rec.parse_partial(bytes).is_ok()
+    } else {
+        rec.parse(bytes).is_ok()
+    }
+}
+
+/// Whether index-leaf records look like entries of an index on a rowid
+/// table: at least two values, the last an integer (the rowid).
+pub(crate) fn looks_like_index(cells: &[DecodedCell], rec: &mut Record) -> bool {
+    cells.iter().all(|c| {
+        rec.parse(&c.bytes).is_ok()
+            && rec.len() >= 2
+            && matches!(rec.value(&c.bytes, rec.len() - 1), ValueRef::Integer(_))
+    })
+}

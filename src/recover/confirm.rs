@@ -1,0 +1,141 @@
+//! Stage: confirmation, rows from pages that cannot vouch for them.
+//!
+//! Takes the [`Suspect`]s of the walk and the scan; gives each to its
+//! table when an index of the table holds an entry with its rowid and the
+//! same values in the indexed columns (an index covering every column
+//! confirms the whole row), else to `lost_and_found`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::loader::Loader;
+use super::report::Confidence;
+use super::tally::{Lost, Tally};
+use super::walk::Suspect;
+use crate::error::Result;
+use crate::format::record::{Record, ValueRef};
+use crate::schema::{Affinity, Index, Schema, StoredValue, Table};
+use crate::snapshot::Snapshot;
+use crate::tree::TreeCursor;
+
+/// Writes the confirmed suspects to their tables, the rest to lost_and_found.
+pub(crate) fn place_suspects(
+    snap: &Snapshot,
+    schema: &Schema,
+    suspects: Vec<Suspect>,
+    loader: &mut Loader,
+    tally: &mut Tally,
+) -> Result<()> {
+    let confirmed = confirm(snap, schema, &suspects)?;
+    for (sus, ok) in suspects.into_iter().zip(confirmed) {
+        if !ok {
+            tally.lose(Lost {
+                page: sus.page,
+                cell: sus.cell,
+                offset: sus.offset,
+                source: sus.source,
+                rowid: sus.rowid,
+                values: sus.raw,
+            });
+            continue;
+        }
+        let t = &schema.tables[sus.table];
+        if !loader.insert_values(t, sus.rowid, &sus.values)? {
+            tally.duplicate(sus.table);
+            continue;
+        }
+        tally.evidence_row(sus.table, sus.source, Confidence::Evidence, false);
+        let flag = "from a damaged page; confirmed by an index entry".to_string();
+        tally.flag(sus.table, sus.rowid, sus.page, flag);
+    }
+    Ok(())
+}
+
+/// Indexes that can confirm whole rows of `t`: not partial, on plain
+/// columns, covering every stored column (the rowid alias is the rowid).
+fn confirming_indexes<'s>(schema: &'s Schema, t: &Table) -> Vec<&'s Index> {
+    schema
+        .indexes
+        .iter()
+        .filter(|i| {
+            i.table == t.name
+                && !i.partial
+                && !i.columns.is_empty()
+                && i.columns.iter().all(Option::is_some)
+                && t.columns.iter().enumerate().all(|(c, col)| {
+                    col.slot.is_none()
+                        || col.generated
+                        || t.rowid_alias == Some(c)
+                        || i.columns.contains(&Some(c))
+                })
+        })
+        .collect()
+}
+
+/// Whether each suspect row is confirmed: some index of its table holds an
+/// entry with its rowid and the same values in the indexed columns.
+fn confirm(snap: &Snapshot, schema: &Schema, suspects: &[Suspect]) -> Result<Vec<bool>> {
+    let mut ok = vec![false; suspects.len()];
+    let mut by_table: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, s) in suspects.iter().enumerate() {
+        by_table.entry(s.table).or_default().push(i);
+    }
+    let mut rec = Record::new();
+    for (ti, idxs) in by_table {
+        let t = &schema.tables[ti];
+        if t.without_rowid {
+            continue;
+        }
+        let wanted: HashSet<i64> = idxs.iter().filter_map(|&i| suspects[i].rowid).collect();
+        for index in confirming_indexes(schema, t) {
+            if index.root == 0 || index.root > snap.page_count() {
+                continue;
+            }
+            // rowid -> the index's key values for it.
+            let mut found: HashMap<i64, Vec<Vec<StoredValue>>> = HashMap::new();
+            let mut cur = TreeCursor::new(snap, index.root).lenient(true);
+            while let Some(e) = cur.next()? {
+                if rec.parse(e.payload).is_err() || rec.len() != index.columns.len() + 1 {
+                    continue;
+                }
+                let ValueRef::Integer(rowid) = rec.value(e.payload, index.columns.len()) else {
+                    continue;
+                };
+                if !wanted.contains(&rowid) {
+                    continue;
+                }
+                let key = index
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(k, col)| {
+                        let v = rec.value(e.payload, k);
+                        let real = col
+                            .and_then(|c| t.columns.get(c))
+                            .is_some_and(|c| c.affinity == Affinity::Real);
+                        match v {
+                            ValueRef::Integer(x) if real => StoredValue::Real(x as f64),
+                            v => StoredValue::from_ref(v),
+                        }
+                    })
+                    .collect();
+                found.entry(rowid).or_default().push(key);
+            }
+            for &i in &idxs {
+                let s = &suspects[i];
+                let Some(r) = s.rowid else { continue };
+                let mine: Vec<StoredValue> = index
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        c.and_then(|c| s.values.get(c).cloned())
+                            .unwrap_or(StoredValue::Null)
+                    })
+                    .collect();
+                if found.get(&r).is_some_and(|keys| keys.contains(&mine)) {
+                    ok[i] = true;
+                }
+            }
+        }
+    }
+    Ok(ok)
+}

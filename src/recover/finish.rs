@@ -1,0 +1,176 @@
+//! Stage: finish, what the output needs once every row is in.
+//!
+//! Takes the loader and the tally's lost rows; gives the output with its
+//! `lost_and_found` table (or, with no schema at all, rows grouped by
+//! shape into `recovered_rows_<n>` / `recovered_keys_<n>` tables), the
+//! remaining indexes (built by sorting, after the load), views and
+//! triggers, checked by SQLite's `quick_check`. A check that fails after a
+//! bulk load asks for a run without it.
+
+use std::collections::BTreeMap;
+
+use super::Attempt;
+use super::loader::{Loader, create_objects};
+use super::sink::Sink;
+use super::tally::Lost;
+use crate::error::Result;
+use crate::format::record::Value;
+use crate::schema::{Schema, quote_ident};
+
+/// What the finish stage made.
+pub(crate) struct Finished {
+    /// The lost-and-found table's name, when rows went there.
+    pub lost_table: Option<String>,
+    /// With no schema: the shape-named tables and their row counts.
+    pub inferred: Vec<(String, u64)>,
+    /// Indexes, views and triggers SQLite refused, with its reason.
+    pub objects_not_created: Vec<(String, String)>,
+}
+
+/// Writes the lost rows, commits, creates the other indexes, views and
+/// triggers, and runs `quick_check`.
+pub(crate) fn finish(
+    loader: &mut Loader,
+    schema: &Schema,
+    lost: &[Lost],
+    mut objects_not_created: Vec<(String, String)>,
+) -> Result<std::result::Result<Finished, Attempt>> {
+    let sink = &loader.sink;
+    let (lost_table, inferred) = if schema.tables.is_empty() {
+        (None, write_inferred(sink, lost)?)
+    } else {
+        (write_lost(sink, schema, lost)?, Vec::new())
+    };
+    sink.conn.execute_batch("COMMIT")?;
+    objects_not_created.extend(create_objects(sink, schema, &["index"], Some(false)));
+    objects_not_created.extend(create_objects(sink, schema, &["view", "trigger"], None));
+    let ic: String = sink
+        .conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if ic != "ok" {
+        return Ok(Err(Attempt::Retry(ic)));
+    }
+    loader.join_early_sync();
+    Ok(Ok(Finished {
+        lost_table,
+        inferred,
+        objects_not_created,
+    }))
+}
+
+/// With no schema: rows grouped by shape (table rows or index keys, and
+/// the number of values) into `recovered_rows_<n>` / `recovered_keys_<n>`
+/// tables: where each row was found, its rowid, then its values c0...
+pub(crate) fn write_inferred(sink: &Sink, lost: &[Lost]) -> Result<Vec<(String, u64)>> {
+    let mut groups: BTreeMap<(bool, usize), Vec<&Lost>> = BTreeMap::new();
+    for l in lost {
+        groups
+            .entry((l.rowid.is_some(), l.values.len().min(MAX_KEPT_VALUES)))
+            .or_default()
+            .push(l);
+    }
+    let mut out = Vec::new();
+    for ((rows, width), members) in groups {
+        let name = format!("recovered_{}_{width}", if rows { "rows" } else { "keys" });
+        let extra = value_columns(width);
+        sink.conn.execute_batch(&format!(
+            "CREATE TABLE {}(salvage_page INTEGER, salvage_cell INTEGER, salvage_rowid INTEGER{extra})",
+            quote_ident(&name)
+        ))?;
+        let marks = vec!["?"; 3 + width].join(",");
+        let mut st = sink.conn.prepare(&format!(
+            "INSERT INTO {} VALUES({marks})",
+            quote_ident(&name)
+        ))?;
+        for l in &members {
+            let mut params: Vec<rusqlite::types::Value> = vec![
+                rusqlite::types::Value::Integer(i64::from(l.page)),
+                l.cell.map_or(rusqlite::types::Value::Null, |c| {
+                    rusqlite::types::Value::Integer(i64::from(c))
+                }),
+                l.rowid.map_or(
+                    rusqlite::types::Value::Null,
+                    rusqlite::types::Value::Integer,
+                ),
+            ];
+            params.extend(l.values.iter().take(width).map(sql_value));
+            st.execute(rusqlite::params_from_iter(params))?;
+        }
+        out.push((name, members.len() as u64));
+    }
+    Ok(out)
+}
+
+/// Most values kept per row of lost_and_found and the shape tables: SQLite
+/// allows 2000 columns, a few of which are the provenance columns.
+const MAX_KEPT_VALUES: usize = 1990;
+
+/// `, c0, c1, ...` for `width` value columns.
+fn value_columns(width: usize) -> String {
+    (0..width).map(|i| format!(", c{i}")).collect()
+}
+
+fn sql_value(v: &Value) -> rusqlite::types::Value {
+    match v {
+        Value::Null => rusqlite::types::Value::Null,
+        Value::Integer(i) => rusqlite::types::Value::Integer(*i),
+        Value::Real(f) => rusqlite::types::Value::Real(*f),
+        Value::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+    }
+}
+
+pub(crate) fn write_lost(sink: &Sink, schema: &Schema, lost: &[Lost]) -> Result<Option<String>> {
+    if lost.is_empty() {
+        return Ok(None);
+    }
+    let mut name = "lost_and_found".to_string();
+    let mut k = 0;
+    while schema.table(&name).is_some() {
+        k += 1;
+        name = format!("lost_and_found_{k}");
+    }
+    let width = lost
+        .iter()
+        .map(|l| l.values.len())
+        .max()
+        .unwrap_or(0)
+        .min(MAX_KEPT_VALUES);
+    let extra = value_columns(width);
+    sink.conn.execute_batch(&format!(
+        "CREATE TABLE {}(id INTEGER PRIMARY KEY, page INTEGER, cell INTEGER, offset INTEGER, source TEXT, rowid_found INTEGER, nfield INTEGER{extra})",
+        quote_ident(&name)
+    ))?;
+    let marks = vec!["?"; 6 + width].join(",");
+    let sql = format!(
+        "INSERT INTO {}(page, cell, offset, source, rowid_found, nfield{extra}) VALUES({marks})",
+        quote_ident(&name)
+    );
+    let mut st = sink.conn.prepare(&sql)?;
+    for l in lost {
+        let mut params: Vec<rusqlite::types::Value> = vec![
+            rusqlite::types::Value::Integer(i64::from(l.page)),
+            l.cell.map_or(rusqlite::types::Value::Null, |c| {
+                rusqlite::types::Value::Integer(i64::from(c))
+            }),
+            l.offset.map_or(rusqlite::types::Value::Null, |o| {
+                rusqlite::types::Value::Integer(o as i64)
+            }),
+            rusqlite::types::Value::Text(format!("{:?}", l.source).to_ascii_lowercase()),
+            l.rowid.map_or(
+                rusqlite::types::Value::Null,
+                rusqlite::types::Value::Integer,
+            ),
+            rusqlite::types::Value::Integer(l.values.len() as i64),
+        ];
+        for i in 0..width {
+            params.push(
+                l.values
+                    .get(i)
+                    .map_or(rusqlite::types::Value::Null, sql_value),
+            );
+        }
+        st.execute(rusqlite::params_from_iter(params))?;
+    }
+    Ok(Some(name))
+}

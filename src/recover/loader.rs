@@ -1,0 +1,300 @@
+//! Stage: the loader, rows into the output, bulk pages and SQL inserts
+//! behind one interface.
+//!
+//! Takes the schema, the [`LoadPlan`] and rows; gives the output file with
+//! its tables created, the UNIQUE indexes first (so that a row from a less
+//! trusted source that would break one is skipped and counted, like a row
+//! whose key is already there). The tables the plan loads in bulk have their
+//! own trees' complete rows written page by page ([`super::bulk`]) while
+//! SQLite has the file closed; [`Loader::end_bulk`] hands the file back to
+//! SQLite, which rebuilds and checks what was written, and every later row
+//! goes through SQL. A check that fails there asks for a run without bulk
+//! loading: the answer is a value ([`Attempt::Retry`]), not an error.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::thread::JoinHandle;
+
+use super::Attempt;
+use super::bulk::{BulkFile, IndexTree, TableTree};
+use super::plan::LoadPlan;
+use super::report::Report;
+use super::sink::Sink;
+use super::tally::{Placed, Tally};
+use crate::error::Result;
+use crate::format::header::TextEncoding;
+use crate::format::record::{Record, ValueRef};
+use crate::rows::column_value;
+use crate::schema::{Schema, StoredValue, Table, quote_ident};
+
+/// A table's b-tree being written page by page.
+pub(crate) enum TreeWriter {
+    /// A rowid table.
+    Table(TableTree),
+    /// A WITHOUT ROWID table.
+    Index(IndexTree),
+}
+
+/// Rows being written in bulk, until [`Loader::end_bulk`].
+struct Bulk {
+    file: BulkFile,
+    /// Root pages in the new file, by table name.
+    roots: HashMap<String, u32>,
+    /// Rows of bulk tables that could not be written as they are: they go
+    /// in through SQL, as their values, once SQLite has the file again.
+    deferred: Vec<(Placed, Vec<StoredValue>)>,
+}
+
+/// The output database being filled.
+pub(crate) struct Loader {
+    pub sink: Sink,
+    bulk: Option<Bulk>,
+    /// Syncs the bulk-written pages in the background while SQL goes on.
+    early_sync: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Loader {
+    /// Creates the output at `out` with the schema's tables and UNIQUE
+    /// indexes; opens it for bulk writing when the plan has bulk tables,
+    /// else starts the SQL transaction.
+    pub fn create(
+        out: &Path,
+        schema: &Schema,
+        enc: TextEncoding,
+        page_size: u32,
+        plan: &mut LoadPlan,
+    ) -> Result<(Loader, Vec<(String, String)>)> {
+        let mut sink = Sink::create(out, enc, page_size)?;
+        plan.tables_not_created = sink.create_tables(schema);
+        let objects_not_created = create_objects(&sink, schema, &["index"], Some(true));
+        plan.settle(schema);
+        let bulk = if plan.any_bulk() {
+            let mut roots = HashMap::new();
+            let mut st = sink
+                .conn
+                .prepare("SELECT name, rootpage FROM sqlite_schema WHERE type = 'table'")?;
+            for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))? {
+                let (name, root) = r?;
+                roots.insert(name, root);
+            }
+            drop(st);
+            sink.close()?;
+            Some(Bulk {
+                file: BulkFile::open(out)?,
+                roots,
+                deferred: Vec::new(),
+            })
+        } else {
+            sink.conn.execute_batch("BEGIN")?;
+            None
+        };
+        let loader = Loader {
+            sink,
+            bulk,
+            early_sync: None,
+        };
+        Ok((loader, objects_not_created))
+    }
+
+    /// A page-by-page writer for table `t`'s own tree, when it is loaded
+    /// in bulk.
+    pub fn tree_writer(&self, plan: &LoadPlan, ti: usize, t: &Table) -> Option<TreeWriter> {
+        let bulk = self.bulk.as_ref()?;
+        let &root = bulk.roots.get(&t.name)?;
+        if !plan.is_bulk(ti) || root <= 1 {
+            return None;
+        }
+        Some(if t.without_rowid {
+            TreeWriter::Index(IndexTree::new(root))
+        } else {
+            TreeWriter::Table(TableTree::new(&bulk.file, root))
+        })
+    }
+
+    /// Writes a row of table `t`'s own tree: page by page when it is
+    /// complete, uses exactly its payload and comes in key order; else, in
+    /// a bulk load, deferred until SQLite has the file; else through SQL.
+    /// The tally counts it (or the duplicate) once it is written.
+    pub fn tree_row(
+        &mut self,
+        t: &Table,
+        tree: Option<&mut TreeWriter>,
+        placed: Placed,
+        rec: &Record,
+        payload: &[u8],
+        tally: &mut Tally,
+    ) -> Result<()> {
+        let rowid = placed.rowid;
+        let Some(bulk) = self.bulk.as_mut() else {
+            if self
+                .sink
+                .insert(t, rowid, &|c| column_value(t, rec, payload, rowid, c))?
+            {
+                tally.tree_row(&placed);
+            } else {
+                tally.duplicate(placed.table);
+            }
+            return Ok(());
+        };
+        let whole = placed.truncated_col.is_none() && !placed.zeroed && rec.end() == payload.len();
+        let written = match (tree, rowid) {
+            (Some(TreeWriter::Table(tree)), Some(r)) if whole => {
+                tree.push(&mut bulk.file, r, payload)?
+            }
+            (Some(TreeWriter::Index(tree)), _) if whole => {
+                tree.push(&mut bulk.file, payload)?;
+                true
+            }
+            _ => false,
+        };
+        if written {
+            tally.tree_row(&placed);
+        } else {
+            let values = stored_values(t, rec, payload, rowid);
+            bulk.deferred.push((placed, values));
+        }
+        Ok(())
+    }
+
+    /// Completes a tree written page by page.
+    pub fn finish_tree(&mut self, tree: Option<TreeWriter>) -> Result<()> {
+        match (tree, self.bulk.as_mut()) {
+            (Some(TreeWriter::Table(tree)), Some(b)) => tree.finish(&mut b.file),
+            (Some(TreeWriter::Index(tree)), Some(b)) => tree.finish(&mut b.file),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends the bulk load: the bulk-written tables are complete, and SQLite
+    /// takes over while their pages are written back in the background.
+    /// SQLite rebuilds the indexes that exist so far from the written rows
+    /// and checks the key order of WITHOUT ROWID tables; then the deferred
+    /// rows go in. `Some(retry)` when SQLite refuses what was written.
+    pub fn end_bulk(
+        &mut self,
+        schema: &Schema,
+        plan: &LoadPlan,
+        tally: &mut Tally,
+        sync: bool,
+    ) -> Result<Option<Attempt>> {
+        let Some(bulk) = self.bulk.take() else {
+            return Ok(None);
+        };
+        let written = bulk.file.finish()?;
+        if sync {
+            self.early_sync = Some(std::thread::spawn(move || written.sync_data()));
+        }
+        self.sink.reopen()?;
+        for (i, t) in schema.tables.iter().enumerate() {
+            if !plan.is_bulk(i) {
+                continue;
+            }
+            let reindex = format!("REINDEX {}", quote_ident(&t.name));
+            if let Err(e) = self.sink.conn.execute_batch(&reindex) {
+                // Two tree rows break a UNIQUE constraint: only a row-by-row
+                // load can keep the first and skip the rest.
+                return Ok(Some(Attempt::Retry(e.to_string())));
+            }
+            if t.without_rowid {
+                // Its entries went in in the order the tree gave them:
+                // SQLite checks the key order (and uniqueness).
+                let ic: String = self.sink.conn.query_row(
+                    &format!("PRAGMA integrity_check({})", quote_ident(&t.name)),
+                    [],
+                    |r| r.get(0),
+                )?;
+                if ic != "ok" {
+                    return Ok(Some(Attempt::Retry(ic)));
+                }
+            }
+        }
+        self.sink.conn.execute_batch("BEGIN")?;
+        for (p, values) in bulk.deferred {
+            let t = &schema.tables[p.table];
+            if self.insert_values(t, p.rowid, &values)? {
+                tally.tree_row(&p);
+            } else {
+                tally.duplicate(p.table);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Inserts a row through SQL from a record; false for a duplicate.
+    pub fn insert_record(
+        &mut self,
+        t: &Table,
+        rowid: Option<i64>,
+        rec: &Record,
+        payload: &[u8],
+    ) -> Result<bool> {
+        self.sink
+            .insert(t, rowid, &|k| column_value(t, rec, payload, rowid, k))
+    }
+
+    /// Inserts a row through SQL from its values; false for a duplicate.
+    pub fn insert_values(
+        &mut self,
+        t: &Table,
+        rowid: Option<i64>,
+        values: &[StoredValue],
+    ) -> Result<bool> {
+        self.sink.insert(t, rowid, &|c| {
+            values.get(c).map_or(ValueRef::Null, |v| v.as_ref())
+        })
+    }
+
+    /// Waits for the background sync of the bulk-written pages; its
+    /// outcome is the final sync's to report.
+    pub fn join_early_sync(&mut self) {
+        if let Some(t) = self.early_sync.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A row's values by declared column, owned (text in the database encoding).
+pub(crate) fn stored_values(
+    t: &Table,
+    rec: &Record,
+    payload: &[u8],
+    rowid: Option<i64>,
+) -> Vec<StoredValue> {
+    (0..t.columns.len())
+        .map(|c| StoredValue::from_ref(column_value(t, rec, payload, rowid, c)))
+        .collect()
+}
+
+/// Creates the schema objects of `kinds` ("index", "view", "trigger"),
+/// only the UNIQUE or only the other indexes when `unique` says so; returns
+/// those SQLite refused, with its reason.
+pub(crate) fn create_objects(
+    sink: &Sink,
+    schema: &Schema,
+    kinds: &[&str],
+    unique: Option<bool>,
+) -> Vec<(String, String)> {
+    let mut failed = Vec::new();
+    for kind in kinds {
+        for e in schema.of_kind(kind) {
+            let Some(sql) = &e.sql else { continue };
+            let is_unique = sql
+                .get(..20)
+                .is_some_and(|h| h.to_ascii_uppercase().contains("UNIQUE"));
+            if unique.is_some_and(|u| u != is_unique) {
+                continue;
+            }
+            if let Err(err) = sink.conn.execute_batch(sql) {
+                failed.push((e.name.clone(), err.to_string()));
+            }
+        }
+    }
+    failed
+}
+
+/// The report a finished attempt gives.
+impl From<Report> for Attempt {
+    fn from(r: Report) -> Attempt {
+        Attempt::Done(Box::new(r))
+    }
+}

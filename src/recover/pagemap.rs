@@ -1,0 +1,279 @@
+//! Stage: the page map, who owns every page of the snapshot.
+//!
+//! Takes the tree walks (each marks the pages it reaches) and then the
+//! index trees, the schema, the freelist, the pointer-map and lock-byte
+//! pages; gives a [`PageMap`]: an [`Owner`] per page. What stays
+//! [`Owner::Unclaimed`], or a table page read only in part, is what the
+//! candidate stage reads again.
+
+use super::ProgressFn;
+use crate::error::Result;
+use crate::format::header::AutoVacuum;
+use crate::format::kind::PageKind;
+use crate::format::page::{
+    BtreePage, FreelistTrunk, PtrmapKind, is_ptrmap_page, ptrmap_entry, ptrmap_page_for,
+};
+use crate::schema::Schema;
+use crate::snapshot::Snapshot;
+use crate::tree::{Damage, PageVisitor, TreeCursor};
+
+/// What a page is, as far as recovery knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Nothing has claimed it (yet).
+    Unclaimed,
+    /// A page of table `t`'s tree (by index into the schema's tables).
+    Table(usize),
+    /// A page of table `t`'s tree that could not be read whole: unusable,
+    /// or read in part; carved for what its pointers miss.
+    TableDamaged(usize),
+    /// A page of an index's tree.
+    Index,
+    /// An unusable page of an index's or the schema's tree.
+    IndexDamaged,
+    /// A page of `sqlite_schema`'s tree, or one its rows were found on.
+    Schema,
+    /// An orphaned page whose cells were read.
+    Orphan,
+    /// An overflow page of a value read.
+    Overflow,
+    /// A freelist trunk or leaf page.
+    Free,
+    /// A pointer-map page, or the lock-byte page.
+    Ptrmap,
+}
+
+/// The owner of every page, 1 to the snapshot's page count.
+pub(crate) struct PageMap {
+    owners: Vec<Owner>,
+    /// Pages the walks have counted, for progress.
+    done: u64,
+}
+
+impl PageMap {
+    /// Every page unclaimed.
+    pub fn new(page_count: u32) -> PageMap {
+        PageMap {
+            owners: vec![Owner::Unclaimed; page_count as usize + 1],
+            done: 0,
+        }
+    }
+
+    /// The owner of `pgno` (`None` past the end).
+    pub fn get(&self, pgno: u32) -> Option<Owner> {
+        self.owners.get(pgno as usize).copied()
+    }
+
+    /// Sets the owner of `pgno`, if it is a page of the map.
+    pub fn set(&mut self, pgno: u32, owner: Owner) {
+        if let Some(o) = self.owners.get_mut(pgno as usize) {
+            *o = owner;
+        }
+    }
+
+    /// Claims `pgno` for `owner` if nothing has; whether it did.
+    pub fn claim(&mut self, pgno: u32, owner: Owner) -> bool {
+        match self.owners.get_mut(pgno as usize) {
+            Some(o @ Owner::Unclaimed) => {
+                *o = owner;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The table whose tree reached `pgno`, whole or in part.
+    pub fn table_of(&self, pgno: u32) -> Option<usize> {
+        match self.get(pgno)? {
+            Owner::Table(t) | Owner::TableDamaged(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// A visitor that marks the pages a walk reaches as `tree`'s, and those
+    /// it cannot use as `damaged`.
+    pub fn marks<'m>(
+        &'m mut self,
+        tree: Owner,
+        damaged: Owner,
+        progress: Option<&'m ProgressFn>,
+    ) -> Marks<'m> {
+        Marks {
+            map: self,
+            tree,
+            damaged,
+            progress,
+        }
+    }
+
+    /// After the tables' walks: the index trees and `sqlite_schema`'s
+    /// (walked only to claim their pages), the pages the schema was found
+    /// on, the freelist, the pointer-map pages and the lock-byte page.
+    pub fn claim_the_rest(
+        &mut self,
+        snap: &Snapshot,
+        schema: &Schema,
+        schema_pages: &[u32],
+        damage: &mut Vec<Damage>,
+        progress: Option<&ProgressFn>,
+    ) -> Result<()> {
+        let page_count = snap.page_count();
+        let index_roots = schema
+            .of_kind("index")
+            .map(|e| e.rootpage)
+            .filter(|&r| r != 0 && r <= page_count)
+            .map(|r| (r, Owner::Index));
+        for (root, owner) in index_roots.chain(std::iter::once((1, Owner::Schema))) {
+            if owner == Owner::Schema {
+                self.claim(1, Owner::Schema);
+            }
+            let marks = self.marks(owner, Owner::IndexDamaged, progress);
+            let mut cursor = TreeCursor::with_visitor(snap, root, marks).lenient(true);
+            while cursor.next()?.is_some() {}
+        }
+        for &p in schema_pages {
+            self.claim(p, Owner::Schema);
+        }
+        self.claim_freelist(snap, damage)?;
+        let h = snap.header();
+        if h.auto_vacuum() != AutoVacuum::None {
+            for p in 2..=page_count {
+                if is_ptrmap_page(p, snap.usable_size(), snap.page_size()) {
+                    self.set(p, Owner::Ptrmap);
+                }
+            }
+        }
+        let lock = h.lock_byte_page();
+        if lock <= page_count {
+            self.set(lock, Owner::Ptrmap);
+        }
+        Ok(())
+    }
+
+    /// Claims the freelist's trunk and leaf pages; a trunk something else
+    /// owns or seen twice ends the walk, as does one that does not parse.
+    fn claim_freelist(&mut self, snap: &Snapshot, damage: &mut Vec<Damage>) -> Result<()> {
+        let mut trunk = snap.header().raw.freelist_trunk;
+        let mut buf = vec![0u8; snap.page_size() as usize];
+        let mut n = 0u32;
+        while trunk != 0 && trunk <= snap.page_count() && n < snap.page_count() {
+            n += 1;
+            if !self.claim(trunk, Owner::Free) {
+                damage.push(Damage {
+                    page: trunk,
+                    cell: None,
+                    what: "freelist trunk reused or looping".into(),
+                });
+                break;
+            }
+            snap.read_page(trunk, &mut buf)?;
+            match FreelistTrunk::parse(&buf, snap.usable_size()) {
+                Ok(t) => {
+                    for l in t.leaves {
+                        self.claim(l, Owner::Free);
+                    }
+                    trunk = t.next;
+                }
+                Err(m) => {
+                    damage.push(Damage {
+                        page: trunk,
+                        cell: None,
+                        what: format!("freelist: {m}"),
+                    });
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The table a page belongs to by its pointer-map parents: followed up
+    /// (at most 64 steps) to a page a table's walk reached.
+    pub fn ptrmap_table(&self, snap: &Snapshot, pgno: u32) -> Option<usize> {
+        let (usable, ps) = (snap.usable_size(), snap.page_size());
+        let mut p = pgno;
+        let mut map = vec![0u8; ps as usize];
+        for _ in 0..64 {
+            let mp = ptrmap_page_for(p, usable, ps)?;
+            snap.read_page(mp, &mut map).ok()?;
+            let e = ptrmap_entry(map.get(..usable as usize)?, mp, p).ok()?;
+            if e.kind != PtrmapKind::Btree {
+                return None;
+            }
+            p = e.parent;
+            if let Some(t) = self.table_of(p) {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// Children of interior pages no walk reached: a leaf one of them
+    /// points at belongs to a cut-off subtree, a leaf nothing points at may
+    /// be a freed page.
+    pub fn unreached_links(&self, snap: &Snapshot) -> UnreachedLinks {
+        let mut links = UnreachedLinks::default();
+        let mut buf = vec![0u8; snap.page_size() as usize];
+        for pgno in 2..=snap.page_count() {
+            if self.get(pgno) != Some(Owner::Unclaimed) || snap.read_page(pgno, &mut buf).is_err() {
+                continue;
+            }
+            if let Ok(p) = BtreePage::parse(&buf, pgno, snap.usable_size()) {
+                if let (false, Ok(children)) = (p.kind.is_leaf(), p.children()) {
+                    links.any_interior = true;
+                    links.children.extend(children);
+                }
+            }
+        }
+        links
+    }
+}
+
+/// What the interior pages no walk reached point at.
+#[derive(Default)]
+pub(crate) struct UnreachedLinks {
+    /// Their children.
+    pub children: std::collections::HashSet<u32>,
+    /// Whether there is any such interior page.
+    pub any_interior: bool,
+}
+
+impl UnreachedLinks {
+    /// Whether a leaf at `pgno` is linked from somewhere: pointed at by an
+    /// unreached interior page, or there is none that could.
+    pub fn linked(&self, pgno: u32) -> bool {
+        self.children.contains(&pgno) || !self.any_interior
+    }
+}
+
+/// A [`PageVisitor`] that marks a walk's pages in the map.
+pub(crate) struct Marks<'m> {
+    map: &'m mut PageMap,
+    tree: Owner,
+    damaged: Owner,
+    progress: Option<&'m ProgressFn>,
+}
+
+impl Marks<'_> {
+    fn count(&mut self) {
+        self.map.done += 1;
+        if self.map.done % 1024 == 0 {
+            let total = self.map.owners.len() as u64;
+            ProgressFn::tick(self.progress, "reading tables", self.map.done, total);
+        }
+    }
+}
+
+impl PageVisitor for Marks<'_> {
+    fn btree_page(&mut self, pgno: u32, _kind: PageKind, _depth: usize) {
+        self.count();
+        self.map.set(pgno, self.tree);
+    }
+    fn overflow_page(&mut self, pgno: u32) {
+        self.count();
+        self.map.set(pgno, Owner::Overflow);
+    }
+    fn unusable_page(&mut self, pgno: u32) {
+        self.map.claim(pgno, self.damaged);
+    }
+}

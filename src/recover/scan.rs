@@ -1,0 +1,156 @@
+//! The candidate and attribution stages run over every page no tree
+//! accounted for, and the pages trees read only in part.
+//!
+//! Takes the page map, the walk's hand-over and the loader; gives each
+//! found page's rows to their table (through the loader, counted and
+//! flagged in the tally), to the confirmation stage, or to
+//! `lost_and_found`, and the pages' own counts in a [`Scan`].
+
+use super::attribute::{
+    Attribution, Verdict, attribute_page, judge_cell, looks_like_index, parse_cell,
+};
+use super::candidates::{Buffers, DecodedCell, FoundPage, Pass, Scan, find_page};
+use super::loader::Loader;
+use super::pagemap::PageMap;
+use super::plan::LoadPlan;
+use super::report::Confidence;
+use super::sink::Source;
+use super::tally::{Lost, Tally};
+use super::walk::{Suspect, Walked};
+use super::{Ctx, ProgressFn};
+use crate::error::Result;
+use crate::format::kind::PageKind;
+use crate::format::record::Record;
+
+/// Reads every unclaimed or partly read page, in two passes (orphaned
+/// leaves, then carving), and places the rows found.
+pub(crate) fn scan_pages(
+    cx: &Ctx<'_>,
+    plan: &LoadPlan,
+    map: &mut PageMap,
+    walked: &mut Walked,
+    loader: &mut Loader,
+    tally: &mut Tally,
+) -> Result<Scan> {
+    let links = map.unreached_links(cx.snap);
+    let mut scan = Scan::default();
+    let mut buf = Buffers::new(cx.snap.page_size());
+    let mut rec = Record::new();
+    for pass in [Pass::Orphans, Pass::Carving] {
+        let phase = match pass {
+            Pass::Orphans => "reading orphaned pages",
+            Pass::Carving => "carving damaged pages",
+        };
+        for pgno in 2..=cx.page_count {
+            if pgno % 1024 == 0 {
+                let progress = cx.opts.progress.as_ref();
+                ProgressFn::tick(progress, phase, u64::from(pgno), u64::from(cx.page_count));
+            }
+            let found = find_page(
+                cx,
+                map,
+                pgno,
+                pass,
+                &walked.partly_read,
+                &mut buf,
+                &mut scan,
+            );
+            let Some(page) = found else {
+                continue;
+            };
+            let a = attribute_page(cx, map, &links, &tally.tables, &page, &mut rec);
+            let index_entries = a.table.is_none() && page.kind == PageKind::IndexLeaf;
+            if index_entries && looks_like_index(&page.cells, &mut rec) {
+                // Entries of an index: rebuilt from the tables, not data.
+                scan.index_pages_skipped += 1;
+                continue;
+            }
+            if page.source == Source::Orphan {
+                let label = match a.table {
+                    Some((t, _)) => cx.schema.tables[t].name.clone(),
+                    None => "lost_and_found".into(),
+                };
+                scan.orphan_pages.push((pgno, label));
+            }
+            for cell in &page.cells {
+                if !parse_cell(&mut rec, &cell.bytes, cell.truncated) {
+                    continue;
+                }
+                match judge_cell(cx, plan.not_created_set(), &page, &a, cell, &rec) {
+                    Verdict::Keep(ti, conf) => {
+                        keep(cx, loader, tally, &page, &a, cell, &rec, (ti, conf))?;
+                    }
+                    Verdict::Confirm(ti) => {
+                        let t = &cx.schema.tables[ti];
+                        let c = &cell.cell;
+                        let at = (pgno, c.index, Some(c.offset));
+                        let s = Suspect::new(
+                            ti,
+                            t,
+                            &rec,
+                            &cell.bytes,
+                            c.rowid,
+                            at,
+                            page.source,
+                            cx.enc,
+                        );
+                        walked.suspects.push(s);
+                    }
+                    Verdict::Lost => tally.lose(Lost {
+                        page: pgno,
+                        cell: cell.cell.index,
+                        offset: Some(cell.cell.offset),
+                        source: page.source,
+                        rowid: cell.cell.rowid,
+                        values: Lost::values_of(&rec, &cell.bytes, cx.enc),
+                    }),
+                }
+            }
+        }
+    }
+    Ok(scan)
+}
+
+/// Writes a cell kept on its page's evidence, counts and flags it. A
+/// complete copy of a row replaces one read only in part from another page.
+#[allow(clippy::too_many_arguments)]
+fn keep(
+    cx: &Ctx<'_>,
+    loader: &mut Loader,
+    tally: &mut Tally,
+    page: &FoundPage,
+    a: &Attribution,
+    cell: &DecodedCell,
+    rec: &Record,
+    (ti, conf): (usize, Confidence),
+) -> Result<()> {
+    let t = &cx.schema.tables[ti];
+    let rowid = cell.cell.rowid;
+    if let (false, Some(r), false) = (cell.truncated, rowid, t.without_rowid) {
+        if tally.replace_partial(ti, r) {
+            loader.sink.delete_rowid(t, r)?;
+        }
+    }
+    if let (true, Some(r)) = (cell.truncated, rowid) {
+        tally.partial_written(ti, r);
+    }
+    if !loader.insert_record(t, rowid, rec, &cell.bytes)? {
+        tally.duplicate(ti);
+        return Ok(());
+    }
+    tally.evidence_row(ti, page.source, conf, cell.truncated);
+    let from = if page.source == Source::Carved {
+        "carved from a damaged"
+    } else if a.unlinked {
+        "possibly stale: the freelist is lost with page 1; from an unreferenced"
+    } else {
+        "from an orphaned"
+    };
+    let part = if cell.truncated {
+        "; a value read only in part"
+    } else {
+        ""
+    };
+    tally.flag(ti, rowid, page.pgno, format!("{from} page{part}"));
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Stage: the tally, every count, flag and lost row in one place.
+//!
+//! Takes what each stage did with a row (written from a tree, written on
+//! evidence, skipped as a duplicate, lost); gives the per-table reports,
+//! the flagged rows (at most [`MAX_FLAGGED`]) and the rows bound for
+//! `lost_and_found`, which the finish stage writes and the report counts.
+
+use std::collections::HashSet;
+
+use super::report::{Confidence, FlaggedRow, TableReport};
+use super::sink::Source;
+use crate::format::header::TextEncoding;
+use crate::format::record::{Record, Value};
+use crate::schema::Schema;
+
+/// Most rows listed one by one in the report's flags.
+pub(crate) const MAX_FLAGGED: usize = 10_000;
+
+const ZEROED_FLAG: &str =
+    "an overflow page of a value is all zeros: the value may have been zeroed (or is a zeroblob)";
+
+/// A row bound for `lost_and_found`: where it was found, and its values.
+pub(crate) struct Lost {
+    pub page: u32,
+    pub cell: Option<u16>,
+    pub offset: Option<usize>,
+    pub source: Source,
+    pub rowid: Option<i64>,
+    pub values: Vec<Value>,
+}
+
+impl Lost {
+    /// The record's values, text decoded from `enc`.
+    pub fn values_of(rec: &Record, payload: &[u8], enc: TextEncoding) -> Vec<Value> {
+        (0..rec.len())
+            .map(|i| rec.value(payload, i).to_owned(enc))
+            .collect()
+    }
+}
+
+/// Where a row from a table's own tree came from, for the report.
+pub(crate) struct Placed {
+    pub table: usize,
+    pub rowid: Option<i64>,
+    pub page: u32,
+    pub source: Source,
+    /// The first column read only in part (broken overflow chain).
+    pub truncated_col: Option<usize>,
+    /// Overflow bytes that read as zeros.
+    pub zeroed: bool,
+}
+
+/// Per-table reports, flags and lost rows, as the stages hand them over.
+pub(crate) struct Tally {
+    pub tables: Vec<TableReport>,
+    pub flagged: Vec<FlaggedRow>,
+    pub lost: Vec<Lost>,
+    /// Pages whose newest WAL version is damaged (rows possibly stale).
+    fallback: HashSet<u32>,
+    /// Rows written from a copy read only in part: (table, rowid).
+    partial_rows: HashSet<(usize, i64)>,
+}
+
+impl Tally {
+    /// An empty report for every table of `schema`.
+    pub fn new(schema: &Schema, fallback: HashSet<u32>) -> Tally {
+        Tally {
+            tables: schema
+                .tables
+                .iter()
+                .map(|t| TableReport {
+                    name: t.name.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            flagged: Vec::new(),
+            lost: Vec::new(),
+            fallback,
+            partial_rows: HashSet::new(),
+        }
+    }
+
+    /// Flags a row, while there is room in the list.
+    pub fn flag(&mut self, table: usize, rowid: Option<i64>, page: u32, flag: String) {
+        if self.flagged.len() < MAX_FLAGGED {
+            self.flagged.push(FlaggedRow {
+                table: self.tables[table].name.clone(),
+                rowid,
+                page,
+                flag,
+            });
+        }
+    }
+
+    /// A row its table's key (or a unique value) already had: skipped.
+    pub fn duplicate(&mut self, table: usize) {
+        self.tables[table].duplicates_skipped += 1;
+    }
+
+    /// A cell whose record did not decode.
+    pub fn cell_lost(&mut self, table: usize) {
+        self.tables[table].cells_lost += 1;
+    }
+
+    /// Counts a written row of a table's own tree, and flags it.
+    pub fn tree_row(&mut self, p: &Placed) {
+        let rep = &mut self.tables[p.table];
+        *rep.by_source.entry(p.source).or_default() += 1;
+        *rep.by_confidence.entry(Confidence::Root).or_default() += 1;
+        let stale = self.fallback.contains(&p.page);
+        if stale {
+            rep.possibly_stale += 1;
+        }
+        if p.truncated_col.is_some() || p.zeroed {
+            rep.truncated_values += 1;
+        }
+        if stale || p.truncated_col.is_some() || p.zeroed {
+            let flag = match p.truncated_col {
+                Some(c) => {
+                    format!("value of column {c} onwards read only in part (overflow chain broken)")
+                }
+                None if p.zeroed => ZEROED_FLAG.into(),
+                None => "read from an older page version: the newest is damaged".into(),
+            };
+            self.flag(p.table, p.rowid, p.page, flag);
+        }
+    }
+
+    /// Counts a row written on evidence (an orphaned or carved page, or a
+    /// damaged one an index confirmed).
+    pub fn evidence_row(&mut self, table: usize, source: Source, conf: Confidence, partial: bool) {
+        let rep = &mut self.tables[table];
+        *rep.by_source.entry(source).or_default() += 1;
+        *rep.by_confidence.entry(conf).or_default() += 1;
+        if partial {
+            rep.truncated_values += 1;
+        }
+    }
+
+    /// Records that the row `rowid` of `table` was written from a copy
+    /// read only in part.
+    pub fn partial_written(&mut self, table: usize, rowid: i64) {
+        self.partial_rows.insert((table, rowid));
+    }
+
+    /// Whether a partial copy of `rowid` was written, which a complete copy
+    /// now replaces: it is forgotten, and no longer counted as truncated.
+    pub fn replace_partial(&mut self, table: usize, rowid: i64) -> bool {
+        if !self.partial_rows.remove(&(table, rowid)) {
+            return false;
+        }
+        let rep = &mut self.tables[table];
+        rep.truncated_values = rep.truncated_values.saturating_sub(1);
+        true
+    }
+
+    /// A row bound for `lost_and_found`.
+    pub fn lose(&mut self, lost: Lost) {
+        self.lost.push(lost);
+    }
+}

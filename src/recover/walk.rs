@@ -1,0 +1,240 @@
+//! Stage: the tree walk, every table from its root.
+//!
+//! Takes the schema, the load plan and the loader; gives the rows each
+//! table's tree yields to the loader (counted in the tally), the holes and
+//! damage of each tree, its pages marked in the page map, and what needs
+//! more evidence: rows of pages whose space does not add up
+//! ([`Suspect`]s, for the confirmation stage) and the pages read only in
+//! part (for the candidate stage to carve).
+
+use std::collections::HashSet;
+
+use super::loader::{Loader, stored_values};
+use super::pagemap::{Owner, PageMap};
+use super::plan::LoadPlan;
+use super::sink::{Sink, Source};
+use super::tally::{Lost, Placed, Tally};
+use super::{Attempt, Ctx};
+use crate::error::Result;
+use crate::format::header::TextEncoding;
+use crate::format::record::{Record, Value, ValueRef, decode_text};
+use crate::schema::{StoredValue, Table};
+use crate::tree::{Damage, Entry, Hole, TreeCursor};
+
+/// A row read from a page that cannot vouch for it: kept only if the
+/// confirmation stage finds an index entry that agrees.
+pub(crate) struct Suspect {
+    pub table: usize,
+    pub rowid: Option<i64>,
+    /// Values by declared column, text in the database encoding.
+    pub values: Vec<StoredValue>,
+    /// The record's values, for lost_and_found.
+    pub raw: Vec<Value>,
+    pub page: u32,
+    pub cell: Option<u16>,
+    pub offset: Option<usize>,
+    pub source: Source,
+}
+
+impl Suspect {
+    /// `rec` (parsed from `payload`) as a suspect row of table `ti`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ti: usize,
+        t: &Table,
+        rec: &Record,
+        payload: &[u8],
+        rowid: Option<i64>,
+        at: (u32, Option<u16>, Option<usize>),
+        source: Source,
+        enc: TextEncoding,
+    ) -> Suspect {
+        Suspect {
+            table: ti,
+            rowid,
+            values: stored_values(t, rec, payload, rowid),
+            raw: Lost::values_of(rec, payload, enc),
+            page: at.0,
+            cell: at.1,
+            offset: at.2,
+            source,
+        }
+    }
+}
+
+/// What the walk hands over besides the rows it wrote.
+#[derive(Default)]
+pub(crate) struct Walked {
+    pub suspects: Vec<Suspect>,
+    /// Tree pages read in part: carved for what their pointers miss.
+    pub partly_read: HashSet<u32>,
+}
+
+/// Walks every table: the bulk-loaded ones first, then the loader hands
+/// the file to SQLite (which may ask for a retry), then the rest.
+pub(crate) fn walk_tables(
+    cx: &Ctx<'_>,
+    plan: &LoadPlan,
+    loader: &mut Loader,
+    tally: &mut Tally,
+    map: &mut PageMap,
+) -> Result<Result<Walked, Attempt>> {
+    let mut walked = Walked::default();
+    for ti in plan.bulk_tables() {
+        walk_table(cx, plan, ti, loader, tally, map, &mut walked)?;
+    }
+    if let Some(retry) = loader.end_bulk(cx.schema, plan, tally, !cx.opts.no_sync)? {
+        return Ok(Err(retry));
+    }
+    for ti in plan.sql_tables() {
+        walk_table(cx, plan, ti, loader, tally, map, &mut walked)?;
+    }
+    Ok(Ok(walked))
+}
+
+/// Walks table `ti` from its root: every row to the loader, or to the
+/// suspects, or (a table not created) to lost_and_found.
+fn walk_table(
+    cx: &Ctx<'_>,
+    plan: &LoadPlan,
+    ti: usize,
+    loader: &mut Loader,
+    tally: &mut Tally,
+    map: &mut PageMap,
+    walked: &mut Walked,
+) -> Result<()> {
+    let t = &cx.schema.tables[ti];
+    if t.root == 0 || t.root > cx.page_count {
+        // The whole tree is unknown: every rowid is in the hole.
+        let rep = &mut tally.tables[ti];
+        rep.holes.push(Hole {
+            page: t.root,
+            after: None,
+            up_to: None,
+        });
+        rep.damage.push(Damage {
+            page: t.root,
+            cell: None,
+            what: "root page unknown or out of range".into(),
+        });
+        return Ok(());
+    }
+    let progress = cx.opts.progress.as_ref();
+    let marks = map.marks(Owner::Table(ti), Owner::TableDamaged(ti), progress);
+    let mut cursor = TreeCursor::with_visitor(cx.snap, t.root, marks)
+        .lenient(true)
+        .keep_partial(true)
+        .verify_pages(true);
+    let mut tree = loader.tree_writer(plan, ti, t);
+    let mut rec = Record::new();
+    while let Some(e) = cursor.next()? {
+        let Some(truncated_col) = parse_entry(&mut rec, &e) else {
+            tally.cell_lost(ti);
+            continue;
+        };
+        let internal = t.name.to_ascii_lowercase().starts_with("sqlite_");
+        if internal || plan.not_created(&t.name) {
+            if t.name.eq_ignore_ascii_case("sqlite_sequence") {
+                restore_sequence(&loader.sink, &rec, e.payload, cx.enc)?;
+            } else if !internal {
+                tally.lose(Lost {
+                    page: e.at.page,
+                    cell: Some(e.at.cell),
+                    offset: None,
+                    source: Source::Tree,
+                    rowid: e.rowid,
+                    values: Lost::values_of(&rec, e.payload, cx.enc),
+                });
+            }
+            continue;
+        }
+        let source = if cx.snap.wal_offset(e.at.page).is_some() {
+            Source::Wal
+        } else {
+            Source::Tree
+        };
+        if e.suspect {
+            // The page's space does not add up (torn?): keep the row only if
+            // an index confirms it.
+            let at = (e.at.page, Some(e.at.cell), None);
+            let s = Suspect::new(ti, t, &rec, e.payload, e.rowid, at, source, cx.enc);
+            walked.suspects.push(s);
+            continue;
+        }
+        let placed = Placed {
+            table: ti,
+            rowid: e.rowid,
+            page: e.at.page,
+            source,
+            truncated_col,
+            zeroed: e.zeroed_overflow,
+        };
+        loader.tree_row(t, tree.as_mut(), placed, &rec, e.payload, tally)?;
+    }
+    let rep = &mut tally.tables[ti];
+    rep.holes = cursor.holes().to_vec();
+    rep.damage = cursor.damage().to_vec();
+    // A page of this tree whose cells could not all be read through its
+    // pointers (a damaged cell count or pointer array), or whose space does
+    // not add up, is carved too, for the cells the pointers miss.
+    let partly: Vec<u32> = rep
+        .damage
+        .iter()
+        .filter(|d| d.cell.is_some())
+        .map(|d| d.page)
+        .chain(cursor.suspect_pages().iter().copied())
+        .collect();
+    drop(cursor);
+    for pgno in partly {
+        if map.get(pgno) == Some(Owner::Table(ti)) {
+            map.set(pgno, Owner::TableDamaged(ti));
+            walked.partly_read.insert(pgno);
+        }
+    }
+    loader.finish_tree(tree)
+}
+
+/// Parses an entry's record into `rec`: `Some(None)` when whole,
+/// `Some(Some(c))` when read only up to column `c` (a broken overflow
+/// chain), `None` when it does not decode.
+fn parse_entry(rec: &mut Record, e: &Entry<'_>) -> Option<Option<usize>> {
+    if e.truncated {
+        match rec.parse_partial(e.payload) {
+            Ok(c) => Some(c.or(Some(rec.len()))),
+            Err(_) => None,
+        }
+    } else {
+        rec.parse(e.payload).ok().map(|_| None)
+    }
+}
+
+/// Puts a row of the old `sqlite_sequence` into the new one (the larger
+/// sequence wins), when the new database has one.
+fn restore_sequence(sink: &Sink, rec: &Record, payload: &[u8], enc: TextEncoding) -> Result<()> {
+    let name = match rec.value(payload, 0) {
+        ValueRef::Text(t) => decode_text(t, enc).into_owned(),
+        _ => return Ok(()),
+    };
+    let ValueRef::Integer(seq) = rec.value(payload, 1) else {
+        return Ok(());
+    };
+    let exists: bool = sink.conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE name='sqlite_sequence'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? > 0;
+    if !exists {
+        return Ok(());
+    }
+    let updated = sink.conn.execute(
+        "UPDATE sqlite_sequence SET seq = max(seq, ?2) WHERE name = ?1",
+        rusqlite::params![name, seq],
+    )?;
+    if updated == 0 {
+        sink.conn.execute(
+            "INSERT INTO sqlite_sequence(name, seq) VALUES(?1, ?2)",
+            rusqlite::params![name, seq],
+        )?;
+    }
+    Ok(())
+}
