@@ -1,5 +1,5 @@
-//! Writes the generated fuzz seeds in fuzz/seeds/ (run from the project
-//! root):
+//! Writes the generated fuzz seeds in fuzz/seeds/ and, for the format
+//! crate's targets, crates/format/fuzz/seeds/ (run from the project root):
 //!
 //!     cargo run --example make_fuzz_seeds
 //!
@@ -11,6 +11,7 @@
 //! commits only in the WAL. From each come the seeds of every target: the
 //! database alone and the database + WAL pair (`database`), the WAL
 //! (`wal`), the header (`header`), pages (`page`) and records (`record`),
+//! the WAL's first frames (`wal_frames`) and the `-shm` (`shm`),
 //! in the framing each target reads (see fuzz/entries.rs); and, from a
 //! rollback-journal database of the same kind caught mid-transaction, the
 //! database + hot journal pair (`journal`).
@@ -119,7 +120,7 @@ fn empty(p: &Path, k: &Kind) -> Connection {
 /// Builds `k` in `dir`; returns the database file after the checkpoint, the
 /// WAL with the three later commits, and the database with those
 /// checkpointed too.
-fn build(dir: &Path, k: &Kind) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+fn build(dir: &Path, k: &Kind) -> Built {
     let p = dir.join(format!("{}.db", k.name));
     let c = empty(&p, k);
     c.execute_batch(&format!(
@@ -194,10 +195,16 @@ fn build(dir: &Path, k: &Kind) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         .unwrap();
     }
     let wal = std::fs::read(side(&p, "-wal")).unwrap();
+    let shm = std::fs::read(side(&p, "-shm")).unwrap();
     c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
     let whole = std::fs::read(&p).unwrap();
-    (db, wal, whole)
+    Built {
+        db,
+        wal,
+        shm,
+        whole,
+    }
 }
 
 /// A rollback-journal database of kind `k` caught mid-transaction: the
@@ -232,8 +239,26 @@ fn hot_journal(dir: &Path, k: &Kind) -> (Vec<u8>, Vec<u8>) {
     (db, journal)
 }
 
+/// What [`build`] made of one kind: the database file before the WAL's
+/// commits, the WAL, the `-shm` beside it, and the database file after a
+/// checkpoint.
+struct Built {
+    db: Vec<u8>,
+    wal: Vec<u8>,
+    shm: Vec<u8>,
+    whole: Vec<u8>,
+}
+
+/// The targets of the format crate's own fuzz project.
+const FORMAT_TARGETS: &[&str] = &["header", "page", "record", "shm", "wal_frames"];
+
 fn write(target: &str, name: &str, parts: &[&[u8]]) {
-    let dir = Path::new("fuzz/seeds").join(target);
+    let root = if FORMAT_TARGETS.contains(&target) {
+        "crates/format/fuzz/seeds"
+    } else {
+        "fuzz/seeds"
+    };
+    let dir = Path::new(root).join(target);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(name), parts.concat()).unwrap();
 }
@@ -242,7 +267,12 @@ fn main() {
     let tmp = std::env::temp_dir().join("salvage-fuzz-seeds");
     std::fs::create_dir_all(&tmp).unwrap();
     for k in KINDS {
-        let (db, wal, whole) = build(&tmp, k);
+        let Built {
+            db,
+            wal,
+            shm,
+            whole,
+        } = build(&tmp, k);
         let ps = k.page_size as usize;
         // `database`: an even first byte, then the whole file.
         write("database", k.name, &[&[0], &whole]);
@@ -259,6 +289,14 @@ fn main() {
             }
         }
         write("wal", k.name, &[&wal]);
+        // `wal_frames`: the WAL's header and first two frames; `shm`: the
+        // -shm's index header, then the WAL header it belongs to.
+        write(
+            "wal_frames",
+            k.name,
+            &[&wal[..(32 + 2 * (24 + ps)).min(wal.len())]],
+        );
+        write("shm", k.name, &[&shm[..136.min(shm.len())], &wal[..32]]);
         write("header", k.name, &[&whole[..100]]);
         // `page`: the first byte is twice the reserved bytes, plus one for
         // page 1; then the page. `record`: some records held whole on their

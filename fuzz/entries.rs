@@ -1,77 +1,12 @@
-//! What the fuzz targets run on one input, shared with the test suite,
-//! which replays the seeds and regressions through the same calls.
+//! What the fuzz targets of the whole library run on one input, shared
+//! with the test suite, which replays the seeds and regressions through the
+//! same calls. The pure decoding targets (header, page, record, -shm, WAL
+//! frames) are the format crate's: `crates/format/fuzz/`.
 
 use std::path::{Path, PathBuf};
 
 use sqlite_salvage::dump::{DumpOptions, Format, dump};
-use sqlite_salvage::format::header::{DbHeader, RawHeader, TextEncoding};
-use sqlite_salvage::format::page::{BtreePage, FreelistTrunk, ptrmap_entry};
-use sqlite_salvage::format::record::{Record, ValueRef, text_is_valid};
 use sqlite_salvage::{Database, WalChoice};
-
-/// `header`: the raw and the checked header, and what is derived from it.
-pub fn header(data: &[u8]) {
-    if let Ok(raw) = RawHeader::parse(data) {
-        if let Ok(h) = DbHeader::from_raw(raw) {
-            let _ = (h.database_size(), h.auto_vacuum(), h.lock_byte_page());
-        }
-    }
-    let _ = DbHeader::parse(data);
-}
-
-/// `page`: the first byte picks page 1 or not (its low bit) and the
-/// reserved bytes (the rest of it); then the page, read as a b-tree page
-/// (every cell, freeblocks, children, consistency), a freelist trunk and a
-/// pointer-map page.
-pub fn page(data: &[u8]) {
-    let Some((&sel, page)) = data.split_first() else {
-        return;
-    };
-    let pgno = if sel & 1 == 1 { 1 } else { 2 };
-    let usable = (page.len() as u32).saturating_sub(u32::from(sel >> 1));
-    if let Ok(p) = BtreePage::parse(page, pgno, usable) {
-        for i in 0..p.cell_count {
-            let _ = (p.cell_offset(i), p.cell_size(i));
-            if let Ok(c) = p.cell(i) {
-                let _ = (c.payload().map(|pl| pl.spills()), c.left_child());
-            }
-        }
-        let _ = (p.freeblocks(), p.children(), p.is_consistent());
-    }
-    let _ = FreelistTrunk::parse(page, usable);
-    for pgno in [3, 4, 2 + usable / 5, u32::MAX] {
-        let _ = ptrmap_entry(page, 2, pgno);
-    }
-}
-
-/// `record`: the whole record (every value, in every encoding) and the
-/// record as far as it goes.
-pub fn record(data: &[u8]) {
-    let encodings = [
-        TextEncoding::Utf8,
-        TextEncoding::Utf16le,
-        TextEncoding::Utf16be,
-    ];
-    let mut r = Record::new();
-    if r.parse(data).is_ok() {
-        for i in 0..=r.len() {
-            let v = r.value(data, i);
-            let _ = r.serial_type(i);
-            for enc in encodings {
-                let _ = v.to_owned(enc);
-                if let ValueRef::Text(t) = v {
-                    let _ = text_is_valid(t, enc);
-                }
-            }
-        }
-        let _ = r.end();
-    }
-    if let Ok(Some(cut)) = r.parse_partial(data) {
-        for i in 0..cut {
-            let _ = r.value(data, i).to_owned(TextEncoding::Utf8);
-        }
-    }
-}
 
 /// How the `database` target cuts one input into a database and its WAL.
 /// After an even first byte, the rest is the database file (no WAL). After

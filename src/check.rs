@@ -9,14 +9,14 @@
 use std::collections::HashMap;
 
 use crate::error::Result;
-use crate::format::header::AutoVacuum;
-use crate::format::page::{
-    FreelistTrunk, PageKind, PtrmapKind, is_ptrmap_page, ptrmap_entry, ptrmap_page_for,
-};
-use crate::format::record::Record;
 use crate::schema::Schema;
 use crate::snapshot::Snapshot;
 use crate::tree::{Damage, PageVisitor, TreeCursor};
+use sqlite_salvage_format::header::AutoVacuum;
+use sqlite_salvage_format::page::{
+    FreelistTrunk, PageKind, PtrmapKind, is_ptrmap_page, ptrmap_entry, ptrmap_page_for,
+};
+use sqlite_salvage_format::record::Record;
 
 /// What a page is used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

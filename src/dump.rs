@@ -3,11 +3,11 @@
 use std::io::{self, Write};
 
 use crate::error::{Error, Result};
-use crate::format::header::TextEncoding;
-use crate::format::record::{ValueRef, decode_text, text_is_valid};
 use crate::rows::RowView;
 use crate::schema::{Schema, Table, quote_ident};
 use crate::snapshot::Snapshot;
+use sqlite_salvage_format::header::TextEncoding;
+use sqlite_salvage_format::record::{ValueRef, decode_text, text_is_valid};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

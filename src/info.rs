@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use crate::check::{Role, check};
 use crate::error::Result;
-use crate::format::header::{AutoVacuum, TextEncoding};
-use crate::format::wal::WalHeader;
 use crate::snapshot::{Database, Exactness, Snapshot};
 use crate::wal::{FrameStatus, ShmInfo};
+use sqlite_salvage_format::header::{AutoVacuum, TextEncoding};
+use sqlite_salvage_format::wal::WalHeader;
 
 /// Header fields of the snapshot's page 1.
 #[derive(Debug, Clone, serde::Serialize)]

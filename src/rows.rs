@@ -2,11 +2,11 @@
 //! table's declared columns.
 
 use crate::error::{Error, Result};
-use crate::format::header::TextEncoding;
-use crate::format::record::{Record, Value, ValueRef};
 use crate::schema::{Affinity, Schema, Table};
 use crate::snapshot::Snapshot;
 use crate::tree::{Provenance, TreeCursor};
+use sqlite_salvage_format::header::TextEncoding;
+use sqlite_salvage_format::record::{Record, Value, ValueRef};
 
 /// A lending cursor over the rows of one table, in key order.
 ///

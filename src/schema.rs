@@ -13,10 +13,10 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use crate::format::header::TextEncoding;
-use crate::format::record::{Record, ValueRef, decode_text};
 use crate::snapshot::{Database, Snapshot, WalChoice};
 use crate::tree::{Damage, TreeCursor};
+use sqlite_salvage_format::header::TextEncoding;
+use sqlite_salvage_format::record::{Record, ValueRef, decode_text};
 
 /// One row of `sqlite_schema`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -108,7 +108,7 @@ impl StoredValue {
     }
 }
 
-pub use crate::format::record::encode_text;
+pub use sqlite_salvage_format::record::encode_text;
 
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -17,11 +17,11 @@
 use std::collections::HashSet;
 
 use crate::error::{Error, Result};
-use crate::format::Malformed;
-use crate::format::be32;
-use crate::format::cell::{Cell, Payload};
-use crate::format::page::{BtreePage, PageKind};
 use crate::snapshot::Snapshot;
+use sqlite_salvage_format::Malformed;
+use sqlite_salvage_format::be32;
+use sqlite_salvage_format::cell::{Cell, Payload};
+use sqlite_salvage_format::page::{BtreePage, PageKind};
 
 /// Deepest b-tree walked. SQLite refuses trees deeper than 20 levels.
 pub const MAX_DEPTH: usize = 32;

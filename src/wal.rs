@@ -13,12 +13,12 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-pub use crate::format::shm::IndexHeader;
-use crate::format::shm::{SHM_HEADER_SIZE, ShmHeader};
-use crate::format::wal::{
+use crate::io::open_input;
+pub use sqlite_salvage_format::shm::IndexHeader;
+use sqlite_salvage_format::shm::{SHM_HEADER_SIZE, ShmHeader};
+use sqlite_salvage_format::wal::{
     FRAME_HEADER_SIZE, FrameHeader, MAGIC_BE, MAGIC_LE, WAL_HEADER_SIZE, WalHeader, frame_checksum,
 };
-use crate::io::open_input;
 
 /// How SQLite regards a frame. Named in output by [`FrameStatus::name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

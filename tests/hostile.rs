@@ -14,6 +14,8 @@ use crate::common::*;
 
 #[path = "../fuzz/entries.rs"]
 mod entries;
+#[path = "../crates/format/fuzz/entries.rs"]
+mod format_entries;
 
 /// Runs every reader entry point over the files at `db` (+ `-wal`), and
 /// `recover`, whose output must pass SQLite's integrity check; returns the
@@ -876,13 +878,16 @@ fn hostile_shapes_are_named_not_followed() {
 }
 
 /// Runs one fuzz target's entry points on `data`: the targets' own calls
-/// (`fuzz/entries.rs`); for wal, database and journal, then [`exercise`]
+/// (`fuzz/entries.rs`, and the format crate's `crates/format/fuzz/
+/// entries.rs`); for wal, database and journal, then [`exercise`]
 /// too (every entry point, more than the targets call).
 fn fuzz_entry(target: &str, data: &[u8], dir: &Path) {
     match target {
-        "header" => entries::header(data),
-        "page" => entries::page(data),
-        "record" => entries::record(data),
+        "header" => format_entries::header(data),
+        "page" => format_entries::page(data),
+        "record" => format_entries::record(data),
+        "shm" => format_entries::shm(data),
+        "wal_frames" => format_entries::wal_frames(data),
         "wal" => {
             let _ =
                 sqlite_salvage::wal::WalIndex::scan_reader(data, data.len() as u64, Path::new("w"));
@@ -917,11 +922,14 @@ fn fuzz_entry(target: &str, data: &[u8], dir: &Path) {
 
 #[test]
 fn fuzz_seeds_and_regressions_replay() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     let mut n = 0;
-    for kind in ["seeds", "regressions"] {
-        let Ok(targets) = std::fs::read_dir(root.join(kind)) else {
+    let dirs = [here.join("fuzz"), here.join("crates/format/fuzz")]
+        .into_iter()
+        .flat_map(|root| ["seeds", "regressions"].map(|kind| root.join(kind)));
+    for dir in dirs {
+        let Ok(targets) = std::fs::read_dir(dir) else {
             continue;
         };
         for t in targets.flatten().filter(|t| t.path().is_dir()) {

@@ -18,8 +18,8 @@ use super::fileset::{SetHow, copy_file_set};
 use super::pace::Pacer;
 use super::source::Source;
 use crate::error::{Error, Result};
-use crate::format::header::DbHeader;
 use crate::snapshot::Database;
+use sqlite_salvage_format::header::DbHeader;
 
 /// How the compact copy is taken.
 pub(super) enum CompactFrom<'c> {

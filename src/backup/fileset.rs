@@ -16,9 +16,9 @@ use super::pace::Pacer;
 use super::source::{Source, begin_read};
 use super::{FileEntry, WalCapture};
 use crate::error::{Error, Result};
-use crate::format::header::DbHeader;
 use crate::io::{open_regular, sibling};
 use crate::wal::WalIndex;
+use sqlite_salvage_format::header::DbHeader;
 
 /// How [`copy_file_set`] copies.
 #[derive(Debug, Clone, Copy)]

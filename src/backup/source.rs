@@ -14,10 +14,10 @@ use rusqlite::Connection;
 
 use super::pace::Pacer;
 use crate::error::{Error, Result};
-use crate::format::header::DbHeader;
 use crate::io::{open_regular, sibling};
 use crate::snapshot::JournalInfo;
 use crate::wal::IndexHeader;
+use sqlite_salvage_format::header::DbHeader;
 
 /// The source's database file and `-shm`, through descriptors that are
 /// never closed ([`kept_open`]).

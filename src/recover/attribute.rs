@@ -6,15 +6,15 @@
 //! [`Verdict`] for each of its cells: written to its table, held for the
 //! confirmation stage, or lost to `lost_and_found`.
 
-use super::Ctx;
 use super::candidates::{DecodedCell, FoundPage};
 use super::carve::fits;
+use super::context::Ctx;
 use super::pagemap::{PageMap, UnreachedLinks};
 use super::report::{Confidence, TableReport};
 use super::sink::Source;
-use crate::format::kind::PageKind;
-use crate::format::record::{Record, ValueRef};
 use crate::snapshot::HeaderSource;
+use sqlite_salvage_format::kind::PageKind;
+use sqlite_salvage_format::record::{Record, ValueRef};
 
 /// Which table a found page's rows belong to, and on what evidence.
 pub(crate) struct Attribution {

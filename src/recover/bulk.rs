@@ -24,9 +24,9 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::format::cell::local_size;
-use crate::format::page::PageKind;
-use crate::format::varint::write_varint;
+use sqlite_salvage_format::cell::local_size;
+use sqlite_salvage_format::page::PageKind;
+use sqlite_salvage_format::varint::write_varint;
 
 /// Table leaf and interior page-type bytes.
 const TABLE_LEAF: u8 = 0x0d;

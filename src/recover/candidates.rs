@@ -9,13 +9,13 @@
 
 use std::collections::HashSet;
 
-use super::Ctx;
 use super::carve::{FoundCell, cells_by_pointer, scan_page, scan_unpointed};
+use super::context::Ctx;
 use super::pagemap::{Owner, PageMap};
 use super::sink::Source;
-use crate::format::kind::PageKind;
-use crate::format::page::BtreePage;
 use crate::tree::{PageVisitor, assemble};
+use sqlite_salvage_format::kind::PageKind;
+use sqlite_salvage_format::page::BtreePage;
 
 /// A cell found on a page, its payload assembled.
 pub(crate) struct DecodedCell {

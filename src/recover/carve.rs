@@ -5,12 +5,12 @@
 //! length agrees exactly with the payload size the cell claims: a random
 //! byte run rarely passes both.
 
-use crate::format::Malformed;
-use crate::format::cell::{Payload, local_size};
-use crate::format::page::{BtreePage, PageKind};
-use crate::format::record::{Record, ValueRef};
-use crate::format::varint::{read_varint, read_varint_i64};
 use crate::schema::{Affinity, Table};
+use sqlite_salvage_format::Malformed;
+use sqlite_salvage_format::cell::{Payload, local_size};
+use sqlite_salvage_format::page::{BtreePage, PageKind};
+use sqlite_salvage_format::record::{Record, ValueRef};
+use sqlite_salvage_format::varint::{read_varint, read_varint_i64};
 
 /// A cell found on a page.
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ impl FoundCell {
 /// (leaf cells, and the records of index interior cells); cells that do not
 /// decode are skipped and counted.
 pub fn cells_by_pointer(page: &BtreePage<'_>) -> (Vec<FoundCell>, usize) {
-    use crate::format::cell::Cell;
+    use sqlite_salvage_format::cell::Cell;
     let mut out = Vec::new();
     let mut bad = 0;
     for i in 0..page.cell_count {
@@ -101,7 +101,7 @@ pub fn cell_at(
         .get(start..end)
         .ok_or(Malformed("payload past the page"))?;
     let overflow = if (local as u64) < total {
-        let o = crate::format::be32(buf, end).ok_or(Malformed("overflow pointer"))?;
+        let o = sqlite_salvage_format::be32(buf, end).ok_or(Malformed("overflow pointer"))?;
         if o == 0 {
             return Err(Malformed("overflow pointer is zero"));
         }
@@ -219,7 +219,7 @@ fn record_total(payload: &[u8]) -> Option<u64> {
     while pos < hdr_len {
         let (serial, n) = payload.get(pos..hdr_len).and_then(read_varint)?;
         pos += n;
-        total = total.checked_add(crate::format::record::serial_len(serial)?)?;
+        total = total.checked_add(sqlite_salvage_format::record::serial_len(serial)?)?;
     }
     (pos == hdr_len).then_some(total)
 }

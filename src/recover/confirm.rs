@@ -12,10 +12,10 @@ use super::report::Confidence;
 use super::tally::{Lost, Tally};
 use super::walk::Suspect;
 use crate::error::Result;
-use crate::format::record::{Record, ValueRef};
 use crate::schema::{Affinity, Index, Schema, StoredValue, Table};
 use crate::snapshot::Snapshot;
 use crate::tree::TreeCursor;
+use sqlite_salvage_format::record::{Record, ValueRef};
 
 /// Writes the confirmed suspects to their tables, the rest to lost_and_found.
 pub(crate) fn place_suspects(

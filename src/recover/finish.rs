@@ -9,13 +9,13 @@
 
 use std::collections::BTreeMap;
 
-use super::Attempt;
+use super::context::Attempt;
 use super::loader::{Loader, create_objects};
 use super::sink::Sink;
 use super::tally::Lost;
 use crate::error::Result;
-use crate::format::record::Value;
 use crate::schema::{Schema, quote_ident};
+use sqlite_salvage_format::record::Value;
 
 /// What the finish stage made.
 pub(crate) struct Finished {

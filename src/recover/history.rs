@@ -6,11 +6,11 @@ use super::carve::fits;
 use super::pagemap::PageMap;
 use super::sink::{Sink, to_sql};
 use crate::error::Result;
-use crate::format::page::{BtreePage, PageKind};
-use crate::format::record::Record;
 use crate::rows::column_value;
 use crate::schema::{Schema, Table, quote_ident};
 use crate::snapshot::Salvage;
+use sqlite_salvage_format::page::{BtreePage, PageKind};
+use sqlite_salvage_format::record::Record;
 
 /// Writes older versions of rows into `<table>__history` tables: rows on
 /// older versions of pages the table owns now, unless identical to the
@@ -63,7 +63,8 @@ pub(super) fn write_history(
                 continue;
             }
             for i in 0..p.cell_count {
-                let Ok(crate::format::cell::Cell::TableLeaf { rowid, payload }) = p.cell(i) else {
+                let Ok(sqlite_salvage_format::cell::Cell::TableLeaf { rowid, payload }) = p.cell(i)
+                else {
                     continue;
                 };
                 // Older chains may be reused since: whole local records only.

@@ -15,17 +15,16 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::thread::JoinHandle;
 
-use super::Attempt;
 use super::bulk::{BulkFile, IndexTree, TableTree};
+use super::context::Attempt;
 use super::plan::LoadPlan;
-use super::report::Report;
 use super::sink::Sink;
 use super::tally::{Placed, Tally};
 use crate::error::Result;
-use crate::format::header::TextEncoding;
-use crate::format::record::{Record, ValueRef};
 use crate::rows::column_value;
 use crate::schema::{Schema, StoredValue, Table, quote_ident};
+use sqlite_salvage_format::header::TextEncoding;
+use sqlite_salvage_format::record::{Record, ValueRef};
 
 /// A table's b-tree being written page by page.
 pub(crate) enum TreeWriter {
@@ -290,11 +289,4 @@ pub(crate) fn create_objects(
         }
     }
     failed
-}
-
-/// The report a finished attempt gives.
-impl From<Report> for Attempt {
-    fn from(r: Report) -> Attempt {
-        Attempt::Done(Box::new(r))
-    }
 }

@@ -31,9 +31,11 @@ mod bulk;
 mod candidates;
 mod carve;
 mod confirm;
+mod context;
 mod finish;
 mod history;
 mod loader;
+mod options;
 mod pagemap;
 mod plan;
 mod report;
@@ -46,71 +48,21 @@ mod walk;
 use std::collections::HashSet;
 use std::path::Path;
 
+pub use options::{ProgressCallback, ProgressFn, RecoverOptions};
 pub use report::{Confidence, FlaggedRow, Outcome, Report, TableReport};
 pub use sink::Source;
 
 use crate::error::{Error, Result};
-use crate::format::header::TextEncoding;
 use crate::io::{check_output, parent_dir, publish, temp_file_in};
-use crate::schema::Schema;
-use crate::snapshot::{Database, HeaderSource, Salvage, Snapshot, WalChoice};
+use crate::snapshot::{Database, HeaderSource, Salvage};
+use crate::tree::Damage;
+use candidates::Scan;
+use context::{Attempt, Ctx};
+use finish::Finished;
 use loader::Loader;
 use pagemap::PageMap;
 use plan::{LoadMode, LoadPlan};
-use report::Parts;
 use tally::Tally;
-
-/// What to recover and how.
-#[derive(Debug, Clone, Default)]
-pub struct RecoverOptions {
-    /// Which WAL to read.
-    pub wal: WalChoice,
-    /// Recover as of this salvage commit (default: the last).
-    pub at_commit: Option<u32>,
-    /// The application's CREATE statements, used when the schema on disk
-    /// is unreadable.
-    pub schema_sql: Option<String>,
-    /// Overwrite the output.
-    pub force: bool,
-    /// Skip fsync of the output.
-    pub no_sync: bool,
-    /// Also keep older versions of rows (from superseded WAL frames and the
-    /// database file's copies of pages the WAL replaced) in a side table
-    /// `<table>__history` per table.
-    pub history: bool,
-    /// Called as recovery proceeds.
-    pub progress: Option<ProgressFn>,
-}
-
-/// The function behind a [`ProgressFn`]: (phase, pages done, pages in all).
-pub type ProgressCallback = dyn Fn(&str, u64, u64) + Send + Sync;
-
-/// A progress callback.
-#[derive(Clone)]
-pub struct ProgressFn(pub std::sync::Arc<ProgressCallback>);
-
-impl std::fmt::Debug for ProgressFn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ProgressFn")
-    }
-}
-
-impl ProgressFn {
-    fn tick(p: Option<&ProgressFn>, phase: &str, done: u64, total: u64) {
-        if let Some(p) = p {
-            (p.0)(phase, done, total);
-        }
-    }
-}
-
-/// How one run of the stages ended.
-pub(crate) enum Attempt {
-    /// The recovery is complete.
-    Done(Box<Report>),
-    /// SQLite refused what a bulk load wrote (its reason): run again with
-    /// every row through SQL.
-    Retry(String),
-}
 
 /// Recovers `input` into a fresh database at `output`.
 pub fn recover(input: &Path, output: &Path, opts: &RecoverOptions) -> Result<Report> {
@@ -140,16 +92,6 @@ pub fn recover(input: &Path, output: &Path, opts: &RecoverOptions) -> Result<Rep
     report.input = input.display().to_string();
     report.output = output.display().to_string();
     Ok(*report)
-}
-
-/// What every stage reads: the input, its schema and the options.
-pub(crate) struct Ctx<'a> {
-    pub salvage: &'a Salvage,
-    pub snap: &'a Snapshot,
-    pub schema: &'a Schema,
-    pub opts: &'a RecoverOptions,
-    pub enc: TextEncoding,
-    pub page_count: u32,
 }
 
 /// One recovery into `out`: the stages, in order.
@@ -214,7 +156,7 @@ fn run(
         tables_not_created: plan.tables_not_created,
         finished,
     };
-    Ok(Attempt::Done(Box::new(Report::build(parts))))
+    Ok(Attempt::Done(Box::new(report_of(parts))))
 }
 
 /// Pages the trees did not reach matter only when something is damaged:
@@ -225,7 +167,7 @@ fn needs_scan(
     found: &schema_src::FoundSchema,
     walked: &walk::Walked,
     tally: &Tally,
-    damage: &[crate::tree::Damage],
+    damage: &[Damage],
 ) -> bool {
     !walked.suspects.is_empty()
         || tally
@@ -240,4 +182,73 @@ fn needs_scan(
             .wal
             .as_ref()
             .is_some_and(|w| !w.damaged_frames.is_empty() || !w.fallback_pages.is_empty())
+}
+
+/// What the stages hand to the report.
+struct Parts<'a> {
+    pub db: &'a Database,
+    pub salvage: &'a Salvage,
+    pub schema_from: String,
+    /// Damage met outside the tables' trees.
+    pub damage: Vec<Damage>,
+    pub tally: Tally,
+    pub scan: Scan,
+    pub history: Vec<(String, u64)>,
+    pub tables_not_created: Vec<(String, String)>,
+    pub finished: Finished,
+}
+
+/// Stage: the report of a finished recovery (input and output paths are
+/// the caller's to fill in), and its outcome.
+fn report_of(p: Parts<'_>) -> Report {
+    let salvage = p.salvage;
+    let snap = &salvage.snapshot;
+    let tally = p.tally;
+    let any_damage = !p.damage.is_empty()
+        || tally.tables.iter().any(|r| {
+            !r.damage.is_empty()
+                || r.cells_lost > 0
+                || r.possibly_stale > 0
+                || r.truncated_values > 0
+        })
+        || !p.scan.orphan_pages.is_empty()
+        || !p.scan.unreadable_pages.is_empty()
+        || !tally.lost.is_empty()
+        || salvage
+            .wal
+            .as_ref()
+            .is_some_and(|w| !w.damaged_frames.is_empty())
+        || salvage.header_from != HeaderSource::Page1;
+    let mut report = Report {
+        input: String::new(),
+        output: String::new(),
+        outcome: Outcome::Complete,
+        page_size: snap.page_size(),
+        page_count: snap.page_count(),
+        header_from: salvage.header_from,
+        schema_from: p.schema_from,
+        wal: salvage.wal.clone(),
+        wal_rejected: p.db.wal_rejected().map(String::from),
+        journal: salvage.journal.clone(),
+        tables: tally.tables,
+        lost_and_found: tally.lost.len() as u64,
+        history: p.history,
+        lost_and_found_table: p.finished.lost_table,
+        inferred_tables: p.finished.inferred,
+        orphan_pages: p.scan.orphan_pages,
+        unreadable_pages: p.scan.unreadable_pages,
+        index_pages_skipped: p.scan.index_pages_skipped,
+        tables_not_created: p.tables_not_created,
+        objects_not_created: p.finished.objects_not_created,
+        flagged: tally.flagged,
+        damage: p.damage,
+    };
+    report.outcome = if report.rows() == 0 && report.lost_and_found == 0 {
+        Outcome::Nothing
+    } else if any_damage {
+        Outcome::Partial
+    } else {
+        Outcome::Complete
+    };
+    report
 }

@@ -6,16 +6,16 @@
 //! [`Owner::Unclaimed`], or a table page read only in part, is what the
 //! candidate stage reads again.
 
-use super::ProgressFn;
+use super::options::ProgressFn;
 use crate::error::Result;
-use crate::format::header::AutoVacuum;
-use crate::format::kind::PageKind;
-use crate::format::page::{
-    BtreePage, FreelistTrunk, PtrmapKind, is_ptrmap_page, ptrmap_entry, ptrmap_page_for,
-};
 use crate::schema::Schema;
 use crate::snapshot::Snapshot;
 use crate::tree::{Damage, PageVisitor, TreeCursor};
+use sqlite_salvage_format::header::AutoVacuum;
+use sqlite_salvage_format::kind::PageKind;
+use sqlite_salvage_format::page::{
+    BtreePage, FreelistTrunk, PtrmapKind, is_ptrmap_page, ptrmap_entry, ptrmap_page_for,
+};
 
 /// What a page is, as far as recovery knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

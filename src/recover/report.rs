@@ -1,15 +1,11 @@
-//! Stage: the report, what a recovery did.
-//!
-//! Takes every stage's hand-over ([`Parts`]: the tally, the scan's counts,
-//! the finish stage's tables); gives the [`Report`] and its [`Outcome`].
+//! What a recovery reports: per table, what came back from where and what
+//! was lost; the pages read and not; the outcome. Built at the end of the
+//! pipeline (see `recover::report_of`) from every stage's hand-over.
 
 use std::collections::BTreeMap;
 
-use super::candidates::Scan;
-use super::finish::Finished;
 use super::sink::Source;
-use super::tally::Tally;
-use crate::snapshot::{Database, HeaderSource, JournalInfo, Salvage, SalvageWal};
+use crate::snapshot::{HeaderSource, JournalInfo, SalvageWal};
 use crate::tree::{Damage, Hole};
 
 /// How sure the attribution of a row to its table is.
@@ -132,76 +128,5 @@ impl Report {
             .iter()
             .map(|t| t.by_source.values().sum::<u64>())
             .sum()
-    }
-}
-
-/// What the stages hand to the report.
-pub(crate) struct Parts<'a> {
-    pub db: &'a Database,
-    pub salvage: &'a Salvage,
-    pub schema_from: String,
-    /// Damage met outside the tables' trees.
-    pub damage: Vec<Damage>,
-    pub tally: Tally,
-    pub scan: Scan,
-    pub history: Vec<(String, u64)>,
-    pub tables_not_created: Vec<(String, String)>,
-    pub finished: Finished,
-}
-
-impl Report {
-    /// The report of a finished recovery (input and output paths are the
-    /// caller's to fill in).
-    pub(crate) fn build(p: Parts<'_>) -> Report {
-        let salvage = p.salvage;
-        let snap = &salvage.snapshot;
-        let tally = p.tally;
-        let any_damage = !p.damage.is_empty()
-            || tally.tables.iter().any(|r| {
-                !r.damage.is_empty()
-                    || r.cells_lost > 0
-                    || r.possibly_stale > 0
-                    || r.truncated_values > 0
-            })
-            || !p.scan.orphan_pages.is_empty()
-            || !p.scan.unreadable_pages.is_empty()
-            || !tally.lost.is_empty()
-            || salvage
-                .wal
-                .as_ref()
-                .is_some_and(|w| !w.damaged_frames.is_empty())
-            || salvage.header_from != HeaderSource::Page1;
-        let mut report = Report {
-            input: String::new(),
-            output: String::new(),
-            outcome: Outcome::Complete,
-            page_size: snap.page_size(),
-            page_count: snap.page_count(),
-            header_from: salvage.header_from,
-            schema_from: p.schema_from,
-            wal: salvage.wal.clone(),
-            wal_rejected: p.db.wal_rejected().map(String::from),
-            journal: salvage.journal.clone(),
-            tables: tally.tables,
-            lost_and_found: tally.lost.len() as u64,
-            history: p.history,
-            lost_and_found_table: p.finished.lost_table,
-            inferred_tables: p.finished.inferred,
-            orphan_pages: p.scan.orphan_pages,
-            unreadable_pages: p.scan.unreadable_pages,
-            index_pages_skipped: p.scan.index_pages_skipped,
-            tables_not_created: p.tables_not_created,
-            objects_not_created: p.finished.objects_not_created,
-            flagged: tally.flagged,
-            damage: p.damage,
-        };
-        report.outcome = if report.rows() == 0 && report.lost_and_found == 0 {
-            Outcome::Nothing
-        } else if any_damage {
-            Outcome::Partial
-        } else {
-            Outcome::Complete
-        };
-        report
     }
 }

@@ -10,17 +10,18 @@ use super::attribute::{
     Attribution, Verdict, attribute_page, judge_cell, looks_like_index, parse_cell,
 };
 use super::candidates::{Buffers, DecodedCell, FoundPage, Pass, Scan, find_page};
+use super::context::Ctx;
 use super::loader::Loader;
+use super::options::ProgressFn;
 use super::pagemap::PageMap;
 use super::plan::LoadPlan;
 use super::report::Confidence;
 use super::sink::Source;
 use super::tally::{Lost, Tally};
 use super::walk::{Suspect, Walked};
-use super::{Ctx, ProgressFn};
 use crate::error::Result;
-use crate::format::kind::PageKind;
-use crate::format::record::Record;
+use sqlite_salvage_format::kind::PageKind;
+use sqlite_salvage_format::record::Record;
 
 /// Reads every unclaimed or partly read page, in two passes (orphaned
 /// leaves, then carving), and places the rows found.

@@ -8,13 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use super::RecoverOptions;
-use crate::format::kind::PageKind;
-use crate::format::page::BtreePage;
-use crate::format::record::{Record, ValueRef, decode_text};
+use super::options::RecoverOptions;
 use crate::schema::{Schema, SchemaEntry};
 use crate::snapshot::{Database, HeaderSource, Salvage, Snapshot};
 use crate::tree::Damage;
+use sqlite_salvage_format::kind::PageKind;
+use sqlite_salvage_format::page::BtreePage;
+use sqlite_salvage_format::record::{Record, ValueRef, decode_text};
 
 /// The schema recovery works from.
 pub(crate) struct FoundSchema {
@@ -118,7 +118,8 @@ fn schema_from_orphans(snap: &Snapshot) -> Option<(Schema, Vec<u32>)> {
             continue;
         }
         for i in 0..p.cell_count {
-            let Ok(crate::format::cell::Cell::TableLeaf { rowid, payload }) = p.cell(i) else {
+            let Ok(sqlite_salvage_format::cell::Cell::TableLeaf { rowid, payload }) = p.cell(i)
+            else {
                 continue;
             };
             if payload.spills() || rec.parse(payload.local).is_err() || rec.len() != 5 {

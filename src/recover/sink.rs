@@ -7,9 +7,9 @@ use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 
 use crate::error::Result;
-use crate::format::header::TextEncoding;
-use crate::format::record::{ValueRef, decode_text};
 use crate::schema::{Schema, Table, quote_ident};
+use sqlite_salvage_format::header::TextEncoding;
+use sqlite_salvage_format::record::{ValueRef, decode_text};
 
 /// Where a recovered row came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

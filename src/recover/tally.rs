@@ -9,9 +9,9 @@ use std::collections::HashSet;
 
 use super::report::{Confidence, FlaggedRow, TableReport};
 use super::sink::Source;
-use crate::format::header::TextEncoding;
-use crate::format::record::{Record, Value};
 use crate::schema::Schema;
+use sqlite_salvage_format::header::TextEncoding;
+use sqlite_salvage_format::record::{Record, Value};
 
 /// Most rows listed one by one in the report's flags.
 pub(crate) const MAX_FLAGGED: usize = 10_000;

@@ -9,17 +9,17 @@
 
 use std::collections::HashSet;
 
+use super::context::{Attempt, Ctx};
 use super::loader::{Loader, stored_values};
 use super::pagemap::{Owner, PageMap};
 use super::plan::LoadPlan;
 use super::sink::{Sink, Source};
 use super::tally::{Lost, Placed, Tally};
-use super::{Attempt, Ctx};
 use crate::error::Result;
-use crate::format::header::TextEncoding;
-use crate::format::record::{Record, Value, ValueRef, decode_text};
 use crate::schema::{StoredValue, Table};
 use crate::tree::{Damage, Entry, Hole, TreeCursor};
+use sqlite_salvage_format::header::TextEncoding;
+use sqlite_salvage_format::record::{Record, Value, ValueRef, decode_text};
 
 /// A row read from a page that cannot vouch for it: kept only if the
 /// confirmation stage finds an index entry that agrees.

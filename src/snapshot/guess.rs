@@ -8,15 +8,15 @@
 use std::fs::File;
 
 use super::reader::PageReader;
-use crate::format::header::TextEncoding;
 use crate::io::read_full_at;
+use sqlite_salvage_format::header::TextEncoding;
 
 /// Guesses the text encoding of a database whose header is gone from the
 /// text values on its leaf pages: UTF-16 text of mostly ASCII characters
 /// has a zero in every other byte.
 pub(super) fn guess_encoding(src: &PageReader, pages: u32, page_size: u32) -> TextEncoding {
-    use crate::format::page::BtreePage;
-    use crate::format::record::{Record, ValueRef};
+    use sqlite_salvage_format::page::BtreePage;
+    use sqlite_salvage_format::record::{Record, ValueRef};
     let (mut le, mut be, mut u8s) = (0u32, 0u32, 0u32);
     let mut buf = vec![0u8; page_size as usize];
     let mut rec = Record::new();
@@ -70,10 +70,10 @@ pub(super) fn guess_encoding(src: &PageReader, pages: u32, page_size: u32) -> Te
 
 /// Guesses the page size of a file whose header is gone: the size at which
 /// the most bytes of the file are b-tree pages whose space adds up exactly
-/// ([`crate::format::page::BtreePage::is_consistent`]). At a wrong size a
+/// ([`sqlite_salvage_format::page::BtreePage::is_consistent`]). At a wrong size a
 /// page's cells point past its end or leave its content area short.
 pub(super) fn guess_page_size(file: &File, file_size: u64) -> Option<u32> {
-    use crate::format::page::BtreePage;
+    use sqlite_salvage_format::page::BtreePage;
     let mut best: Option<(u64, u32)> = None;
     let mut size = 512u32;
     while size <= 65536 {

@@ -16,7 +16,7 @@ pub struct JournalInfo {
     /// The journal file.
     pub path: PathBuf,
     /// Its first segment header.
-    pub header: crate::format::journal::JournalHeader,
+    pub header: sqlite_salvage_format::journal::JournalHeader,
     /// Page records whose checksum is valid (up to the first bad one).
     pub records: usize,
     /// Distinct pages they restore.
@@ -29,7 +29,7 @@ impl JournalInfo {
     /// Reads a journal; None when it is missing, empty, or has no valid
     /// header (a journal whose header was zeroed is not hot).
     pub fn scan(path: &Path, page_size: u32) -> Option<JournalInfo> {
-        use crate::format::journal::{JournalHeader, page_checksum};
+        use sqlite_salvage_format::journal::{JournalHeader, page_checksum};
         let (file, size) = open_input(path).ok()?;
         let mut head = [0u8; 28];
         read_full_at(&file, &mut head, 0).ok()?;

@@ -35,10 +35,10 @@ pub use reader::Snapshot;
 pub use salvage::{HeaderSource, Salvage, SalvageWal};
 
 use crate::error::{Error, Result};
-use crate::format::header::{DbHeader, HEADER_SIZE, RawHeader};
-use crate::format::schema_page::table_names_on_page1;
 use crate::io::{open_input, read_full_at, sibling};
 use crate::wal::{FrameStatus, ShmInfo, WalIndex};
+use sqlite_salvage_format::header::{DbHeader, HEADER_SIZE, RawHeader};
+use sqlite_salvage_format::schema_page::table_names_on_page1;
 
 /// Which WAL to read with the database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use super::Exactness;
 use crate::error::{Error, Result};
-use crate::format::header::DbHeader;
 use crate::io::read_full_at;
+use sqlite_salvage_format::header::DbHeader;
 
 /// Positioned reads of pages from the database file or the WAL.
 #[derive(Debug, Clone)]

@@ -13,9 +13,9 @@ use super::journal::JournalInfo;
 use super::reader::{PageReader, Snapshot};
 use super::{Database, Exactness, guess};
 use crate::error::{Error, Result};
-use crate::format::header::{DbHeader, HEADER_SIZE, TextEncoding};
 use crate::io::{open_input, read_full_at, sibling};
 use crate::wal::{Commit, WalIndex};
+use sqlite_salvage_format::header::{DbHeader, HEADER_SIZE, TextEncoding};
 
 /// The salvage replay of a WAL's frames up to one commit.
 struct FrameReplay {

@@ -1,0 +1,9 @@
+#![no_main]
+//! See `entries::shm`.
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../entries.rs"]
+#[allow(dead_code)]
+mod entries;
+
+fuzz_target!(|data: &[u8]| entries::shm(data));
