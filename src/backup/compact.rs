@@ -32,29 +32,35 @@ pub(super) enum CompactFrom<'c> {
     Closed,
 }
 
-/// Writes the compact copy of `src` to `out`; `work` is a private
-/// directory beside the backup, `name` the source's file name.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn write_compact(
-    from: CompactFrom<'_>,
-    source: &Source,
-    src: &Path,
-    header: &DbHeader,
-    work: &Path,
-    name: &str,
-    out: &Path,
-    sync: bool,
-) -> Result<()> {
+/// What a compact copy is made of and where it goes.
+pub(super) struct CompactJob<'j> {
+    pub source: &'j Source,
+    /// The source's path, and its checked header.
+    pub src: &'j Path,
+    pub header: &'j DbHeader,
+    /// A private directory beside the backup.
+    pub work: &'j Path,
+    /// The source's file name.
+    pub name: &'j str,
+    /// The compacted database.
+    pub out: &'j Path,
+    /// Sync as it is written.
+    pub sync: bool,
+}
+
+/// Writes the compact copy of `job.src` to `job.out`.
+pub(super) fn write_compact(from: CompactFrom<'_>, job: &CompactJob<'_>) -> Result<()> {
+    let out = job.out;
     match from {
-        CompactFrom::Yielding(c) => yielding(c, source, src, header, work, name, out, sync),
+        CompactFrom::Yielding(c) => yielding(c, job),
         CompactFrom::Direct(c) => {
             c.execute("VACUUM INTO ?1", [out.to_string_lossy()])?;
             Ok(())
         }
         CompactFrom::Closed => {
             // The latest commit as a private image, compacted from there.
-            let image = work.join("image.db");
-            let snap = Database::open(src)?.latest()?;
+            let image = job.work.join("image.db");
+            let snap = Database::open(job.src)?.latest()?;
             let mut f = File::create(&image).map_err(|e| Error::output(&image, e))?;
             snap.write_image(&mut f)?;
             drop(f);
@@ -68,17 +74,16 @@ pub(super) fn write_compact(
 /// The snapshot is copied as a file set, yielding to the writers, and
 /// compacted from that private copy, also yielding: the live database's
 /// snapshot is held only while its files are copied.
-#[allow(clippy::too_many_arguments)]
-fn yielding(
-    c: &Connection,
-    source: &Source,
-    src: &Path,
-    header: &DbHeader,
-    work: &Path,
-    name: &str,
-    out: &Path,
-    sync: bool,
-) -> Result<()> {
+fn yielding(c: &Connection, job: &CompactJob<'_>) -> Result<()> {
+    let CompactJob {
+        source,
+        src,
+        header,
+        work,
+        name,
+        out,
+        sync,
+    } = *job;
     let image = work.join("image");
     std::fs::create_dir(&image).map_err(|e| Error::output(&image, e))?;
     let how = SetHow {

@@ -32,7 +32,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
 use crate::io::{check_output, parent_dir, sibling, sync_path};
-use compact::{CompactFrom, write_compact};
+use compact::{CompactFrom, CompactJob, write_compact};
 use copy::file_entry;
 use fileset::{SetHow, copy_file_set};
 pub use manifest::manifest_path;
@@ -228,7 +228,16 @@ fn take(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> Result<T
                 Some(c) => CompactFrom::Direct(c),
                 None => CompactFrom::Closed,
             };
-            write_compact(from, &source, src, &header, tmp.path(), &name, &out, sync)?;
+            let job = CompactJob {
+                source: &source,
+                src,
+                header: &header,
+                work: tmp.path(),
+                name: &name,
+                out: &out,
+                sync,
+            };
+            write_compact(from, &job)?;
             drop(conn);
             if opened() {
                 return Ok(Taken::Reopened);

@@ -10,7 +10,7 @@ use sqlite_salvage::snapshot::locate_wal;
 use sqlite_salvage::wal::{WalIndex, WalListing};
 use sqlite_salvage::{Database, Error, backup, check, info, recover, replay};
 
-use super::{DumpFormat, WalOptions, code, human, print_json, to_stdout, warn_exactness};
+use super::{DumpFormat, WalOptions, code, human, print, warn_exactness};
 
 /// Arguments of `backup`.
 #[derive(Args)]
@@ -157,16 +157,12 @@ pub fn backup(a: BackupArgs, json: bool) -> Result<u8, Error> {
         full_speed: a.full_speed,
     };
     let m = backup::backup(&a.src, &a.dest, &opts)?;
-    if json {
-        print_json(&m)?;
-        return Ok(code::OK);
-    }
     let wal = m
         .wal
         .as_ref()
         .map(|w| format!(", WAL of {} frames ({} commits)", w.frames, w.commits))
         .unwrap_or_default();
-    to_stdout(|out| {
+    print(json, &m, |out| {
         writeln!(
             out,
             "backed up {} -> {} ({:?}): {} pages of {} bytes{wal}",
@@ -183,16 +179,12 @@ pub fn backup(a: BackupArgs, json: bool) -> Result<u8, Error> {
 /// `verify`.
 pub fn verify(a: VerifyArgs, json: bool) -> Result<u8, Error> {
     let v = backup::verify(&a.dest)?;
-    if json {
-        print_json(&v)?;
-        return Ok(code::OK);
-    }
     let tables: Vec<String> = v
         .tables
         .iter()
         .map(|(t, n)| format!("{t} {n} rows"))
         .collect();
-    to_stdout(|out| {
+    print(json, &v, |out| {
         writeln!(
             out,
             "{}: ok ({} files, {} pages; {})",
@@ -208,11 +200,7 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<u8, Error> {
 /// `restore`.
 pub fn restore(a: RestoreArgs, json: bool) -> Result<u8, Error> {
     let r = backup::restore(&a.backup, &a.target, a.even_if_in_use, a.no_sync)?;
-    if json {
-        print_json(&r)?;
-        return Ok(code::OK);
-    }
-    to_stdout(|out| {
+    print(json, &r, |out| {
         writeln!(
             out,
             "restored {} -> {}",
@@ -278,11 +266,7 @@ pub fn recover(a: RecoverArgs, json: bool) -> Result<u8, Error> {
     if let Some(path) = &a.report {
         write_report(path, &r)?;
     }
-    if json {
-        print_json(&r)?;
-    } else {
-        to_stdout(|out| human::print_recover(out, &r))?;
-    }
+    print(json, &r, |out| human::print_recover(out, &r))?;
     Ok(match r.outcome {
         recover::Outcome::Complete => code::OK,
         recover::Outcome::Partial => code::DAMAGE,
@@ -306,11 +290,7 @@ pub fn info(a: InfoArgs, json: bool) -> Result<u8, Error> {
     let snap = database.snapshot(a.wal.at_commit)?;
     warn_exactness(snap.exactness(), snap.commit(), json);
     let report = info::info(&database, &snap)?;
-    if json {
-        print_json(&report)?;
-    } else {
-        to_stdout(|out| human::print_info(out, &report))?;
-    }
+    print(json, &report, |out| human::print_info(out, &report))?;
     Ok(code::OK)
 }
 
@@ -318,11 +298,10 @@ pub fn info(a: InfoArgs, json: bool) -> Result<u8, Error> {
 pub fn wal(a: WalArgs, json: bool) -> Result<u8, Error> {
     let wal_path = locate_wal(&a.path)?;
     let idx = WalIndex::scan(&wal_path)?;
-    if json {
-        print_json(&WalListing::new(&wal_path, idx.as_ref()))?;
-    } else {
-        to_stdout(|out| human::print_wal(out, &wal_path, idx.as_ref()))?;
-    }
+    let listing = WalListing::new(&wal_path, idx.as_ref());
+    print(json, &listing, |out| {
+        human::print_wal(out, &wal_path, idx.as_ref())
+    })?;
     Ok(code::OK)
 }
 
@@ -332,11 +311,7 @@ pub fn check(a: CheckArgs, json: bool) -> Result<u8, Error> {
     let snap = database.snapshot(a.wal.at_commit)?;
     warn_exactness(snap.exactness(), snap.commit(), json);
     let report = check::check(&snap)?;
-    if json {
-        print_json(&report)?;
-    } else {
-        to_stdout(|out| human::print_check(out, &a.db, &report))?;
-    }
+    print(json, &report, |out| human::print_check(out, &a.db, &report))?;
     Ok(if report.is_ok() {
         code::OK
     } else {
@@ -368,11 +343,7 @@ pub fn replay(a: ReplayArgs, json: bool) -> Result<u8, Error> {
     let database = Database::open_with(&a.db, a.wal.choice())?;
     let r = replay::replay_database(&database, a.wal.at_commit, &a.output, a.force, !a.no_sync)?;
     warn_exactness(r.exactness, r.stats.commit, json);
-    if json {
-        print_json(&r)?;
-        return Ok(code::OK);
-    }
-    to_stdout(|out| {
+    print(json, &r, |out| {
         writeln!(
             out,
             "wrote {}: {} pages ({} from the WAL), as of commit {}",

@@ -212,6 +212,19 @@ fn to_stdout(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Err
         })
 }
 
+/// Prints `v` as JSON with `--json`, else what `human` writes.
+fn print<T: serde::Serialize>(
+    json: bool,
+    v: &T,
+    human: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), Error> {
+    if json {
+        print_json(v)
+    } else {
+        to_stdout(human)
+    }
+}
+
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Error> {
     let mut out = BufWriter::new(io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, v).map_err(|e| Error::Output {
