@@ -24,7 +24,7 @@
 //!
 //! A bulk attempt SQLite refuses (a UNIQUE constraint two tree rows break,
 //! a WITHOUT ROWID table's key order, quick_check) is an
-//! [`Attempt::Retry`]: the recovery starts over with every row through SQL.
+//! `Attempt::Retry`: the recovery starts over with every row through SQL.
 
 mod attribute;
 mod bulk;

@@ -15,6 +15,26 @@
 //!                                    | [reserved bytes]          |
 //!                                    +---------------------------+
 //! ```
+//!
+//! ```
+//! use sqlite_salvage_format::header::{DbHeader, empty_database};
+//! use sqlite_salvage_format::page::BtreePage;
+//!
+//! let file = empty_database(4096);
+//! let h = DbHeader::parse(&file).unwrap();
+//! let page1 = BtreePage::parse(&file[..h.page_size as usize], 1, h.usable_size).unwrap();
+//! assert_eq!(page1.cell_count, 0);
+//! ```
+//!
+//! Modules: [`header`] (the database header), [`varint`], [`kind`] (the
+//! four b-tree page kinds), [`page`] (page headers, pointers, freeblocks,
+//! freelist trunks, pointer maps), [`cell`] (cells and the spill rule),
+//! [`record`] (records and values), [`wal`] (WAL and frame headers,
+//! checksums), [`journal`] (rollback journals), [`shm`] (the `-shm` index
+//! header), [`schema_page`] (page 1's `sqlite_schema` rows).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod cell;
 pub mod header;
