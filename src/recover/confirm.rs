@@ -44,7 +44,7 @@ pub(crate) fn place_suspects(
             continue;
         }
         tally.evidence_row(sus.table, sus.source, Confidence::Evidence, false);
-        let flag = "from a damaged page; confirmed by an index entry".to_string();
+        let flag = || "from a damaged page; confirmed by an index entry".to_string();
         tally.flag(sus.table, sus.rowid, sus.page, flag);
     }
     Ok(())

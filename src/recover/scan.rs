@@ -152,6 +152,6 @@ fn keep(
     } else {
         ""
     };
-    tally.flag(ti, rowid, page.pgno, format!("{from} page{part}"));
+    tally.flag(ti, rowid, page.pgno, || format!("{from} page{part}"));
     Ok(())
 }

@@ -80,14 +80,21 @@ impl Tally {
         }
     }
 
-    /// Flags a row, while there is room in the list.
-    pub fn flag(&mut self, table: usize, rowid: Option<i64>, page: u32, flag: String) {
+    /// Flags a row, while there is room in the list (the text is made
+    /// only then).
+    pub fn flag(
+        &mut self,
+        table: usize,
+        rowid: Option<i64>,
+        page: u32,
+        flag: impl FnOnce() -> String,
+    ) {
         if self.flagged.len() < MAX_FLAGGED {
             self.flagged.push(FlaggedRow {
                 table: self.tables[table].name.clone(),
                 rowid,
                 page,
-                flag,
+                flag: flag(),
             });
         }
     }
@@ -115,7 +122,7 @@ impl Tally {
             rep.truncated_values += 1;
         }
         if stale || p.truncated_col.is_some() || p.zeroed {
-            let flag = match p.truncated_col {
+            let flag = || match p.truncated_col {
                 Some(c) => {
                     format!("value of column {c} onwards read only in part (overflow chain broken)")
                 }

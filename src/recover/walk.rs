@@ -126,14 +126,15 @@ fn walk_table(
         .keep_partial(true)
         .verify_pages(true);
     let mut tree = loader.tree_writer(plan, ti, t);
+    let internal = t.name.to_ascii_lowercase().starts_with("sqlite_");
+    let not_created = plan.not_created(&t.name);
     let mut rec = Record::new();
     while let Some(e) = cursor.next()? {
         let Some(truncated_col) = parse_entry(&mut rec, &e) else {
             tally.cell_lost(ti);
             continue;
         };
-        let internal = t.name.to_ascii_lowercase().starts_with("sqlite_");
-        if internal || plan.not_created(&t.name) {
+        if internal || not_created {
             if t.name.eq_ignore_ascii_case("sqlite_sequence") {
                 restore_sequence(&loader.sink, &rec, e.payload, cx.enc)?;
             } else if !internal {

@@ -60,6 +60,7 @@ pub struct Payload<'a> {
 
 impl Payload<'_> {
     /// Whether the payload continues on overflow pages.
+    #[inline]
     pub fn spills(&self) -> bool {
         (self.local.len() as u64) < self.total
     }
@@ -136,6 +137,7 @@ impl<'a> Cell<'a> {
     }
 
     /// The payload, for the kinds that carry one.
+    #[inline]
     pub fn payload(&self) -> Option<&Payload<'a>> {
         match self {
             Cell::TableLeaf { payload, .. }
@@ -146,6 +148,7 @@ impl<'a> Cell<'a> {
     }
 
     /// The left child, for interior cells.
+    #[inline]
     pub fn left_child(&self) -> Option<u32> {
         match self {
             Cell::TableInterior { left, .. } | Cell::IndexInterior { left, .. } => Some(*left),
@@ -156,6 +159,7 @@ impl<'a> Cell<'a> {
 
 /// Size of the cell at `buf[0]` in bytes (header, local payload and overflow
 /// pointer), as SQLite's `cellSizePtr` counts it (at least 4).
+#[inline]
 pub fn cell_size(buf: &[u8], kind: PageKind, usable: u32) -> Result<usize, Malformed> {
     let end = match Cell::parse(buf, kind, usable)? {
         Cell::TableInterior { .. } => {

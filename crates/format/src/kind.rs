@@ -17,6 +17,7 @@ pub enum PageKind {
 
 impl PageKind {
     /// The kind for a page-type byte.
+    #[inline]
     pub fn from_byte(b: u8) -> Option<Self> {
         match b {
             2 => Some(PageKind::IndexInterior),
@@ -28,16 +29,19 @@ impl PageKind {
     }
 
     /// Leaf pages have no children.
+    #[inline]
     pub fn is_leaf(self) -> bool {
         matches!(self, PageKind::IndexLeaf | PageKind::TableLeaf)
     }
 
     /// Table (intkey) pages, as opposed to index pages.
+    #[inline]
     pub fn is_table(self) -> bool {
         matches!(self, PageKind::TableInterior | PageKind::TableLeaf)
     }
 
     /// Size of the page header.
+    #[inline]
     pub fn header_len(self) -> usize {
         if self.is_leaf() { 8 } else { 12 }
     }

@@ -85,32 +85,38 @@ impl<'a> BtreePage<'a> {
     }
 
     /// The page bytes (usable area only).
+    #[inline]
     pub fn data(&self) -> &'a [u8] {
         self.data
     }
 
     /// Usable size the page was parsed with.
+    #[inline]
     pub fn usable(&self) -> u32 {
         self.usable
     }
 
     /// Offset of the page header (100 on page 1, else 0).
+    #[inline]
     pub fn header_offset(&self) -> usize {
         self.header_offset
     }
 
     /// Offset just past the cell pointer array.
+    #[inline]
     pub fn cell_pointers_end(&self) -> usize {
         self.header_end() + 2 * usize::from(self.cell_count)
     }
 
     /// Offset just past the page header (where the cell pointers start).
+    #[inline]
     pub fn header_end(&self) -> usize {
         self.header_offset + self.kind.header_len()
     }
 
     /// Offset of cell `i` within the page, checked to lie in the cell
     /// content area.
+    #[inline]
     pub fn cell_offset(&self, i: u16) -> Result<usize, Malformed> {
         if i >= self.cell_count {
             return Err(Malformed("cell index out of range"));
@@ -131,6 +137,7 @@ impl<'a> BtreePage<'a> {
     }
 
     /// Size in bytes of cell `i` on the page.
+    #[inline]
     pub fn cell_size(&self, i: u16) -> Result<usize, Malformed> {
         let off = self.cell_offset(i)?;
         cell_size(&self.data[off..], self.kind, self.usable)
@@ -282,6 +289,7 @@ pub struct PtrmapEntry {
 
 /// The pointer-map page that holds the entry for `pgno` (auto-vacuum
 /// databases only), as SQLite's `ptrmapPageno` computes it.
+#[inline]
 pub fn ptrmap_page_for(pgno: u32, usable: u32, page_size: u32) -> Option<u32> {
     if pgno < 2 {
         return None;
@@ -296,6 +304,7 @@ pub fn ptrmap_page_for(pgno: u32, usable: u32, page_size: u32) -> Option<u32> {
 }
 
 /// Whether `pgno` is itself a pointer-map page.
+#[inline]
 pub fn is_ptrmap_page(pgno: u32, usable: u32, page_size: u32) -> bool {
     ptrmap_page_for(pgno, usable, page_size) == Some(pgno)
 }

@@ -216,11 +216,13 @@ impl Record {
     }
 
     /// Bytes the header and values take (at most the payload length).
+    #[inline]
     pub fn end(&self) -> usize {
         self.body_len
     }
 
     /// Serial type of column `i`.
+    #[inline]
     pub fn serial_type(&self, i: usize) -> Option<u64> {
         self.columns.get(i).map(|c| c.0)
     }

@@ -84,11 +84,13 @@ impl WalHeader {
     }
 
     /// Whether checksums use big-endian words.
+    #[inline]
     pub fn big_endian(&self) -> bool {
         self.magic & 1 == 1
     }
 
     /// Bytes per frame: header plus one page.
+    #[inline]
     pub fn frame_size(&self) -> u64 {
         FRAME_HEADER_SIZE as u64 + u64::from(self.page_size)
     }
@@ -122,6 +124,7 @@ impl FrameHeader {
     }
 
     /// Whether this frame ends a transaction.
+    #[inline]
     pub fn is_commit(&self) -> bool {
         self.commit_size != 0
     }
@@ -151,6 +154,7 @@ pub fn checksum(data: &[u8], big_endian: bool, init: (u32, u32)) -> (u32, u32) {
 }
 
 /// Checksum of one frame: its header's first 8 bytes, then the page.
+#[inline]
 pub fn frame_checksum(
     frame_header: &[u8],
     page: &[u8],
