@@ -2,6 +2,7 @@
 //! SQLite, WAL snapshots, the CLI and its effect on inputs.
 
 mod backup;
+mod classes;
 mod cli;
 mod common;
 mod corpus;

@@ -263,6 +263,13 @@ pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
                 .unwrap_or("lost_and_found")
         )?;
     }
+    let stood_in: u64 = r.tables.iter().map(|t| t.stand_ins).sum();
+    if let (true, Some(flags)) = (stood_in > 0, &r.flags_table) {
+        writeln!(
+            out,
+            "  {stood_in} rows kept with a stand-in for a value lost in a NOT NULL column: listed in table {flags}"
+        )?;
+    }
     for (name, n) in &r.inferred_tables {
         writeln!(out, "  no schema: {n} rows of one shape in table {name}")?;
     }

@@ -7,9 +7,9 @@
 //! confirmation stage, or lost to `lost_and_found`.
 
 use super::candidates::{DecodedCell, FoundPage};
-use super::carve::fits;
+use super::carve::{fits, value_fits};
 use super::context::Ctx;
-use super::pagemap::{PageMap, UnreachedLinks};
+use super::pagemap::{Owner, PageMap, UnreachedLinks};
 use super::report::{Confidence, TableReport};
 use super::sink::Source;
 use crate::snapshot::HeaderSource;
@@ -17,12 +17,19 @@ use sqlite_salvage_format::kind::PageKind;
 use sqlite_salvage_format::record::{Record, ValueRef};
 
 /// Which table a found page's rows belong to, and on what evidence.
+#[derive(Default)]
 pub(crate) struct Attribution {
     /// The table and the confidence; `None`: not sure (lost_and_found).
     pub table: Option<(usize, Confidence)>,
     /// Taken although nothing links to the page and the freelist is lost
     /// with page 1: its rows may be stale.
     pub unlinked: bool,
+    /// The page is an index's by its pointer-map parents: its entries are
+    /// rebuilt from the tables, not data.
+    pub index_page: bool,
+    /// Its records fit a WITHOUT ROWID table and an index of a rowid table
+    /// alike: neither can be told, so its rows go to lost_and_found.
+    pub ambiguous: bool,
 }
 
 /// Attributes a found page by the first rule that gives a table: the
@@ -38,32 +45,70 @@ pub(crate) fn attribute_page(
 ) -> Attribution {
     let found = |t| Attribution {
         table: Some((t, Confidence::Evidence)),
-        unlinked: false,
+        ..Default::default()
     };
     if let Some(t) = page.owner {
         return found(t);
     }
-    if let Some(t) = map.ptrmap_table(cx.snap, page.pgno) {
-        return found(t);
+    match map.ptrmap_tree(cx.snap, page.pgno) {
+        Some(Owner::Table(t) | Owner::TableDamaged(t)) => return found(t),
+        Some(Owner::Index | Owner::IndexDamaged | Owner::Schema) => {
+            return Attribution {
+                index_page: true,
+                ..Default::default()
+            };
+        }
+        _ => {}
     }
     if page.source == Source::Carved {
         // Residue on a page no table owns (a freelist trunk, an old page):
         // never guessed into a table.
+        return Attribution::default();
+    }
+    // A leaf nothing points at is a table's root leaf or a freed page.
+    // With the freelist walked whole it is not a freed page (that would be
+    // on it). With page 1 lost the freelist is unknown too: it is taken,
+    // and its rows flagged as possibly stale.
+    let freelist_lost = cx.salvage.header_from != HeaderSource::Page1;
+    let linked = links.linked(page.pgno) || (links.freelist_sound && !freelist_lost);
+    let table = by_shape_and_holes(cx, reports, page, rec, linked || freelist_lost);
+    if table.is_some() && page.kind == PageKind::IndexLeaf && shaped_like_an_index(cx, page, rec) {
         return Attribution {
-            table: None,
-            unlinked: false,
+            ambiguous: true,
+            ..Default::default()
         };
     }
-    // With page 1 lost the freelist is unknown too: a leaf nothing points
-    // at may be a table's root leaf or a freed page; it is taken, and its
-    // rows flagged as possibly stale.
-    let freelist_lost = cx.salvage.header_from != HeaderSource::Page1;
-    let linked = links.linked(page.pgno);
-    let table = by_shape_and_holes(cx, reports, page, rec, linked || freelist_lost);
     Attribution {
         unlinked: table.is_some() && !linked,
         table,
+        ..Default::default()
     }
+}
+
+/// Whether every record on an index-kind page could be an entry of one
+/// index of a rowid table: a value per key column, each fitting its
+/// column's type, then an integer rowid.
+fn shaped_like_an_index(cx: &Ctx<'_>, page: &FoundPage, rec: &mut Record) -> bool {
+    cx.schema.indexes.iter().any(|index| {
+        let Some(t) = cx.schema.table(&index.table) else {
+            return false;
+        };
+        page.cells.iter().all(|c| {
+            parse_cell(rec, &c.bytes, c.truncated)
+                && rec.len() == index.columns.len() + 1
+                && matches!(
+                    rec.value(&c.bytes, index.columns.len()),
+                    ValueRef::Integer(_)
+                )
+                && index.columns.iter().enumerate().all(|(k, col)| match col {
+                    Some(col) => t
+                        .columns
+                        .get(*col)
+                        .is_some_and(|col| value_fits(col, rec.value(&c.bytes, k))),
+                    None => true,
+                })
+        })
+    })
 }
 
 /// Picks the table an orphaned page belongs to by the shape of its

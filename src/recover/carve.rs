@@ -5,7 +5,7 @@
 //! length agrees exactly with the payload size the cell claims: a random
 //! byte run rarely passes both.
 
-use crate::schema::{Affinity, Table};
+use crate::schema::{Affinity, Column, Table};
 use sqlite_salvage_format::Malformed;
 use sqlite_salvage_format::cell::{Payload, local_size};
 use sqlite_salvage_format::page::{BtreePage, PageKind};
@@ -219,7 +219,7 @@ fn record_total(payload: &[u8]) -> Option<u64> {
     while pos < hdr_len {
         let (serial, n) = payload.get(pos..hdr_len).and_then(read_varint)?;
         pos += n;
-        total = total.checked_add(sqlite_salvage_format::record::serial_len(serial)?)?;
+        total = total.checked_add(sqlite_salvage_format::record::serial_len(serial))?;
     }
     (pos == hdr_len).then_some(total)
 }
@@ -243,22 +243,24 @@ pub fn fits(table: &Table, rec: &Record, payload: &[u8]) -> bool {
             }
             continue;
         }
-        if col.notnull && v == ValueRef::Null {
-            return false;
-        }
-        let ok = match (col.affinity, v) {
-            (Affinity::Text, ValueRef::Integer(_) | ValueRef::Real(_)) => false,
-            (Affinity::Integer | Affinity::Numeric, ValueRef::Real(f)) => {
-                // Integral reals are stored as integers in these columns.
-                f.fract() != 0.0 || f.abs() > 9.0e18
-            }
-            _ => true,
-        };
-        if !ok {
+        if (col.notnull && v == ValueRef::Null) || !value_fits(col, v) {
             return false;
         }
     }
     true
+}
+
+/// Whether a stored value can be in a column of this type: a TEXT column
+/// never stores a number, and an INTEGER or NUMERIC one stores an integral
+/// real as an integer.
+pub fn value_fits(col: &Column, v: ValueRef<'_>) -> bool {
+    match (col.affinity, v) {
+        (Affinity::Text, ValueRef::Integer(_) | ValueRef::Real(_)) => false,
+        (Affinity::Integer | Affinity::Numeric, ValueRef::Real(f)) => {
+            f.fract() != 0.0 || f.abs() > 9.0e18
+        }
+        _ => true,
+    }
 }
 
 #[cfg(test)]

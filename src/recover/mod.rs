@@ -144,7 +144,12 @@ fn run(
         Ok(f) => f,
         Err(retry) => return Ok(retry),
     };
+    let stand_ins = std::mem::take(&mut loader.sink.stand_ins);
+    let flags_table = loader.sink.flags_table.take();
     drop(loader);
+    for t in &mut tally.tables {
+        t.stand_ins = stand_ins.get(&t.name).copied().unwrap_or(0);
+    }
     let parts = Parts {
         db,
         salvage,
@@ -155,6 +160,7 @@ fn run(
         history,
         tables_not_created: plan.tables_not_created,
         finished,
+        flags_table,
     };
     Ok(Attempt::Done(Box::new(report_of(parts))))
 }
@@ -196,6 +202,8 @@ struct Parts<'a> {
     pub history: Vec<(String, u64)>,
     pub tables_not_created: Vec<(String, String)>,
     pub finished: Finished,
+    /// The table listing every stood-in value, when one was written.
+    pub flags_table: Option<String>,
 }
 
 /// Stage: the report of a finished recovery (input and output paths are
@@ -210,6 +218,7 @@ fn report_of(p: Parts<'_>) -> Report {
                 || r.cells_lost > 0
                 || r.possibly_stale > 0
                 || r.truncated_values > 0
+                || r.stand_ins > 0
         })
         || !p.scan.orphan_pages.is_empty()
         || !p.scan.unreadable_pages.is_empty()
@@ -234,6 +243,7 @@ fn report_of(p: Parts<'_>) -> Report {
         lost_and_found: tally.lost.len() as u64,
         history: p.history,
         lost_and_found_table: p.finished.lost_table,
+        flags_table: p.flags_table,
         inferred_tables: p.finished.inferred,
         orphan_pages: p.scan.orphan_pages,
         unreadable_pages: p.scan.unreadable_pages,

@@ -48,6 +48,10 @@ pub(crate) struct PageMap {
     owners: Vec<Owner>,
     /// Pages the walks have counted, for progress.
     done: u64,
+    /// Whether the freelist was walked to its end without damage: then a
+    /// freed page is on it, and a page on no tree and off the freelist is
+    /// not a freed one.
+    freelist_sound: bool,
 }
 
 impl PageMap {
@@ -56,6 +60,7 @@ impl PageMap {
         PageMap {
             owners: vec![Owner::Unclaimed; page_count as usize + 1],
             done: 0,
+            freelist_sound: false,
         }
     }
 
@@ -156,6 +161,7 @@ impl PageMap {
         let mut trunk = snap.header().raw.freelist_trunk;
         let mut buf = vec![0u8; snap.page_size() as usize];
         let mut n = 0u32;
+        self.freelist_sound = false;
         while trunk != 0 && trunk <= snap.page_count() && n < snap.page_count() {
             n += 1;
             if !self.claim(trunk, Owner::Free) {
@@ -164,7 +170,7 @@ impl PageMap {
                     cell: None,
                     what: "freelist trunk reused or looping".into(),
                 });
-                break;
+                return Ok(());
             }
             snap.read_page(trunk, &mut buf)?;
             match FreelistTrunk::parse(&buf, snap.usable_size()) {
@@ -180,16 +186,18 @@ impl PageMap {
                         cell: None,
                         what: format!("freelist: {m}"),
                     });
-                    break;
+                    return Ok(());
                 }
             }
         }
+        self.freelist_sound = trunk == 0;
         Ok(())
     }
 
-    /// The table a page belongs to by its pointer-map parents: followed up
-    /// (at most 64 steps) to a page a table's walk reached.
-    pub fn ptrmap_table(&self, snap: &Snapshot, pgno: u32) -> Option<usize> {
+    /// The tree a page belongs to by its pointer-map parents: followed up
+    /// (at most 64 steps) to a page a table's, an index's or the schema's
+    /// walk reached; that page's owner.
+    pub fn ptrmap_tree(&self, snap: &Snapshot, pgno: u32) -> Option<Owner> {
         let (usable, ps) = (snap.usable_size(), snap.page_size());
         let mut p = pgno;
         let mut map = vec![0u8; ps as usize];
@@ -201,8 +209,15 @@ impl PageMap {
                 return None;
             }
             p = e.parent;
-            if let Some(t) = self.table_of(p) {
-                return Some(t);
+            if let Some(
+                o @ (Owner::Table(_)
+                | Owner::TableDamaged(_)
+                | Owner::Index
+                | Owner::IndexDamaged
+                | Owner::Schema),
+            ) = self.get(p)
+            {
+                return Some(o);
             }
         }
         None
@@ -212,7 +227,10 @@ impl PageMap {
     /// points at belongs to a cut-off subtree, a leaf nothing points at may
     /// be a freed page.
     pub fn unreached_links(&self, snap: &Snapshot) -> UnreachedLinks {
-        let mut links = UnreachedLinks::default();
+        let mut links = UnreachedLinks {
+            freelist_sound: self.freelist_sound,
+            ..Default::default()
+        };
         let mut buf = vec![0u8; snap.page_size() as usize];
         for pgno in 2..=snap.page_count() {
             if self.get(pgno) != Some(Owner::Unclaimed) || snap.read_page(pgno, &mut buf).is_err() {
@@ -236,6 +254,8 @@ pub(crate) struct UnreachedLinks {
     pub children: std::collections::HashSet<u32>,
     /// Whether there is any such interior page.
     pub any_interior: bool,
+    /// Whether the freelist was walked whole (see `PageMap`).
+    pub freelist_sound: bool,
 }
 
 impl UnreachedLinks {

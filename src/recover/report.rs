@@ -65,6 +65,9 @@ pub struct TableReport {
     pub possibly_stale: u64,
     /// Cells that could not be decoded at all.
     pub cells_lost: u64,
+    /// Rows written with a stand-in for a value that could not be read,
+    /// where the column is NOT NULL (each value listed in the flags table).
+    pub stand_ins: u64,
     /// Unreadable parts of the tree and the rowid ranges they held.
     pub holes: Vec<Hole>,
     /// Damage met while walking the tree.
@@ -102,6 +105,9 @@ pub struct Report {
     pub history: Vec<(String, u64)>,
     /// Name of the lost-and-found table, when created.
     pub lost_and_found_table: Option<String>,
+    /// The table in the output that lists every stood-in value (table,
+    /// row, column, what), when there is one.
+    pub flags_table: Option<String>,
     /// With no schema at all: the tables made from the shapes of the rows
     /// found, and their row counts.
     pub inferred_tables: Vec<(String, u64)>,

@@ -60,8 +60,11 @@ pub(crate) fn scan_pages(
                 continue;
             };
             let a = attribute_page(cx, map, &links, &tally.tables, &page, &mut rec);
-            let index_entries = a.table.is_none() && page.kind == PageKind::IndexLeaf;
-            if index_entries && looks_like_index(&page.cells, &mut rec) {
+            let index_entries = a.table.is_none()
+                && !a.ambiguous
+                && page.kind == PageKind::IndexLeaf
+                && looks_like_index(&page.cells, &mut rec);
+            if a.index_page || index_entries {
                 // Entries of an index: rebuilt from the tables, not data.
                 scan.index_pages_skipped += 1;
                 continue;

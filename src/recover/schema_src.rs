@@ -38,14 +38,53 @@ impl FoundSchema {
     }
 }
 
+/// The schema, from the first source that reads (see the module doc);
+/// `--schema` also fills in the tables a partial on-disk schema lacks.
 pub(crate) fn read_schema(db: &Database, salvage: &Salvage, opts: &RecoverOptions) -> FoundSchema {
+    let mut found = on_disk_schema(db, salvage).unwrap_or_else(|| {
+        let empty = Schema {
+            entries: Vec::new(),
+            tables: Vec::new(),
+            indexes: Vec::new(),
+        };
+        let damage = vec![Damage {
+            page: 1,
+            cell: None,
+            what: "schema unreadable".into(),
+        }];
+        FoundSchema::new(empty, "none: no schema could be read", damage)
+    });
+    let enc = salvage.snapshot.header().encoding;
+    let Some(given) = opts
+        .schema_sql
+        .as_deref()
+        .and_then(|q| Schema::from_sql(q, enc).ok())
+    else {
+        return found;
+    };
+    if found.schema.entries.is_empty() {
+        return FoundSchema::new(given, "--schema", Vec::new());
+    }
+    let added = fill_in(&mut found.schema, given);
+    if !added.is_empty() {
+        found.from = format!("{}; --schema for {}", found.from, added.join(", "));
+    }
+    found
+}
+
+/// The schema as the files hold it: page 1's own tree (whatever the
+/// header's source: its cells after byte 100 may be intact when the header
+/// is not), older versions of page 1, the database file's page 1, schema
+/// rows on other pages. A page 1 read only in part, or read under a header
+/// not its own, gives way to an older intact version.
+fn on_disk_schema(db: &Database, salvage: &Salvage) -> Option<FoundSchema> {
     let snap = &salvage.snapshot;
-    let enc = snap.header().encoding;
-    if salvage.header_from == HeaderSource::Page1 {
-        if let Ok((s, damage)) = Schema::read_lenient(snap) {
-            if !s.entries.is_empty() {
-                return FoundSchema::new(s, "page 1", damage);
-            }
+    let page1 = Schema::read_lenient(snap)
+        .ok()
+        .filter(|(s, _)| !s.entries.is_empty());
+    if let Some((s, damage)) = &page1 {
+        if salvage.header_from == HeaderSource::Page1 || damage.is_empty() {
+            return Some(FoundSchema::new(s.clone(), "page 1", damage.clone()));
         }
     }
     // Older versions of page 1: superseded WAL frames, then the file's own.
@@ -54,42 +93,58 @@ pub(crate) fn read_schema(db: &Database, salvage: &Salvage, opts: &RecoverOption
         if salvage.read_version(*off, &mut buf).is_ok() {
             if let Some(s) = schema_from_page1(snap, &buf) {
                 let from = format!("an older version of page 1 (WAL offset {off})");
-                return FoundSchema::new(s, from, Vec::new());
+                return Some(FoundSchema::new(s, from, Vec::new()));
             }
         }
     }
     if snap.wal_offset(1).is_some() {
-        if let Ok(s0) = db.snapshot(Some(0)) {
-            if let Ok(s) = Schema::read(&s0) {
-                if !s.entries.is_empty() {
-                    return FoundSchema::new(s, "the database file's page 1", Vec::new());
-                }
+        if let Some(s) = db
+            .snapshot(Some(0))
+            .ok()
+            .and_then(|s0| Schema::read(&s0).ok())
+        {
+            if !s.entries.is_empty() {
+                return Some(FoundSchema::new(
+                    s,
+                    "the database file's page 1",
+                    Vec::new(),
+                ));
             }
         }
     }
-    if let Some((s, pages)) = schema_from_orphans(snap) {
-        let from = format!("sqlite_schema rows found on pages {pages:?}");
-        return FoundSchema {
-            pages,
-            ..FoundSchema::new(s, from, Vec::new())
-        };
+    if let Some((s, damage)) = page1 {
+        return Some(FoundSchema::new(s, "page 1", damage));
     }
-    if let Some(sql) = &opts.schema_sql {
-        if let Ok(s) = Schema::from_sql(sql, enc) {
-            return FoundSchema::new(s, "--schema", Vec::new());
+    let (s, pages) = schema_from_orphans(snap)?;
+    let from = format!("sqlite_schema rows found on pages {pages:?}");
+    Some(FoundSchema {
+        pages,
+        ..FoundSchema::new(s, from, Vec::new())
+    })
+}
+
+/// Adds to `schema` the tables of `given` (the `--schema` statements) it
+/// does not name, with their indexes, views and triggers; their root pages
+/// are unknown, so their rows come back on evidence (orphaned pages whose
+/// records fit only them). Returns the tables added.
+fn fill_in(schema: &mut Schema, given: Schema) -> Vec<String> {
+    let known =
+        |name: &str, s: &Schema| s.entries.iter().any(|e| e.name.eq_ignore_ascii_case(name));
+    let mut added = Vec::new();
+    for t in given.tables {
+        if known(&t.name, schema) {
+            continue;
+        }
+        added.push(t.name.clone());
+        schema.tables.push(t);
+    }
+    for e in given.entries {
+        let of_added = added.iter().any(|a| a.eq_ignore_ascii_case(&e.tbl_name));
+        if of_added && !known(&e.name, schema) {
+            schema.entries.push(e);
         }
     }
-    let empty = Schema {
-        entries: Vec::new(),
-        tables: Vec::new(),
-        indexes: Vec::new(),
-    };
-    let damage = vec![Damage {
-        page: 1,
-        cell: None,
-        what: "schema unreadable".into(),
-    }];
-    FoundSchema::new(empty, "none: no schema could be read", damage)
+    added
 }
 
 /// Collects `sqlite_schema` rows from every table leaf page: records of

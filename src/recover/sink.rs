@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 
 use crate::error::Result;
-use crate::schema::{Schema, Table, quote_ident};
+use crate::schema::{Affinity, Column, Schema, Table, quote_ident};
 use sqlite_salvage_format::header::TextEncoding;
 use sqlite_salvage_format::record::{ValueRef, decode_text};
 
@@ -34,6 +34,43 @@ pub(crate) struct Sink {
     /// Per table: how its rows are inserted.
     plans: Vec<Plan>,
     index: HashMap<String, usize>,
+    /// Stand-ins written, per table (each is a row of the flags table).
+    pub stand_ins: HashMap<String, u64>,
+    /// The table every stand-in is listed in (`salvage_flags`, or
+    /// `salvage_flags_N` when the schema has one), once one is written.
+    pub flags_table: Option<String>,
+    /// Names the schema uses (the flags table must not be one).
+    taken: Vec<String>,
+}
+
+/// What stands in for a NULL in NOT NULL column `c` (a value that could
+/// not be read: the row's record was cut short, or the value was lost), so
+/// that the output's constraint does not drop the row: the column's
+/// DEFAULT, else the empty value of its type (0, 0.0, '' or x'').
+fn stand_in(c: &Column, enc: TextEncoding) -> SqlValue {
+    match c.default.as_ref() {
+        ValueRef::Null => match c.affinity {
+            Affinity::Integer | Affinity::Numeric => SqlValue::Integer(0),
+            Affinity::Real => SqlValue::Real(0.0),
+            Affinity::Text => SqlValue::Text(String::new()),
+            Affinity::Blob => SqlValue::Blob(Vec::new()),
+        },
+        v => to_sql(v, enc),
+    }
+}
+
+/// How a stand-in reads in the report.
+fn describe(v: &SqlValue) -> String {
+    match v {
+        SqlValue::Null => "NULL".into(),
+        SqlValue::Integer(i) => i.to_string(),
+        SqlValue::Real(f) => format!("{f:?}"),
+        SqlValue::Text(t) => format!("'{}'", t.replace('\'', "''")),
+        SqlValue::Blob(b) => format!(
+            "x'{}'",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        ),
+    }
 }
 
 /// How rows of one table are inserted.
@@ -68,6 +105,9 @@ impl Sink {
             enc,
             plans: Vec::new(),
             index: HashMap::new(),
+            stand_ins: HashMap::new(),
+            flags_table: None,
+            taken: Vec::new(),
         })
     }
 
@@ -101,6 +141,7 @@ impl Sink {
     /// Creates every table of the schema that can be created; returns the
     /// names that could not be, with SQLite's reason.
     pub fn create_tables(&mut self, schema: &Schema) -> Vec<(String, String)> {
+        self.taken = schema.entries.iter().map(|e| e.name.clone()).collect();
         let mut failed = Vec::new();
         for e in schema.of_kind("table") {
             let Some(sql) = &e.sql else { continue };
@@ -176,8 +217,14 @@ impl Sink {
                 rowid.map_or(SqlValue::Null, SqlValue::Integer),
             ));
         }
+        let mut stood_in = Vec::new();
         for &c in &plan.cols {
             params.push(match value(c) {
+                ValueRef::Null if t.columns[c].notnull => {
+                    let v = stand_in(&t.columns[c], enc);
+                    stood_in.push((c, describe(&v)));
+                    ToSqlOutput::Owned(v)
+                }
                 ValueRef::Null => ToSqlOutput::Owned(SqlValue::Null),
                 ValueRef::Integer(i) => ToSqlOutput::Owned(SqlValue::Integer(i)),
                 ValueRef::Real(f) => ToSqlOutput::Owned(SqlValue::Real(f)),
@@ -193,6 +240,53 @@ impl Sink {
         let mut st = self.conn.prepare_cached(&plan.sql)?;
         let n = st.execute(rusqlite::params_from_iter(params.iter()))?;
         drop(st);
+        if n == 1 && !stood_in.is_empty() {
+            let rowid = if t.without_rowid { None } else { rowid };
+            for (c, value) in stood_in {
+                self.flag_value(
+                    t,
+                    rowid,
+                    &t.columns[c].name,
+                    &format!("stand-in {value} for a value that could not be read (NOT NULL)"),
+                )?;
+            }
+            *self.stand_ins.entry(t.name.clone()).or_default() += 1;
+        }
         Ok(n == 1)
+    }
+
+    /// Lists a value of a written row in the flags table (made on first
+    /// use): the table, the row's rowid, the column and what is wrong.
+    pub fn flag_value(
+        &mut self,
+        t: &Table,
+        rowid: Option<i64>,
+        column: &str,
+        what: &str,
+    ) -> Result<()> {
+        let name = match &self.flags_table {
+            Some(n) => n.clone(),
+            None => {
+                let mut name = "salvage_flags".to_string();
+                let mut k = 0;
+                while self.taken.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+                    k += 1;
+                    name = format!("salvage_flags_{k}");
+                }
+                self.conn.execute_batch(&format!(
+                    "CREATE TABLE {}(tbl TEXT, row INTEGER, col TEXT, what TEXT)",
+                    quote_ident(&name)
+                ))?;
+                self.flags_table = Some(name.clone());
+                name
+            }
+        };
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO {} VALUES(?1, ?2, ?3, ?4)",
+                quote_ident(&name)
+            ))?
+            .execute(rusqlite::params![t.name, rowid, column, what])?;
+        Ok(())
     }
 }

@@ -10,7 +10,7 @@
 //!          6   big-endian int, 8 bytes     8
 //!          7   IEEE 754 float, big-endian  8
 //!        8,9   the integers 0 and 1        0
-//!      10,11   reserved (invalid)
+//!      10,11   reserved; read as NULL, as SQLite does  0
 //!   N>=12 even BLOB of (N-12)/2 bytes
 //!   N>=13 odd  TEXT of (N-13)/2 bytes, in the database encoding
 //! ```
@@ -108,20 +108,21 @@ pub fn text_is_valid(bytes: &[u8], enc: TextEncoding) -> bool {
     }
 }
 
-/// Number of value bytes for a serial type, or `None` for the reserved types.
+/// Number of value bytes for a serial type. The reserved types 10 and 11
+/// take none and read as NULL, as in SQLite (whose `integrity_check`
+/// accepts them).
 #[inline]
-pub fn serial_len(serial: u64) -> Option<u64> {
-    Some(match serial {
-        0 | 8 | 9 => 0,
+pub fn serial_len(serial: u64) -> u64 {
+    match serial {
+        0 | 8 | 9 | 10 | 11 => 0,
         1 => 1,
         2 => 2,
         3 => 3,
         4 => 4,
         5 => 6,
         6 | 7 => 8,
-        10 | 11 => return None,
         n => (n - 12) / 2,
-    })
+    }
 }
 
 /// A parsed record header, reusable across records without reallocating.
@@ -166,9 +167,10 @@ impl Record {
             self.columns.clear();
             return Err(m);
         }
-        Ok(self.columns.iter().position(|&(serial, off)| {
-            serial_len(serial).is_none_or(|l| off as u64 + l > payload.len() as u64)
-        }))
+        Ok(self
+            .columns
+            .iter()
+            .position(|&(serial, off)| off as u64 + serial_len(serial) > payload.len() as u64))
     }
 
     fn parse_inner(&mut self, payload: &[u8], partial: bool) -> Result<(), Malformed> {
@@ -185,8 +187,7 @@ impl Record {
                 .and_then(read_varint)
                 .ok_or(Malformed("serial type runs past the record header"))?;
             pos += n;
-            let len = serial_len(serial).ok_or(Malformed("reserved serial type"))?;
-            let len = usize::try_from(len).map_err(|_| Malformed("value size"))?;
+            let len = usize::try_from(serial_len(serial)).map_err(|_| Malformed("value size"))?;
             if self.columns.len() >= MAX_COLUMNS {
                 return Err(Malformed("too many columns"));
             }
@@ -254,7 +255,7 @@ fn int_be(bytes: &[u8]) -> i64 {
 
 #[inline]
 fn decode_value(payload: &[u8], serial: u64, off: usize) -> Option<ValueRef<'_>> {
-    let len = serial_len(serial)? as usize;
+    let len = usize::try_from(serial_len(serial)).ok()?;
     let end = off.checked_add(len)?;
     let bytes = match payload.get(off..end) {
         Some(b) => b,
@@ -264,7 +265,7 @@ fn decode_value(payload: &[u8], serial: u64, off: usize) -> Option<ValueRef<'_>>
         None => return None,
     };
     Some(match serial {
-        0 => ValueRef::Null,
+        0 | 10 | 11 => ValueRef::Null,
         1..=6 => ValueRef::Integer(int_be(bytes)),
         7 => {
             let mut a = [0u8; 8];
@@ -332,6 +333,17 @@ mod tests {
         let p = [2u8, 0x81, 0x00]; // text of 57 bytes, none present
         assert!(Record::new().parse(&p).is_err());
         assert!(Record::new().parse(&[5u8, 1]).is_err());
-        assert!(Record::new().parse(&[2u8, 10]).is_err());
+    }
+
+    #[test]
+    fn reserved_serial_types_read_as_null() {
+        for serial in [10u8, 11] {
+            let mut r = Record::new();
+            r.parse(&[3u8, serial, 1, 7]).unwrap();
+            assert_eq!(r.len(), 2);
+            assert_eq!(r.value(&[3u8, serial, 1, 7], 0), ValueRef::Null);
+            assert_eq!(r.value(&[3u8, serial, 1, 7], 1), ValueRef::Integer(7));
+            assert_eq!(r.end(), 4);
+        }
     }
 }
