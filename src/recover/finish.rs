@@ -42,6 +42,7 @@ pub(crate) fn finish(
         (write_lost(sink, schema, lost)?, Vec::new())
     };
     sink.conn.execute_batch("COMMIT")?;
+    objects_not_created.extend(create_virtual_tables(sink, schema)?);
     objects_not_created.extend(create_objects(sink, schema, &["index"], Some(false)));
     objects_not_created.extend(create_objects(sink, schema, &["view", "trigger"], None));
     let ic: String = sink
@@ -56,6 +57,60 @@ pub(crate) fn finish(
         inferred,
         objects_not_created,
     }))
+}
+
+/// Recreates the virtual tables (FTS, R-tree, ...) over their recovered
+/// shadow tables, as SQLite's own recovery does: each one's row goes into
+/// `sqlite_schema` as it was (root page 0), and stays only when a fresh
+/// connection reads the schema and the table with it; one SQLite refuses is
+/// taken out again and returned with its reason, never the end of the
+/// recovery.
+fn create_virtual_tables(sink: &Sink, schema: &Schema) -> Result<Vec<(String, String)>> {
+    let mut refused = Vec::new();
+    let mut made = 0;
+    for e in schema.of_kind("table") {
+        let Some(sql) = &e.sql else { continue };
+        let head: String = sql.trim_start().chars().take(22).collect();
+        if !head.to_ascii_uppercase().starts_with("CREATE VIRTUAL") {
+            continue;
+        }
+        let edit = |q: &str| -> Result<()> {
+            sink.conn.execute_batch("PRAGMA writable_schema=ON")?;
+            let r = sink
+                .conn
+                .execute(q, rusqlite::params![e.name, e.tbl_name, sql]);
+            sink.conn.execute_batch("PRAGMA writable_schema=OFF")?;
+            r.map(|_| ()).map_err(Into::into)
+        };
+        edit(
+            "INSERT INTO sqlite_schema(type, name, tbl_name, rootpage, sql) VALUES('table', ?1, ?2, 0, ?3)",
+        )?;
+        let check = rusqlite::Connection::open(sink.path()).and_then(|c| {
+            c.query_row(
+                &format!("SELECT count(*) FROM {}", quote_ident(&e.name)),
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        });
+        match check {
+            Ok(_) => made += 1,
+            Err(why) => {
+                edit(
+                    "DELETE FROM sqlite_schema WHERE type = 'table' AND name = ?1 AND tbl_name = ?2 AND rootpage = 0 AND sql = ?3",
+                )?;
+                refused.push((e.name.clone(), why.to_string()));
+            }
+        }
+    }
+    if made > 0 {
+        // This connection read the schema before: it reads it again.
+        let v: i64 = sink
+            .conn
+            .query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+        sink.conn
+            .execute_batch(&format!("PRAGMA schema_version = {}", v + 1))?;
+    }
+    Ok(refused)
 }
 
 /// With no schema: rows grouped by shape (table rows or index keys, and

@@ -122,6 +122,11 @@ impl Sink {
         Ok(())
     }
 
+    /// The output file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Closes the connection so that pages can be written to the file
     /// directly (see `bulk`); [`Sink::reopen`] opens it again.
     pub fn close(&mut self) -> Result<()> {
