@@ -531,3 +531,76 @@ fn virtual_tables_come_back_over_their_shadow_tables() {
         assert_eq!(integrity(&Connection::open(&out).unwrap()), "ok", "{what}");
     }
 }
+
+/// The text `s` as `encoding` stores it.
+fn encoded(s: &str, encoding: &str) -> Vec<u8> {
+    match encoding {
+        "UTF-8" => s.as_bytes().to_vec(),
+        "UTF-16le" => s.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+        _ => s.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+    }
+}
+
+#[test]
+fn a_record_whose_values_run_past_its_cell_keeps_its_leading_values() {
+    for (ps, enc) in LAYOUTS {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = input_dir(tmp.path()).join("memory.db");
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch(&format!(
+            "PRAGMA page_size={ps}; PRAGMA encoding='{enc}';
+             CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT NOT NULL, b TEXT);
+             BEGIN;"
+        ))
+        .unwrap();
+        let rows = 200;
+        for i in 1..=rows {
+            c.execute(
+                "INSERT INTO t VALUES(?1, ?2, ?3)",
+                params![i, format!("alpha{i:04}"), format!("beta{i:04}")],
+            )
+            .unwrap();
+        }
+        c.execute_batch("COMMIT").unwrap();
+        drop(c);
+        let want = truth(&db);
+        let what = format!("{ps}/{enc}");
+        // Every tenth record: b's serial type claims 20 bytes more than
+        // the cell holds (header 04 00 <a> <b>, then a's bytes).
+        let mut b = std::fs::read(&db).unwrap();
+        let mut damaged = 0;
+        for i in (1..=rows).step_by(10) {
+            let a = encoded(&format!("alpha{i:04}"), enc);
+            let bl = encoded(&format!("beta{i:04}"), enc).len();
+            let mut pat = vec![4u8, 0, 13 + 2 * a.len() as u8, 13 + 2 * bl as u8];
+            pat.extend_from_slice(&a);
+            // Every copy (a balance can leave an old one in free space).
+            let copies: Vec<usize> = b
+                .windows(pat.len())
+                .enumerate()
+                .filter(|(_, w)| *w == pat.as_slice())
+                .map(|(at, _)| at)
+                .collect();
+            assert!(!copies.is_empty(), "{what}: row {i}");
+            for at in copies {
+                b[at + 3] += 40;
+            }
+            damaged += 1;
+        }
+        std::fs::write(&db, b).unwrap();
+        let (report, got) = recovered(&db, None);
+        // b is the record's last value: what the cell holds of it is all
+        // of it, so every row comes back whole, and the damaged ones flagged.
+        assert_rows(&got, &want, &what);
+        let t = report.tables.iter().find(|t| t.name == "t").unwrap();
+        assert_eq!(t.cells_lost, 0, "{what}");
+        assert_eq!(t.truncated_values, damaged, "{what}: {t:?}");
+        let flagged = report
+            .flagged
+            .iter()
+            .filter(|f| f.flag.starts_with("record damaged"))
+            .count();
+        assert_eq!(flagged as u64, damaged, "{what}");
+        assert_eq!(report.outcome, Outcome::Partial, "{what}");
+    }
+}

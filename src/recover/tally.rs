@@ -44,8 +44,12 @@ pub(crate) struct Placed {
     pub rowid: Option<i64>,
     pub page: u32,
     pub source: Source,
-    /// The first column read only in part (broken overflow chain).
+    /// The first column read only in part (broken overflow chain, or a
+    /// record whose values run past its cell).
     pub truncated_col: Option<usize>,
+    /// The record itself is damaged (its values run past the cell), not
+    /// its overflow chain.
+    pub damaged_record: bool,
     /// Overflow bytes that read as zeros.
     pub zeroed: bool,
 }
@@ -123,6 +127,9 @@ impl Tally {
         }
         if stale || p.truncated_col.is_some() || p.zeroed {
             let flag = || match p.truncated_col {
+                Some(c) if p.damaged_record => format!(
+                    "record damaged: its values run past its cell; column {c} onwards read only in part"
+                ),
                 Some(c) => {
                     format!("value of column {c} onwards read only in part (overflow chain broken)")
                 }

@@ -130,7 +130,7 @@ fn walk_table(
     let not_created = plan.not_created(&t.name);
     let mut rec = Record::new();
     while let Some(e) = cursor.next()? {
-        let Some(truncated_col) = parse_entry(&mut rec, &e) else {
+        let Some((truncated_col, damaged_record)) = parse_entry(&mut rec, &e) else {
             tally.cell_lost(ti);
             continue;
         };
@@ -168,6 +168,7 @@ fn walk_table(
             page: e.at.page,
             source,
             truncated_col,
+            damaged_record,
             zeroed: e.zeroed_overflow,
         };
         loader.tree_row(t, tree.as_mut(), placed, &rec, e.payload, tally)?;
@@ -195,18 +196,18 @@ fn walk_table(
     loader.finish_tree(tree)
 }
 
-/// Parses an entry's record into `rec`: `Some(None)` when whole,
-/// `Some(Some(c))` when read only up to column `c` (a broken overflow
-/// chain), `None` when it does not decode.
-fn parse_entry(rec: &mut Record, e: &Entry<'_>) -> Option<Option<usize>> {
-    if e.truncated {
-        match rec.parse_partial(e.payload) {
-            Ok(c) => Some(c.or(Some(rec.len()))),
-            Err(_) => None,
-        }
-    } else {
-        rec.parse(e.payload).ok().map(|_| None)
+/// Parses an entry's record into `rec`: `(None, _)` when whole, `(Some(c),
+/// _)` when read only up to column `c`, `None` when not even its header
+/// decodes. A payload cut short by a broken overflow chain is read as far
+/// as it goes; so is a whole payload whose record's values run past it
+/// (the record is damaged, `true`): the cell is in the tree, so the row is
+/// real, and its leading values are read, the rest flagged.
+fn parse_entry(rec: &mut Record, e: &Entry<'_>) -> Option<(Option<usize>, bool)> {
+    if !e.truncated && rec.parse(e.payload).is_ok() {
+        return Some((None, false));
     }
+    let cut = rec.parse_partial(e.payload).ok()?;
+    Some((cut.or(Some(rec.len())), !e.truncated))
 }
 
 /// Puts a row of the old `sqlite_sequence` into the new one (the larger
