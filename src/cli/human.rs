@@ -253,14 +253,12 @@ pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
             t.truncated_values + t.possibly_stale
         )?;
     }
-    if r.lost_and_found > 0 {
+    let by_shape: u64 = r.inferred_tables.iter().map(|(_, n)| n).sum();
+    if let Some(t) = &r.lost_and_found_table {
         writeln!(
             out,
-            "  {} rows could not be attributed: table {}",
-            r.lost_and_found,
-            r.lost_and_found_table
-                .as_deref()
-                .unwrap_or("lost_and_found")
+            "  {} rows could not be attributed: table {t}",
+            r.lost_and_found.saturating_sub(by_shape)
         )?;
     }
     let stood_in: u64 = r.tables.iter().map(|t| t.stand_ins).sum();
@@ -271,7 +269,10 @@ pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
         )?;
     }
     for (name, n) in &r.inferred_tables {
-        writeln!(out, "  no schema: {n} rows of one shape in table {name}")?;
+        writeln!(
+            out,
+            "  no table known: {n} rows of one shape in table {name}"
+        )?;
     }
     if !r.unreadable_pages.is_empty() {
         writeln!(out, "  {} pages unreadable", r.unreadable_pages.len())?;

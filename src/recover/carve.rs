@@ -250,6 +250,31 @@ pub fn fits(table: &Table, rec: &Record, payload: &[u8]) -> bool {
     true
 }
 
+/// Whether a row's decoded values (as kept for lost_and_found) could be a
+/// row of `table`, by the rules of [`fits`].
+pub fn values_fit(table: &Table, values: &[sqlite_salvage_format::record::Value]) -> bool {
+    use sqlite_salvage_format::record::Value;
+    if !table.parsed || values.is_empty() || values.len() > table.stored_columns() {
+        return false;
+    }
+    table.columns.iter().enumerate().all(|(i, col)| {
+        let Some(v) = col.slot.and_then(|s| values.get(s)) else {
+            return true;
+        };
+        let v = match v {
+            Value::Null => ValueRef::Null,
+            Value::Integer(x) => ValueRef::Integer(*x),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(t) => ValueRef::Text(t.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        };
+        if table.rowid_alias == Some(i) {
+            return v == ValueRef::Null;
+        }
+        !(col.notnull && v == ValueRef::Null) && value_fits(col, v)
+    })
+}
+
 /// Whether a stored value can be in a column of this type: a TEXT column
 /// never stores a number, and an INTEGER or NUMERIC one stores an integral
 /// real as an integer.

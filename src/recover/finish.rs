@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use super::carve::values_fit;
 use super::context::Attempt;
 use super::loader::{Loader, create_objects};
 use super::sink::Sink;
@@ -28,19 +29,29 @@ pub(crate) struct Finished {
 }
 
 /// Writes the lost rows, commits, creates the other indexes, views and
-/// triggers, and runs `quick_check`.
+/// triggers, and runs `quick_check`. With no schema, the lost rows go into
+/// tables named by their shape; with a schema known to be partial
+/// (`schema_partial`: part of `sqlite_schema` was unreadable), so do those
+/// that fit none of its tables (their table's CREATE statement was lost),
+/// the rest to lost_and_found.
 pub(crate) fn finish(
     loader: &mut Loader,
     schema: &Schema,
     lost: &[Lost],
+    schema_partial: bool,
     mut objects_not_created: Vec<(String, String)>,
 ) -> Result<std::result::Result<Finished, Attempt>> {
     let sink = &loader.sink;
-    let (lost_table, inferred) = if schema.tables.is_empty() {
-        (None, write_inferred(sink, lost)?)
+    let (fit, unfit): (Vec<&Lost>, Vec<&Lost>) = if schema.tables.is_empty() {
+        (Vec::new(), lost.iter().collect())
+    } else if schema_partial {
+        lost.iter()
+            .partition(|l| schema.tables.iter().any(|t| values_fit(t, &l.values)))
     } else {
-        (write_lost(sink, schema, lost)?, Vec::new())
+        (lost.iter().collect(), Vec::new())
     };
+    let lost_table = write_lost(sink, schema, &fit)?;
+    let inferred = write_inferred(sink, &unfit)?;
     sink.conn.execute_batch("COMMIT")?;
     objects_not_created.extend(create_virtual_tables(sink, schema)?);
     objects_not_created.extend(create_objects(sink, schema, &["index"], Some(false)));
@@ -116,9 +127,9 @@ fn create_virtual_tables(sink: &Sink, schema: &Schema) -> Result<Vec<(String, St
 /// With no schema: rows grouped by shape (table rows or index keys, and
 /// the number of values) into `recovered_rows_<n>` / `recovered_keys_<n>`
 /// tables: where each row was found, its rowid, then its values c0...
-pub(crate) fn write_inferred(sink: &Sink, lost: &[Lost]) -> Result<Vec<(String, u64)>> {
+pub(crate) fn write_inferred(sink: &Sink, lost: &[&Lost]) -> Result<Vec<(String, u64)>> {
     let mut groups: BTreeMap<(bool, usize), Vec<&Lost>> = BTreeMap::new();
-    for l in lost {
+    for &l in lost {
         groups
             .entry((l.rowid.is_some(), l.values.len().min(MAX_KEPT_VALUES)))
             .or_default()
@@ -175,7 +186,7 @@ fn sql_value(v: &Value) -> rusqlite::types::Value {
     }
 }
 
-pub(crate) fn write_lost(sink: &Sink, schema: &Schema, lost: &[Lost]) -> Result<Option<String>> {
+pub(crate) fn write_lost(sink: &Sink, schema: &Schema, lost: &[&Lost]) -> Result<Option<String>> {
     if lost.is_empty() {
         return Ok(None);
     }

@@ -140,7 +140,13 @@ fn run(
         Vec::new()
     };
     confirm::place_suspects(snap, cx.schema, walked.suspects, &mut loader, &mut tally)?;
-    let finished = match finish::finish(&mut loader, cx.schema, &tally.lost, unique_not_created)? {
+    let finished = match finish::finish(
+        &mut loader,
+        cx.schema,
+        &tally.lost,
+        !found.damage.is_empty(),
+        unique_not_created,
+    )? {
         Ok(f) => f,
         Err(retry) => return Ok(retry),
     };

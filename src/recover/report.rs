@@ -99,7 +99,9 @@ pub struct Report {
     pub journal: Option<JournalInfo>,
     /// Per table.
     pub tables: Vec<TableReport>,
-    /// Rows in the lost-and-found table.
+    /// Rows that could not be attributed to a table of the schema: in the
+    /// lost-and-found table, or (those that fit no known table, with no
+    /// schema or a partial one) in the tables named by their shape.
     pub lost_and_found: u64,
     /// With history: older row versions kept, per history table.
     pub history: Vec<(String, u64)>,
@@ -108,8 +110,8 @@ pub struct Report {
     /// The table in the output that lists every stood-in value (table,
     /// row, column, what), when there is one.
     pub flags_table: Option<String>,
-    /// With no schema at all: the tables made from the shapes of the rows
-    /// found, and their row counts.
+    /// With no schema, or a partial one: the tables made from the shapes of
+    /// the rows found that fit no known table, and their row counts.
     pub inferred_tables: Vec<(String, u64)>,
     /// Leaf pages no tree reaches, and where their rows went.
     pub orphan_pages: Vec<(u32, String)>,
