@@ -841,8 +841,9 @@ fn a_very_wide_unattributed_record_does_not_fail_the_recovery() {
 #[test]
 fn tree_rows_that_break_a_unique_constraint_keep_the_first() {
     // Two rows of a table's own tree with the same UNIQUE value (the
-    // table page was altered behind SQLite's back): the first is kept, the
-    // second counted as a duplicate, and the output is sound.
+    // table page was altered behind SQLite's back): the first is kept in
+    // the table, the second (another row, not a duplicate) in
+    // lost_and_found, and the output is sound.
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("dup.db");
     let c = Connection::open(&db).unwrap();
@@ -868,8 +869,15 @@ fn tree_rows_that_break_a_unique_constraint_keep_the_first() {
     let out = tmp.path().join("out.db");
     let r = recover_no_sync(&db, &out).unwrap();
     let t = r.tables.iter().find(|t| t.name == "t").unwrap();
-    assert_eq!(t.duplicates_skipped, 1);
+    assert_eq!((t.duplicates_skipped, t.conflicts), (0, 1));
+    assert_eq!(r.lost_and_found, 1);
     let o = Connection::open(&out).unwrap();
+    let kept: (i64, String, String) = o
+        .query_row("SELECT rowid_found, c1, c2 FROM lost_and_found", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(kept, (2, "dup-A".into(), "second".into()));
     let ic = integrity(&o);
     assert_eq!(ic, "ok");
     let rows: Vec<(i64, String, String)> = o

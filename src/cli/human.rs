@@ -261,6 +261,13 @@ pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
             r.lost_and_found.saturating_sub(by_shape)
         )?;
     }
+    let conflicts: u64 = r.tables.iter().map(|t| t.conflicts).sum();
+    if conflicts > 0 {
+        writeln!(
+            out,
+            "  {conflicts} rows clash with another on a UNIQUE value: kept in lost_and_found"
+        )?;
+    }
     let stood_in: u64 = r.tables.iter().map(|t| t.stand_ins).sum();
     if let (true, Some(flags)) = (stood_in > 0, &r.flags_table) {
         writeln!(

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::loader::Loader;
 use super::report::Confidence;
+use super::sink::Insert;
 use super::tally::{Lost, Tally};
 use super::walk::Suspect;
 use crate::error::Result;
@@ -39,8 +40,16 @@ pub(crate) fn place_suspects(
             continue;
         }
         let t = &schema.tables[sus.table];
-        if !loader.insert_values(t, sus.rowid, &sus.values)? {
-            tally.duplicate(sus.table);
+        let how = loader.insert_values(t, sus.rowid, &sus.values)?;
+        if how != Insert::Written {
+            tally.refused(sus.table, how, || Lost {
+                page: sus.page,
+                cell: sus.cell,
+                offset: sus.offset,
+                source: sus.source,
+                rowid: sus.rowid,
+                values: sus.raw,
+            });
             continue;
         }
         tally.evidence_row(sus.table, sus.source, Confidence::Evidence, false);

@@ -18,8 +18,8 @@ use std::thread::JoinHandle;
 use super::bulk::{BulkFile, IndexTree, TableTree};
 use super::context::Attempt;
 use super::plan::LoadPlan;
-use super::sink::Sink;
-use super::tally::{Placed, Tally};
+use super::sink::{Insert, Sink};
+use super::tally::{Lost, Placed, Tally};
 use crate::error::Result;
 use crate::rows::column_value;
 use crate::schema::{Schema, StoredValue, Table, quote_ident};
@@ -47,6 +47,8 @@ struct Bulk {
 /// The output database being filled.
 pub(crate) struct Loader {
     pub sink: Sink,
+    /// The database's text encoding.
+    enc: TextEncoding,
     bulk: Option<Bulk>,
     /// Syncs the bulk-written pages in the background while SQL goes on.
     early_sync: Option<JoinHandle<std::io::Result<()>>>,
@@ -89,6 +91,7 @@ impl Loader {
         };
         let loader = Loader {
             sink,
+            enc,
             bulk,
             early_sync: None,
         };
@@ -125,13 +128,16 @@ impl Loader {
     ) -> Result<()> {
         let rowid = placed.rowid;
         let Some(bulk) = self.bulk.as_mut() else {
-            if self
+            let how = self
                 .sink
-                .insert(t, rowid, &|c| column_value(t, rec, payload, rowid, c))?
-            {
+                .insert(t, rowid, &|c| column_value(t, rec, payload, rowid, c))?;
+            if how == Insert::Written {
                 tally.tree_row(&placed);
             } else {
-                tally.duplicate(placed.table);
+                let enc = self.enc;
+                tally.refused(placed.table, how, || {
+                    Lost::of_tree_row(&placed, Lost::values_of(rec, payload, enc))
+                });
             }
             return Ok(());
         };
@@ -210,34 +216,39 @@ impl Loader {
         self.sink.conn.execute_batch("BEGIN")?;
         for (p, values) in bulk.deferred {
             let t = &schema.tables[p.table];
-            if self.insert_values(t, p.rowid, &values)? {
+            let how = self.insert_values(t, p.rowid, &values)?;
+            if how == Insert::Written {
                 tally.tree_row(&p);
             } else {
-                tally.duplicate(p.table);
+                let enc = self.enc;
+                tally.refused(p.table, how, || {
+                    let owned = values.iter().map(|v| v.as_ref().to_owned(enc)).collect();
+                    Lost::of_tree_row(&p, owned)
+                });
             }
         }
         Ok(None)
     }
 
-    /// Inserts a row through SQL from a record; false for a duplicate.
+    /// Inserts a row through SQL from a record.
     pub fn insert_record(
         &mut self,
         t: &Table,
         rowid: Option<i64>,
         rec: &Record,
         payload: &[u8],
-    ) -> Result<bool> {
+    ) -> Result<Insert> {
         self.sink
             .insert(t, rowid, &|k| column_value(t, rec, payload, rowid, k))
     }
 
-    /// Inserts a row through SQL from its values; false for a duplicate.
+    /// Inserts a row through SQL from its values.
     pub fn insert_values(
         &mut self,
         t: &Table,
         rowid: Option<i64>,
         values: &[StoredValue],
-    ) -> Result<bool> {
+    ) -> Result<Insert> {
         self.sink.insert(t, rowid, &|c| {
             values.get(c).map_or(ValueRef::Null, |v| v.as_ref())
         })

@@ -55,9 +55,12 @@ pub struct TableReport {
     pub by_source: BTreeMap<Source, u64>,
     /// Rows written, by confidence.
     pub by_confidence: BTreeMap<Confidence, u64>,
-    /// Rows not written because a row with the same key or the same value
-    /// in a UNIQUE index came first from a more trusted source.
+    /// Rows not written because a row with the same key came first from a
+    /// more trusted source.
     pub duplicates_skipped: u64,
+    /// Rows that break a UNIQUE constraint with another row of the table
+    /// (another key): kept in lost_and_found instead.
+    pub conflicts: u64,
     /// Rows with a value read only in part (broken overflow chain).
     pub truncated_values: u64,
     /// Rows read from a page version older than the newest committed one

@@ -16,7 +16,7 @@ use super::options::ProgressFn;
 use super::pagemap::PageMap;
 use super::plan::LoadPlan;
 use super::report::Confidence;
-use super::sink::Source;
+use super::sink::{Insert, Source};
 use super::tally::{Lost, Tally};
 use super::walk::{Suspect, Walked};
 use crate::error::Result;
@@ -138,8 +138,16 @@ fn keep(
     if let (true, Some(r)) = (cell.truncated, rowid) {
         tally.partial_written(ti, r);
     }
-    if !loader.insert_record(t, rowid, rec, &cell.bytes)? {
-        tally.duplicate(ti);
+    let how = loader.insert_record(t, rowid, rec, &cell.bytes)?;
+    if how != Insert::Written {
+        tally.refused(ti, how, || Lost {
+            page: page.pgno,
+            cell: cell.cell.index,
+            offset: Some(cell.cell.offset),
+            source: page.source,
+            rowid,
+            values: Lost::values_of(rec, &cell.bytes, cx.enc),
+        });
         return Ok(());
     }
     tally.evidence_row(ti, page.source, conf, cell.truncated);

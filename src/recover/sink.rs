@@ -43,6 +43,18 @@ pub(crate) struct Sink {
     taken: Vec<String>,
 }
 
+/// What became of a row given to [`Sink::insert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Insert {
+    /// It is in its table.
+    Written,
+    /// A row with its key came first (from a more trusted source).
+    Duplicate,
+    /// It breaks a UNIQUE constraint with another row (another key): it
+    /// cannot be in its table, and must be kept elsewhere.
+    Conflict,
+}
+
 /// What stands in for a NULL in NOT NULL column `c` (a value that could
 /// not be read: the row's record was cut short, or the value was lost), so
 /// that the output's constraint does not drop the row: the column's
@@ -204,14 +216,15 @@ impl Sink {
         Ok(())
     }
 
-    /// Inserts one row (values by declared column); false when a row with
-    /// the same key (or another unique value) is already there.
+    /// Inserts one row (values by declared column), unless a row with the
+    /// same key is already there ([`Insert::Duplicate`]) or another row
+    /// holds one of its UNIQUE values ([`Insert::Conflict`]).
     pub fn insert<'v>(
         &mut self,
         t: &Table,
         rowid: Option<i64>,
         value: &dyn Fn(usize) -> ValueRef<'v>,
-    ) -> Result<bool> {
+    ) -> Result<Insert> {
         let p = self.plan(t);
         let plan = &self.plans[p];
         let enc = self.enc;
@@ -257,7 +270,31 @@ impl Sink {
             }
             *self.stand_ins.entry(t.name.clone()).or_default() += 1;
         }
-        Ok(n == 1)
+        if n == 1 {
+            return Ok(Insert::Written);
+        }
+        self.refusal(t, rowid)
+    }
+
+    /// Why a row was refused: a row with its rowid is there (a duplicate),
+    /// or none is and a UNIQUE value clashed. A WITHOUT ROWID table's rows
+    /// are refused by their primary key: duplicates.
+    fn refusal(&mut self, t: &Table, rowid: Option<i64>) -> Result<Insert> {
+        let (Some(r), Some(name), false) = (rowid, t.rowid_name(), t.without_rowid) else {
+            return Ok(Insert::Duplicate);
+        };
+        let there: i64 = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM {} WHERE {name} = ?1",
+                quote_ident(&t.name)
+            ))?
+            .query_row([r], |row| row.get(0))?;
+        Ok(if there > 0 {
+            Insert::Duplicate
+        } else {
+            Insert::Conflict
+        })
     }
 
     /// Lists a value of a written row in the flags table (made on first

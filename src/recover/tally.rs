@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use super::report::{Confidence, FlaggedRow, TableReport};
-use super::sink::Source;
+use super::sink::{Insert, Source};
 use crate::schema::Schema;
 use sqlite_salvage_format::header::TextEncoding;
 use sqlite_salvage_format::record::{Record, Value};
@@ -30,6 +30,18 @@ pub(crate) struct Lost {
 }
 
 impl Lost {
+    /// A tree row that could not be written, as a lost row.
+    pub fn of_tree_row(p: &Placed, values: Vec<Value>) -> Lost {
+        Lost {
+            page: p.page,
+            cell: Some(p.cell),
+            offset: None,
+            source: p.source,
+            rowid: p.rowid,
+            values,
+        }
+    }
+
     /// The record's values, text decoded from `enc`.
     pub fn values_of(rec: &Record, payload: &[u8], enc: TextEncoding) -> Vec<Value> {
         (0..rec.len())
@@ -43,6 +55,7 @@ pub(crate) struct Placed {
     pub table: usize,
     pub rowid: Option<i64>,
     pub page: u32,
+    pub cell: u16,
     pub source: Source,
     /// The first column read only in part (broken overflow chain, or a
     /// record whose values run past its cell).
@@ -103,9 +116,18 @@ impl Tally {
         }
     }
 
-    /// A row its table's key (or a unique value) already had: skipped.
-    pub fn duplicate(&mut self, table: usize) {
-        self.tables[table].duplicates_skipped += 1;
+    /// What became of a row given to the loader but not written: a
+    /// duplicate is skipped; a row that conflicts with another on a UNIQUE
+    /// value is kept in lost_and_found (`lost` makes it, only then).
+    pub fn refused(&mut self, table: usize, how: Insert, lost: impl FnOnce() -> Lost) {
+        match how {
+            Insert::Written => {}
+            Insert::Duplicate => self.tables[table].duplicates_skipped += 1,
+            Insert::Conflict => {
+                self.tables[table].conflicts += 1;
+                self.lost.push(lost());
+            }
+        }
     }
 
     /// A cell whose record did not decode.

@@ -166,6 +166,7 @@ fn walk_table(
             table: ti,
             rowid: e.rowid,
             page: e.at.page,
+            cell: e.at.cell,
             source,
             truncated_col,
             damaged_record,
