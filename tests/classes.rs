@@ -80,6 +80,18 @@ fn sub(dir: &Path, name: &str) -> PathBuf {
     d
 }
 
+/// A new database `dir/in/memory.db` of this page size and encoding,
+/// made by `sql`, with a transaction open for the rows to come.
+fn fresh(dir: &Path, page_size: u32, encoding: &str, sql: &str) -> (PathBuf, Connection) {
+    let db = input_dir(dir).join("memory.db");
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA page_size={page_size}; PRAGMA encoding='{encoding}'; {sql} BEGIN;"
+    ))
+    .unwrap();
+    (db, c)
+}
+
 /// Every row of every user table, as `keys` names them.
 fn truth(db: &Path) -> HashSet<String> {
     let tmp = tempfile::tempdir().unwrap();
@@ -343,15 +355,12 @@ fn orphaned_index_pages_shaped_like_a_without_rowid_table_invent_no_rows() {
 fn rows_whose_overflow_chain_broke_keep_their_not_null_columns_with_stand_ins() {
     for (ps, enc) in LAYOUTS {
         let tmp = tempfile::tempdir().unwrap();
-        let db = input_dir(tmp.path()).join("memory.db");
-        let c = Connection::open(&db).unwrap();
-        c.execute_batch(&format!(
-            "PRAGMA page_size={ps}; PRAGMA encoding='{enc}';
-             CREATE TABLE t(id INTEGER PRIMARY KEY, big BLOB, n INTEGER NOT NULL,
-                            s TEXT NOT NULL DEFAULT 'none', r REAL NOT NULL CHECK (r >= 0));
-             BEGIN;"
-        ))
-        .unwrap();
+        let (db, c) = fresh(
+            tmp.path(),
+            ps,
+            enc,
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, big BLOB, n INTEGER NOT NULL, s TEXT NOT NULL DEFAULT 'none', r REAL NOT NULL CHECK (r >= 0));",
+        );
         let rows = 30i64;
         for i in 1..=rows {
             let big: Vec<u8> = (0..ps as usize * 3)
@@ -449,17 +458,12 @@ fn select_all(db: &Path, t: &str) -> Result<Vec<String>, String> {
 fn virtual_tables_come_back_over_their_shadow_tables() {
     for (ps, enc) in LAYOUTS {
         let tmp = tempfile::tempdir().unwrap();
-        let db = input_dir(tmp.path()).join("memory.db");
-        let c = Connection::open(&db).unwrap();
-        c.execute_batch(&format!(
-            "PRAGMA page_size={ps}; PRAGMA encoding='{enc}';
-             CREATE VIRTUAL TABLE docs USING fts5(title, body);
-             CREATE VIRTUAL TABLE old USING fts4(x);
-             CREATE VIRTUAL TABLE boxes USING rtree(id, x0, x1);
-             CREATE TABLE plain(a INTEGER PRIMARY KEY, b TEXT);
-             BEGIN;"
-        ))
-        .unwrap();
+        let (db, c) = fresh(
+            tmp.path(),
+            ps,
+            enc,
+            "CREATE VIRTUAL TABLE docs USING fts5(title, body); CREATE VIRTUAL TABLE old USING fts4(x); CREATE VIRTUAL TABLE boxes USING rtree(id, x0, x1); CREATE TABLE plain(a INTEGER PRIMARY KEY, b TEXT);",
+        );
         for i in 0..150 {
             c.execute(
                 "INSERT INTO docs VALUES(?1, ?2)",
@@ -545,14 +549,12 @@ fn encoded(s: &str, encoding: &str) -> Vec<u8> {
 fn a_record_whose_values_run_past_its_cell_keeps_its_leading_values() {
     for (ps, enc) in LAYOUTS {
         let tmp = tempfile::tempdir().unwrap();
-        let db = input_dir(tmp.path()).join("memory.db");
-        let c = Connection::open(&db).unwrap();
-        c.execute_batch(&format!(
-            "PRAGMA page_size={ps}; PRAGMA encoding='{enc}';
-             CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT NOT NULL, b TEXT);
-             BEGIN;"
-        ))
-        .unwrap();
+        let (db, c) = fresh(
+            tmp.path(),
+            ps,
+            enc,
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT NOT NULL, b TEXT);",
+        );
         let rows = 200;
         for i in 1..=rows {
             c.execute(
@@ -609,14 +611,12 @@ fn a_record_whose_values_run_past_its_cell_keeps_its_leading_values() {
 fn a_row_that_clashes_on_a_unique_value_is_kept_not_counted_as_a_duplicate() {
     for (ps, enc) in LAYOUTS {
         let tmp = tempfile::tempdir().unwrap();
-        let db = input_dir(tmp.path()).join("memory.db");
-        let c = Connection::open(&db).unwrap();
-        c.execute_batch(&format!(
-            "PRAGMA page_size={ps}; PRAGMA encoding='{enc}';
-             CREATE TABLE t(id INTEGER PRIMARY KEY, u TEXT UNIQUE, v TEXT);
-             BEGIN;"
-        ))
-        .unwrap();
+        let (db, c) = fresh(
+            tmp.path(),
+            ps,
+            enc,
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, u TEXT UNIQUE, v TEXT);",
+        );
         let rows = 300;
         for i in 1..=rows {
             c.execute(

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::loader::Loader;
 use super::report::Confidence;
 use super::sink::Insert;
-use super::tally::{Lost, Tally};
+use super::tally::Tally;
 use super::walk::Suspect;
 use crate::error::Result;
 use crate::schema::{Affinity, Index, Schema, StoredValue, Table};
@@ -29,32 +29,19 @@ pub(crate) fn place_suspects(
     let confirmed = confirm(snap, schema, &suspects)?;
     for (sus, ok) in suspects.into_iter().zip(confirmed) {
         if !ok {
-            tally.lose(Lost {
-                page: sus.page,
-                cell: sus.cell,
-                offset: sus.offset,
-                source: sus.source,
-                rowid: sus.rowid,
-                values: sus.raw,
-            });
+            tally.lose(sus.into_lost());
             continue;
         }
         let t = &schema.tables[sus.table];
         let how = loader.insert_values(t, sus.rowid, &sus.values)?;
+        let (table, rowid, page, source) = (sus.table, sus.rowid, sus.page, sus.source);
         if how != Insert::Written {
-            tally.refused(sus.table, how, || Lost {
-                page: sus.page,
-                cell: sus.cell,
-                offset: sus.offset,
-                source: sus.source,
-                rowid: sus.rowid,
-                values: sus.raw,
-            });
+            tally.refused(table, how, || sus.into_lost());
             continue;
         }
-        tally.evidence_row(sus.table, sus.source, Confidence::Evidence, false);
+        tally.evidence_row(table, source, Confidence::Evidence, false);
         let flag = || "from a damaged page; confirmed by an index entry".to_string();
-        tally.flag(sus.table, sus.rowid, sus.page, flag);
+        tally.flag(table, rowid, page, flag);
     }
     Ok(())
 }

@@ -62,6 +62,20 @@ impl Suspect {
     }
 }
 
+impl Suspect {
+    /// The row as bound for lost_and_found.
+    pub fn into_lost(self) -> Lost {
+        Lost {
+            page: self.page,
+            cell: self.cell,
+            offset: self.offset,
+            source: self.source,
+            rowid: self.rowid,
+            values: self.raw,
+        }
+    }
+}
+
 /// What the walk hands over besides the rows it wrote.
 #[derive(Default)]
 pub(crate) struct Walked {
