@@ -11,7 +11,9 @@ use super::carve::{fits, value_fits};
 use super::context::Ctx;
 use super::pagemap::{Owner, PageMap, UnreachedLinks};
 use super::report::{Confidence, TableReport};
-use super::sink::Source;
+use super::sink::{Sink, Source};
+use crate::error::Result;
+use crate::schema::{Index, Table};
 use crate::snapshot::HeaderSource;
 use sqlite_salvage_format::kind::PageKind;
 use sqlite_salvage_format::record::{Record, ValueRef};
@@ -42,28 +44,29 @@ pub(crate) fn attribute_page(
     reports: &[TableReport],
     page: &FoundPage,
     rec: &mut Record,
-) -> Attribution {
+    sink: &Sink,
+) -> Result<Attribution> {
     let found = |t| Attribution {
         table: Some((t, Confidence::Evidence)),
         ..Default::default()
     };
     if let Some(t) = page.owner {
-        return found(t);
+        return Ok(found(t));
     }
     match map.ptrmap_tree(cx.snap, page.pgno) {
-        Some(Owner::Table(t) | Owner::TableDamaged(t)) => return found(t),
+        Some(Owner::Table(t) | Owner::TableDamaged(t)) => return Ok(found(t)),
         Some(Owner::Index | Owner::IndexDamaged | Owner::Schema) => {
-            return Attribution {
+            return Ok(Attribution {
                 index_page: true,
                 ..Default::default()
-            };
+            });
         }
         _ => {}
     }
     if page.source == Source::Carved {
         // Residue on a page no table owns (a freelist trunk, an old page):
         // never guessed into a table.
-        return Attribution::default();
+        return Ok(Attribution::default());
     }
     // A leaf nothing points at is a table's root leaf or a freed page.
     // With the freelist walked whole it is not a freed page (that would be
@@ -72,43 +75,112 @@ pub(crate) fn attribute_page(
     let freelist_lost = cx.salvage.header_from != HeaderSource::Page1;
     let linked = links.linked(page.pgno) || (links.freelist_sound && !freelist_lost);
     let table = by_shape_and_holes(cx, reports, page, rec, linked || freelist_lost);
-    if table.is_some() && page.kind == PageKind::IndexLeaf && shaped_like_an_index(cx, page, rec) {
-        return Attribution {
-            ambiguous: true,
-            ..Default::default()
-        };
+    if table.is_some() && page.kind == PageKind::IndexLeaf {
+        match index_entries(cx, page, rec, sink)? {
+            IndexEvidence::Agree => {
+                return Ok(Attribution {
+                    index_page: true,
+                    ..Default::default()
+                });
+            }
+            IndexEvidence::NoneFits => {}
+            IndexEvidence::Unknown => {
+                return Ok(Attribution {
+                    ambiguous: true,
+                    ..Default::default()
+                });
+            }
+        }
     }
-    Attribution {
+    Ok(Attribution {
         unlinked: table.is_some() && !linked,
         table,
         ..Default::default()
-    }
+    })
 }
 
-/// Whether every record on an index-kind page could be an entry of one
-/// index of a rowid table: a value per key column, each fitting its
-/// column's type, then an integer rowid.
-fn shaped_like_an_index(cx: &Ctx<'_>, page: &FoundPage, rec: &mut Record) -> bool {
-    cx.schema.indexes.iter().any(|index| {
+/// What the rows already recovered say of an index-kind page's records
+/// read as entries of an index of a rowid table.
+enum IndexEvidence {
+    /// They are one index's entries: the rows with their rowids hold
+    /// their first key value (and none contradicts it).
+    Agree,
+    /// They are no index's: none fits one's shape, or every index whose
+    /// shape they fit is contradicted (a row with such a rowid holds
+    /// another value).
+    NoneFits,
+    /// Some index's shape fits and the recovered rows cannot tell.
+    Unknown,
+}
+
+/// Most entries of a page looked up in the recovered rows.
+const ENTRIES_CHECKED: usize = 16;
+
+/// Reads an index-kind page's records as entries of each index of a
+/// rowid table whose shape they fit (a value per key column, each fitting
+/// its column's type, then an integer rowid), and looks the first entries
+/// up in the rows recovered so far: the row with the entry's rowid must
+/// hold the entry's first key value.
+fn index_entries(
+    cx: &Ctx<'_>,
+    page: &FoundPage,
+    rec: &mut Record,
+    sink: &Sink,
+) -> Result<IndexEvidence> {
+    let mut unknown = false;
+    for index in &cx.schema.indexes {
         let Some(t) = cx.schema.table(&index.table) else {
-            return false;
+            continue;
         };
-        page.cells.iter().all(|c| {
-            parse_cell(rec, &c.bytes, c.truncated)
-                && rec.len() == index.columns.len() + 1
-                && matches!(
-                    rec.value(&c.bytes, index.columns.len()),
-                    ValueRef::Integer(_)
-                )
-                && index.columns.iter().enumerate().all(|(k, col)| match col {
-                    Some(col) => t
-                        .columns
-                        .get(*col)
-                        .is_some_and(|col| value_fits(col, rec.value(&c.bytes, k))),
-                    None => true,
-                })
-        })
+        if !page.cells.iter().all(|c| fits_index(t, index, c, rec)) {
+            continue;
+        }
+        let Some(Some(col)) = index.columns.first().copied() else {
+            unknown = true;
+            continue;
+        };
+        let (mut agree, mut disagree) = (0, 0);
+        for c in page.cells.iter().take(ENTRIES_CHECKED) {
+            if !parse_cell(rec, &c.bytes, c.truncated) {
+                continue;
+            }
+            let ValueRef::Integer(rowid) = rec.value(&c.bytes, index.columns.len()) else {
+                continue;
+            };
+            match sink.value_of(t, rowid, col)? {
+                None => {}
+                Some(v) if sink.same(&v, rec.value(&c.bytes, 0)) => agree += 1,
+                Some(_) => disagree += 1,
+            }
+        }
+        match (agree, disagree) {
+            (1.., 0) => return Ok(IndexEvidence::Agree),
+            (0, 1..) => {}
+            _ => unknown = true,
+        }
+    }
+    Ok(if unknown {
+        IndexEvidence::Unknown
+    } else {
+        IndexEvidence::NoneFits
     })
+}
+
+/// Whether cell `c` could be an entry of `index` on `t`.
+fn fits_index(t: &Table, index: &Index, c: &DecodedCell, rec: &mut Record) -> bool {
+    parse_cell(rec, &c.bytes, c.truncated)
+        && rec.len() == index.columns.len() + 1
+        && matches!(
+            rec.value(&c.bytes, index.columns.len()),
+            ValueRef::Integer(_)
+        )
+        && index.columns.iter().enumerate().all(|(k, col)| match col {
+            Some(col) => t
+                .columns
+                .get(*col)
+                .is_some_and(|col| value_fits(col, rec.value(&c.bytes, k))),
+            None => true,
+        })
 }
 
 /// Picks the table an orphaned page belongs to by the shape of its

@@ -59,7 +59,15 @@ pub(crate) fn scan_pages(
             let Some(page) = found else {
                 continue;
             };
-            let a = attribute_page(cx, map, &links, &tally.tables, &page, &mut rec);
+            let a = attribute_page(
+                cx,
+                map,
+                &links,
+                &tally.tables,
+                &page,
+                &mut rec,
+                &loader.sink,
+            )?;
             let index_entries = a.table.is_none()
                 && !a.ambiguous
                 && page.kind == PageKind::IndexLeaf

@@ -297,6 +297,36 @@ impl Sink {
         })
     }
 
+    /// Column `col` of the row of `t` with `rowid`, as written so far;
+    /// `None` when there is no such row.
+    pub fn value_of(&self, t: &Table, rowid: i64, col: usize) -> Result<Option<SqlValue>> {
+        let (Some(r), Some(c)) = (t.rowid_name(), t.columns.get(col)) else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {r} = ?1",
+            quote_ident(&c.name),
+            quote_ident(&t.name)
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let mut rows = st.query([rowid])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get::<_, SqlValue>(0)?),
+            None => None,
+        })
+    }
+
+    /// Whether a written value and a value read from the file are the same
+    /// (numbers compared as numbers, text decoded from the database's
+    /// encoding).
+    pub fn same(&self, written: &SqlValue, read: ValueRef<'_>) -> bool {
+        match (written, to_sql(read, self.enc)) {
+            (SqlValue::Integer(a), SqlValue::Real(b)) => *a as f64 == b,
+            (SqlValue::Real(a), SqlValue::Integer(b)) => *a == b as f64,
+            (a, b) => *a == b,
+        }
+    }
+
     /// Lists a value of a written row in the flags table (made on first
     /// use): the table, the row's rowid, the column and what is wrong.
     pub fn flag_value(
