@@ -103,11 +103,11 @@ pub(crate) fn attribute_page(
 /// read as entries of an index of a rowid table.
 enum IndexEvidence {
     /// They are one index's entries: the rows with their rowids hold
-    /// their first key value (and none contradicts it).
+    /// their first key value (at least four times as many as do not).
     Agree,
     /// They are no index's: none fits one's shape, or every index whose
-    /// shape they fit is contradicted (a row with such a rowid holds
-    /// another value).
+    /// shape they fit is contradicted (at least two rows with such rowids
+    /// hold other values, and none the entries').
     NoneFits,
     /// Some index's shape fits and the recovered rows cannot tell.
     Unknown,
@@ -153,10 +153,13 @@ fn index_entries(
                 Some(_) => disagree += 1,
             }
         }
-        match (agree, disagree) {
-            (1.., 0) => return Ok(IndexEvidence::Agree),
-            (0, 1..) => {}
-            _ => unknown = true,
+        // A recovered row can itself be stale or damaged: one entry either
+        // way is not enough, and agreement must outweigh disagreement.
+        if agree >= 1 && agree >= 4 * disagree {
+            return Ok(IndexEvidence::Agree);
+        }
+        if !(agree == 0 && disagree >= 2) {
+            unknown = true;
         }
     }
     Ok(if unknown {
