@@ -549,26 +549,38 @@ fn encoded(s: &str, encoding: &str) -> Vec<u8> {
     }
 }
 
+/// `dir/in/memory.db` with `t(id INTEGER PRIMARY KEY, <second>, <third>)`
+/// (the column definitions given) and rows 1 to `rows` of two texts each.
+fn text_table(
+    dir: &Path,
+    (ps, enc): (u32, &str),
+    columns: &str,
+    rows: i64,
+    texts: impl Fn(i64) -> (String, String),
+) -> PathBuf {
+    let sql = format!("CREATE TABLE t(id INTEGER PRIMARY KEY, {columns});");
+    let (db, c) = fresh(dir, ps, enc, &sql);
+    for i in 1..=rows {
+        let (x, y) = texts(i);
+        c.execute("INSERT INTO t VALUES(?1, ?2, ?3)", params![i, x, y])
+            .unwrap();
+    }
+    c.execute_batch("COMMIT").unwrap();
+    db
+}
+
 #[test]
 fn a_record_whose_values_run_past_its_cell_keeps_its_leading_values() {
     for (ps, enc) in LAYOUTS {
         let tmp = tempfile::tempdir().unwrap();
-        let (db, c) = fresh(
-            tmp.path(),
-            ps,
-            enc,
-            "CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT NOT NULL, b TEXT);",
-        );
         let rows = 200;
-        for i in 1..=rows {
-            c.execute(
-                "INSERT INTO t VALUES(?1, ?2, ?3)",
-                params![i, format!("alpha{i:04}"), format!("beta{i:04}")],
-            )
-            .unwrap();
-        }
-        c.execute_batch("COMMIT").unwrap();
-        drop(c);
+        let db = text_table(
+            tmp.path(),
+            (ps, enc),
+            "a TEXT NOT NULL, b TEXT",
+            rows,
+            |i| (format!("alpha{i:04}"), format!("beta{i:04}")),
+        );
         let want = truth(&db);
         let what = format!("{ps}/{enc}");
         // Every tenth record: b's serial type claims 20 bytes more than
@@ -615,22 +627,10 @@ fn a_record_whose_values_run_past_its_cell_keeps_its_leading_values() {
 fn a_row_that_clashes_on_a_unique_value_is_kept_not_counted_as_a_duplicate() {
     for (ps, enc) in LAYOUTS {
         let tmp = tempfile::tempdir().unwrap();
-        let (db, c) = fresh(
-            tmp.path(),
-            ps,
-            enc,
-            "CREATE TABLE t(id INTEGER PRIMARY KEY, u TEXT UNIQUE, v TEXT);",
-        );
         let rows = 300;
-        for i in 1..=rows {
-            c.execute(
-                "INSERT INTO t VALUES(?1, ?2, ?3)",
-                params![i, format!("u{i:05}"), format!("v{i}")],
-            )
-            .unwrap();
-        }
-        c.execute_batch("COMMIT").unwrap();
-        drop(c);
+        let db = text_table(tmp.path(), (ps, enc), "u TEXT UNIQUE, v TEXT", rows, |i| {
+            (format!("u{i:05}"), format!("v{i}"))
+        });
         let what = format!("{ps}/{enc}");
         // Rows 10, 20, ... take the UNIQUE value of the row before them, in
         // the table's leaves (the index, rebuilt, does not matter).
