@@ -82,10 +82,13 @@ fn on_disk_schema(db: &Database, salvage: &Salvage) -> Option<FoundSchema> {
     let page1 = Schema::read_lenient(snap)
         .ok()
         .filter(|(s, _)| !s.entries.is_empty());
-    if let Some((s, damage)) = &page1 {
-        if salvage.header_from == HeaderSource::Page1 || damage.is_empty() {
-            return Some(FoundSchema::new(s.clone(), "page 1", damage.clone()));
-        }
+    let own_header = salvage.header_from == HeaderSource::Page1;
+    if page1
+        .as_ref()
+        .is_some_and(|(_, d)| own_header || d.is_empty())
+    {
+        let (s, damage) = page1?;
+        return Some(FoundSchema::new(s, "page 1", damage));
     }
     // Older versions of page 1: superseded WAL frames, then the file's own.
     let mut buf = vec![0u8; snap.page_size() as usize];

@@ -6,6 +6,7 @@ use std::path::Path;
 use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 
+use crate::dump::write_sql_value;
 use crate::error::Result;
 use crate::schema::{Affinity, Column, Schema, Table, quote_ident};
 use sqlite_salvage_format::header::TextEncoding;
@@ -71,18 +72,19 @@ fn stand_in(c: &Column, enc: TextEncoding) -> SqlValue {
     }
 }
 
-/// How a stand-in reads in the report.
+/// How a stand-in reads in the flags table: as an SQL literal.
 fn describe(v: &SqlValue) -> String {
-    match v {
-        SqlValue::Null => "NULL".into(),
-        SqlValue::Integer(i) => i.to_string(),
-        SqlValue::Real(f) => format!("{f:?}"),
-        SqlValue::Text(t) => format!("'{}'", t.replace('\'', "''")),
-        SqlValue::Blob(b) => format!(
-            "x'{}'",
-            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-        ),
-    }
+    let v = match v {
+        SqlValue::Null => ValueRef::Null,
+        SqlValue::Integer(i) => ValueRef::Integer(*i),
+        SqlValue::Real(f) => ValueRef::Real(*f),
+        SqlValue::Text(t) => ValueRef::Text(t.as_bytes()),
+        SqlValue::Blob(b) => ValueRef::Blob(b),
+    };
+    let mut out = Vec::new();
+    // Writing to memory cannot fail.
+    let _ = write_sql_value(&mut out, v, TextEncoding::Utf8);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How rows of one table are inserted.
