@@ -1,10 +1,13 @@
 //! The benchmark harness: makes its own large inputs, then times each
 //! command side by side with its reference in the same run, with peak RSS.
 //!
-//!     cargo bench --bench salvage                 # 256 MB db + 32 MB WAL
-//!     SALVAGE_BENCH_MB=64 cargo bench --bench salvage   # smaller, quicker
+//!     cargo bench --bench salvage                        # 256 MB db + 32 MB WAL
+//!     SALVAGE_BENCH_SIZE=4G cargo bench --bench salvage  # 4 GB db + 64 MB WAL
+//!     SALVAGE_BENCH_SIZE=64M cargo bench --bench salvage # smaller, quicker
 //!
-//! Inputs are cached in target/bench-data/ (delete it to regenerate).
+//! The WAL is an eighth of the database, 4 to 64 MB. Inputs are cached in
+//! target/bench-data/ (delete it to regenerate); SALVAGE_BENCH_ONLY=generate
+//! makes the input and stops, printing how long that took.
 //! Every command runs as a child process; wall time and peak RSS come from
 //! wait4(2). Each figure is the best of SALVAGE_BENCH_RUNS runs (default 3).
 //! Then a writer commits without pause while each kind of copy runs again
@@ -92,7 +95,7 @@ fn generate(dir: &Path, db_mb: u64, wal_mb: u64) -> PathBuf {
     let c = Connection::open(&live).unwrap();
     c.execute_batch(
         "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
-         PRAGMA synchronous=OFF;
+         PRAGMA synchronous=OFF; PRAGMA cache_size=-262144;
          CREATE TABLE memories(id TEXT PRIMARY KEY, kind TEXT, created REAL, meta TEXT, embedding BLOB);
          CREATE INDEX memories_kind ON memories(kind, created);
          CREATE TABLE events(id INTEGER PRIMARY KEY, memory TEXT, at INTEGER, note TEXT);
@@ -260,11 +263,9 @@ fn main() {
         child(&args[2], Path::new(&args[3]));
         return;
     }
-    let db_mb: u64 = std::env::var("SALVAGE_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    let wal_mb = (db_mb / 8).max(4);
+    let db_mb = size_mb();
+    // The WAL of a long-lived store: an eighth of the database, 4 to 64 MB.
+    let wal_mb = (db_mb / 8).clamp(4, 64);
     let runs: usize = std::env::var("SALVAGE_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -273,7 +274,17 @@ fn main() {
         .join("target")
         .join("bench-data");
     let data = root.join(format!("{db_mb}mb"));
+    let started = Instant::now();
     let db = generate(&data, db_mb, wal_mb);
+    let only = std::env::var("SALVAGE_BENCH_ONLY").unwrap_or_default();
+    if only == "generate" {
+        println!(
+            "input ready: {} in {:.1} s",
+            db.display(),
+            started.elapsed().as_secs_f64()
+        );
+        return;
+    }
     let wal = side(&db, "-wal");
     let exe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/sqlite-salvage");
     assert!(
@@ -304,12 +315,34 @@ fn main() {
         scratch,
         sq,
     };
-    let only = std::env::var("SALVAGE_BENCH_ONLY").unwrap_or_default();
     if only != "writer" {
         time_rows(&cx);
     }
     if only != "times" {
         writer_rows(&cx);
+    }
+}
+
+/// The database size asked for, in MB: SALVAGE_BENCH_SIZE (such as
+/// `256M`, `4G`; a bare number is MB) or SALVAGE_BENCH_MB; 256 by default.
+fn size_mb() -> u64 {
+    let v = std::env::var("SALVAGE_BENCH_SIZE")
+        .or_else(|_| std::env::var("SALVAGE_BENCH_MB"))
+        .unwrap_or_default();
+    let v = v.trim().to_ascii_uppercase();
+    let (num, mult) = match v.strip_suffix('G').or_else(|| v.strip_suffix("GB")) {
+        Some(n) => (n, 1024),
+        None => (
+            v.strip_suffix("MB")
+                .or_else(|| v.strip_suffix('M'))
+                .unwrap_or(&v),
+            1,
+        ),
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 => n * mult,
+        _ if v.is_empty() => 256,
+        _ => panic!("SALVAGE_BENCH_SIZE={v}: give a size such as 256M or 4G"),
     }
 }
 

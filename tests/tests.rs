@@ -9,4 +9,5 @@ mod corpus;
 mod differential;
 mod hostile;
 mod recover;
+mod scale;
 mod wal;

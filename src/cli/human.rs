@@ -287,5 +287,11 @@ pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
     for (name, why) in r.tables_not_created.iter().chain(&r.objects_not_created) {
         writeln!(out, "  not created: {name}: {why}")?;
     }
+    if let Some(why) = &r.restarted {
+        writeln!(
+            out,
+            "  loaded row by row: SQLite refused the page-by-page load ({why})"
+        )?;
+    }
     Ok(())
 }

@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 use sqlite_salvage_format::cell::local_size;
+use sqlite_salvage_format::header::lock_byte_page;
 use sqlite_salvage_format::page::PageKind;
 use sqlite_salvage_format::varint::write_varint;
 
@@ -164,7 +165,27 @@ impl BulkFile {
     }
 
     /// Hands out the next page number; the page must be appended next.
+    /// The lock-byte page (the one holding file offset 2^30), which SQLite
+    /// never uses, is passed over: it is appended zeroed.
     fn alloc(&mut self) -> Result<u32> {
+        if self.next == lock_byte_page(self.page_size as u32) {
+            let p = self.step()?;
+            self.write(p, &vec![0; self.page_size])?;
+        }
+        self.step()
+    }
+
+    /// The page [`BulkFile::alloc`] will hand out next.
+    fn peek(&self) -> u32 {
+        let lock = lock_byte_page(self.page_size as u32);
+        if self.next == lock {
+            lock.saturating_add(1)
+        } else {
+            self.next
+        }
+    }
+
+    fn step(&mut self) -> Result<u32> {
         let p = self.next;
         self.next = p
             .checked_add(1)
@@ -199,18 +220,23 @@ impl BulkFile {
     /// Writes a payload's overflow chain; returns its first page.
     fn overflow(&mut self, rest: &[u8]) -> Result<u32> {
         let per = self.usable as usize - 4;
-        let first = self.next;
-        let mut page = std::mem::take(&mut self.page);
+        let first = self.peek();
         let mut chunks = rest.chunks(per).peekable();
         while let Some(chunk) = chunks.next() {
             let pgno = self.alloc()?;
-            let next = if chunks.peek().is_some() { pgno + 1 } else { 0 };
+            let next = if chunks.peek().is_some() {
+                self.peek()
+            } else {
+                0
+            };
+            let mut page = std::mem::take(&mut self.page);
             page.fill(0);
             page[..4].copy_from_slice(&next.to_be_bytes());
             page[4..4 + chunk.len()].copy_from_slice(chunk);
-            self.write(pgno, &page)?;
+            let r = self.write(pgno, &page);
+            self.page = page;
+            r?;
         }
-        self.page = page;
         Ok(first)
     }
 }

@@ -76,11 +76,14 @@ pub fn recover(input: &Path, output: &Path, opts: &RecoverOptions) -> Result<Rep
     let tmp = temp_file_in(&parent_dir(output), ".salvage-")?.into_temp_path();
     let mut report = match run(&db, &salvage, &tmp, opts, LoadMode::Bulk)? {
         Attempt::Done(r) => r,
-        Attempt::Retry(_) => {
+        Attempt::Retry(why) => {
             // Start over, every row through SQL.
             std::fs::File::create(&tmp).map_err(|e| Error::output(output, e))?;
             match run(&db, &salvage, &tmp, opts, LoadMode::Sql)? {
-                Attempt::Done(r) => r,
+                Attempt::Done(mut r) => {
+                    r.restarted = Some(first_lines(&why, 3));
+                    r
+                }
                 Attempt::Retry(ic) => {
                     let what = format!("recovered database failed SQLite's quick_check: {ic}");
                     return Err(Error::corrupt(0, what));
@@ -92,6 +95,20 @@ pub fn recover(input: &Path, output: &Path, opts: &RecoverOptions) -> Result<Rep
     report.input = input.display().to_string();
     report.output = output.display().to_string();
     Ok(*report)
+}
+
+/// The first `n` lines of SQLite's message (an integrity check can list
+/// thousands), and how many more there were.
+fn first_lines(msg: &str, n: usize) -> String {
+    let lines: Vec<&str> = msg
+        .lines()
+        .filter(|l| !l.starts_with("*** in database"))
+        .collect();
+    let mut s = lines.iter().take(n).copied().collect::<Vec<_>>().join("; ");
+    if lines.len() > n {
+        s.push_str(&format!("; and {} more", lines.len() - n));
+    }
+    s
 }
 
 /// One recovery into `out`: the stages, in order.
@@ -258,6 +275,7 @@ fn report_of(p: Parts<'_>) -> Report {
         objects_not_created: p.finished.objects_not_created,
         flagged: tally.flagged,
         damage: p.damage,
+        restarted: None,
     };
     report.outcome = if report.rows() == 0 && report.lost_and_found == 0 {
         Outcome::Nothing

@@ -130,6 +130,9 @@ pub struct Report {
     pub flagged: Vec<FlaggedRow>,
     /// Damage met outside the tables' trees (schema, freelist).
     pub damage: Vec<Damage>,
+    /// Why the page-by-page load was given up and every row went in
+    /// through SQL instead, when it was (SQLite refused what was written).
+    pub restarted: Option<String>,
 }
 
 impl Report {
