@@ -10,6 +10,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::cleanup::Pending;
 use crate::error::{Error, Result};
 
 /// `path` with `suffix` appended to its last component: `db` -> `db-wal`.
@@ -112,15 +113,83 @@ fn canonical_parent(p: &Path) -> Option<PathBuf> {
     Some(std::fs::canonicalize(parent_dir(p)).ok()?.join(name))
 }
 
-/// A new, empty, hidden temporary file `<prefix>XXXX.tmp` in `dir`, with an
-/// ordinary file's permissions once renamed (the umask still applies).
-pub fn temp_file_in(dir: &Path, prefix: &str) -> Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .suffix(".tmp")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(dir)
-        .map_err(|e| Error::output(dir, e))
+/// A temporary output beside its final path, removed when dropped or
+/// when the process is stopped ([`crate::cleanup`]), until
+/// [`TempOut::publish`] renames it into place.
+#[derive(Debug)]
+pub struct TempOut {
+    file: tempfile::NamedTempFile,
+    _pending: Pending,
+}
+
+impl TempOut {
+    /// A new, empty, hidden file `.<name>.salvage-<pid>-<n>-XXXXXX.tmp` beside
+    /// `out`, with an ordinary file's permissions once renamed (the umask
+    /// still applies). Leftovers of stopped processes for `out` go first.
+    pub fn beside(out: &Path) -> Result<TempOut> {
+        let dir = parent_dir(out);
+        crate::cleanup::remove_stale(&dir, out);
+        let pending = Pending::for_output(&dir, out);
+        let file = tempfile::Builder::new()
+            .prefix(pending.prefix())
+            .suffix(".tmp")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .tempfile_in(&dir)
+            .map_err(|e| Error::output(&dir, e))?;
+        Ok(TempOut {
+            file,
+            _pending: pending,
+        })
+    }
+
+    /// The temporary file's path.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// The open temporary file.
+    pub fn file_mut(&mut self) -> &mut File {
+        self.file.as_file_mut()
+    }
+
+    /// Renames the finished file over `out`, syncing it first and its
+    /// directory after when `sync`. `before` runs just before the rename
+    /// and `undo` gets its value back if the rename fails; a stop waits
+    /// for all of it, so that `out` is either the old file or the new one.
+    pub fn publish_with<R>(
+        self,
+        out: &Path,
+        sync: bool,
+        before: impl FnOnce() -> Result<R>,
+        undo: impl FnOnce(R),
+    ) -> Result<R> {
+        if sync {
+            self.file
+                .as_file()
+                .sync_all()
+                .map_err(|e| Error::output(out, e))?;
+        }
+        let TempOut { file, _pending } = self;
+        let r = crate::cleanup::critical(|| {
+            let r = before()?;
+            match file.into_temp_path().persist(out) {
+                Ok(()) => Ok(r),
+                Err(e) => {
+                    undo(r);
+                    Err(Error::output(out, e.error))
+                }
+            }
+        })?;
+        if sync {
+            sync_dir(&parent_dir(out));
+        }
+        Ok(r)
+    }
+
+    /// Renames the finished file over `out` ([`TempOut::publish_with`]).
+    pub fn publish(self, out: &Path, sync: bool) -> Result<()> {
+        self.publish_with(out, sync, || Ok(()), |()| {})
+    }
 }
 
 /// Syncs the file or directory at `path`.
@@ -138,22 +207,6 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
-/// Renames the finished temporary file `tmp` over `out`, syncing it first
-/// and its directory after when `sync`.
-pub fn publish(tmp: tempfile::TempPath, out: &Path, sync: bool) -> Result<()> {
-    if sync {
-        sync_path(&tmp).map_err(|e| match e {
-            Error::Output { source, .. } => Error::output(out, source),
-            e => e,
-        })?;
-    }
-    tmp.persist(out).map_err(|e| Error::output(out, e.error))?;
-    if sync {
-        sync_dir(&parent_dir(out));
-    }
-    Ok(())
-}
-
 /// Writes `make(file)` into a temporary file beside `out`, syncs it (when
 /// `sync`), renames it over `out` and syncs the directory. On error the
 /// temporary file is removed and `out` is untouched.
@@ -162,15 +215,11 @@ pub fn write_atomically<T>(
     sync: bool,
     make: impl FnOnce(&mut File) -> Result<T>,
 ) -> Result<T> {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".into());
-    let mut tmp = temp_file_in(&parent_dir(out), &format!(".{name}."))?;
-    let value = make(tmp.as_file_mut()).map_err(|e| match e {
+    let mut tmp = TempOut::beside(out)?;
+    let value = make(tmp.file_mut()).map_err(|e| match e {
         Error::Output { source, .. } => Error::output(out, source),
         e => e,
     })?;
-    publish(tmp.into_temp_path(), out, sync)?;
+    tmp.publish(out, sync)?;
     Ok(value)
 }

@@ -44,6 +44,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod cleanup;
 pub mod dump;
 pub mod error;
 pub use sqlite_salvage_format as format;

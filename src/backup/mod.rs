@@ -189,8 +189,11 @@ fn take(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> Result<T
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "database.db".into());
+    crate::cleanup::remove_stale(&dir, dest);
+    let pending = crate::cleanup::Pending::for_output(&dir, dest);
     let tmp = tempfile::Builder::new()
-        .prefix(".salvage-backup-")
+        .prefix(pending.prefix())
+        .suffix(".tmp")
         .tempdir_in(&dir)
         .map_err(|e| Error::output(&dir, e))?;
     let conn = if closed {
@@ -276,7 +279,7 @@ fn take(src: &Path, dest: &Path, opts: &BackupOptions, attempt: u32) -> Result<T
             manifest.page_count = set.page_count;
             manifest.wal = set.wal;
             manifest.files = set.files;
-            publish::file_set(tmp, dest, &manifest, sync)?;
+            publish::file_set(tmp, pending.prefix(), dest, &manifest, sync)?;
         }
     }
     if sync {

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::manifest::{manifest_path_for_file, write_json};
 use super::{Manifest, now};
+use crate::cleanup::critical;
 use crate::error::{Error, Result};
 use crate::io::{parent_dir, sync_path};
 
@@ -27,16 +28,19 @@ pub(super) fn compact(
         sync_path(&mpath)?;
     }
     let final_manifest = manifest_path_for_file(dest);
-    let _ = std::fs::remove_file(&final_manifest);
-    std::fs::rename(out, dest).map_err(|e| Error::output(dest, e))?;
-    std::fs::rename(&mpath, &final_manifest).map_err(|e| Error::output(dest, e))?;
-    Ok(())
+    critical(|| {
+        let _ = std::fs::remove_file(&final_manifest);
+        std::fs::rename(out, dest).map_err(|e| Error::output(dest, e))?;
+        std::fs::rename(&mpath, &final_manifest).map_err(|e| Error::output(dest, e))
+    })
 }
 
 /// Puts the file set staged in `staged` (with its manifest) in place as
-/// the directory `dest`, replacing an old one.
+/// the directory `dest`, replacing an old one (moved aside under a name
+/// starting with the staging directory's `prefix`, then removed).
 pub(super) fn file_set(
     staged: tempfile::TempDir,
+    prefix: &str,
     dest: &Path,
     m: &Manifest,
     sync: bool,
@@ -51,14 +55,26 @@ pub(super) fn file_set(
         }
         sync_path(dir)?;
     }
-    let staged = staged.keep();
-    if dest.exists() {
-        let old = parent_dir(dest).join(format!(".salvage-old-{}-{}", now(), std::process::id()));
-        std::fs::rename(dest, &old).map_err(|e| Error::output(dest, e))?;
-        std::fs::rename(&staged, dest).map_err(|e| Error::output(dest, e))?;
+    // Under the staging directory's own registration: removed on a stop.
+    let old = parent_dir(dest).join(format!("{prefix}old-{}.tmp", now()));
+    // The old set is out of the way and the new one in, or neither.
+    let replaced = critical(|| {
+        let replaced = dest.exists();
+        if replaced {
+            std::fs::rename(dest, &old).map_err(|e| Error::output(dest, e))?;
+        }
+        if let Err(e) = std::fs::rename(staged.path(), dest) {
+            if replaced {
+                let _ = std::fs::rename(&old, dest);
+            }
+            return Err(Error::output(dest, e));
+        }
+        Ok(replaced)
+    })?;
+    // The staged directory is the backup now.
+    let _ = staged.keep();
+    if replaced {
         let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(&staged, dest).map_err(|e| Error::output(dest, e))?;
     }
     Ok(())
 }

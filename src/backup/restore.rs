@@ -10,7 +10,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::now;
 use super::verify::verify;
 use crate::error::{Error, Result};
-use crate::io::sibling;
+use crate::io::{TempOut, sibling};
 use crate::snapshot::Database;
 
 /// What [`restore`] did.
@@ -72,24 +72,53 @@ pub fn restore(
     }
     let db = Database::open(&v.database)?;
     let snap = db.latest()?;
-    crate::io::write_atomically(target, !no_sync, |f| snap.write_image(f))?;
-    let mut moved_aside = Vec::new();
-    for (suffix, was_there) in SIDE.iter().zip(existed) {
+    let mut tmp = TempOut::beside(target)?;
+    snap.write_image(tmp.file_mut()).map_err(|e| match e {
+        Error::Output { source, .. } => Error::output(target, source),
+        e => e,
+    })?;
+    // The old side files go aside just before the new database takes the
+    // name (a stale -wal must never be applied to it), under the same
+    // hold on a stop: the target is the old database with its side files
+    // or the new one without them.
+    let moved = tmp.publish_with(
+        target,
+        !no_sync,
+        || move_aside(target, &SIDE, &existed),
+        |moved| {
+            for (from, to) in moved {
+                let _ = std::fs::rename(to, from);
+            }
+        },
+    )?;
+    let moved_aside = moved.into_iter().map(|(_, to)| to).collect();
+    Ok(Restored {
+        target: target.to_path_buf(),
+        moved_aside,
+    })
+}
+
+/// Moves the target's side files that were there before aside (and removes
+/// those the in-use check's own connection made); returns (from, to).
+fn move_aside(target: &Path, side: &[&str], existed: &[bool]) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut moved = Vec::new();
+    for (suffix, &was_there) in side.iter().zip(existed) {
         let p = sibling(target, suffix);
         if !p.exists() {
             continue;
         }
         if was_there {
             let aside = sibling(&p, &format!(".replaced-{}", now()));
-            std::fs::rename(&p, &aside).map_err(|e| Error::output(&p, e))?;
-            moved_aside.push(aside);
+            if let Err(e) = std::fs::rename(&p, &aside) {
+                for (from, to) in moved {
+                    let _ = std::fs::rename(to, from);
+                }
+                return Err(Error::output(&p, e));
+            }
+            moved.push((p, aside));
         } else {
-            // Made by the in-use check's own connection.
             let _ = std::fs::remove_file(&p);
         }
     }
-    Ok(Restored {
-        target: target.to_path_buf(),
-        moved_aside,
-    })
+    Ok(moved)
 }

@@ -97,7 +97,13 @@ pub fn verify(dest: &Path) -> Result<Verified> {
         return Err(bad(format!("page {}: {}", d.page, d.what)));
     }
     // SQLite, on a private copy (opening a WAL database writes beside it).
-    let tmp = tempfile::tempdir().map_err(|e| Error::output(std::env::temp_dir(), e))?;
+    let sys = std::env::temp_dir();
+    let pending = crate::cleanup::Pending::for_output(&sys, Path::new("verify"));
+    let tmp = tempfile::Builder::new()
+        .prefix(pending.prefix())
+        .suffix(".tmp")
+        .tempdir_in(&sys)
+        .map_err(|e| Error::output(&sys, e))?;
     let copy = tmp.path().join("verify.db");
     std::fs::copy(&database, &copy).map_err(|e| Error::io(&database, e))?;
     let wal = sibling(&database, "-wal");

@@ -215,19 +215,57 @@ pub fn restore(a: RestoreArgs, json: bool) -> Result<u8, Error> {
     Ok(code::OK)
 }
 
-/// A progress bar for `recover`: on a terminal only, and only for large
-/// inputs; one bar, its message the phase.
-fn progress_bar(db: &std::path::Path, json: bool) -> Option<indicatif::ProgressBar> {
-    let large = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0) > 64 << 20;
-    (!json && large && io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{msg:24} [{bar:40}] {pos}/{len} pages ({eta})")
-        {
-            b.set_style(style.progress_chars("=> "));
+/// Progress for `recover`: on a terminal only, and only for large inputs;
+/// one bar per phase, named, each left complete when the next begins, and
+/// never moved backwards.
+struct Bars {
+    current: std::sync::Mutex<Option<(String, indicatif::ProgressBar)>>,
+}
+
+impl Bars {
+    fn new(db: &std::path::Path, json: bool) -> Option<std::sync::Arc<Bars>> {
+        let large = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0) > 64 << 20;
+        (!json && large && io::stderr().is_terminal()).then(|| {
+            std::sync::Arc::new(Bars {
+                current: std::sync::Mutex::new(None),
+            })
+        })
+    }
+
+    fn tick(&self, phase: &str, done: u64, total: u64) {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if cur.as_ref().is_none_or(|(p, _)| p != phase) {
+            Bars::complete(cur.take());
+            let b = indicatif::ProgressBar::new(total);
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} ({eta})")
+            {
+                b.set_style(style.progress_chars("=> "));
+            }
+            b.set_message(phase.to_string());
+            *cur = Some((phase.to_string(), b));
         }
-        b
-    })
+        if let Some((_, b)) = cur.as_ref() {
+            b.set_length(total.max(b.position()));
+            if done > b.position() {
+                b.set_position(done);
+            }
+        }
+    }
+
+    /// Leaves a phase's bar complete: its work is done, whatever share of
+    /// the pages it counted.
+    fn complete(bar: Option<(String, indicatif::ProgressBar)>) {
+        if let Some((_, b)) = bar {
+            b.set_length(b.position());
+            b.finish();
+        }
+    }
+
+    fn finish(&self) {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        Bars::complete(cur.take());
+    }
 }
 
 /// `recover`.
@@ -239,14 +277,10 @@ pub fn recover(a: RecoverArgs, json: bool) -> Result<u8, Error> {
         })?),
         None => None,
     };
-    let bar = progress_bar(&a.db, json);
-    let progress = bar.clone().map(|b| {
+    let bars = Bars::new(&a.db, json);
+    let progress = bars.clone().map(|b| {
         recover::ProgressFn(std::sync::Arc::new(
-            move |phase: &str, done: u64, total: u64| {
-                b.set_length(total);
-                b.set_position(done);
-                b.set_message(phase.to_string());
-            },
+            move |phase: &str, done: u64, total: u64| b.tick(phase, done, total),
         ))
     });
     let opts = recover::RecoverOptions {
@@ -259,8 +293,8 @@ pub fn recover(a: RecoverArgs, json: bool) -> Result<u8, Error> {
         progress,
     };
     let r = recover::recover(&a.db, &a.output, &opts);
-    if let Some(b) = bar {
-        b.finish_and_clear();
+    if let Some(b) = bars {
+        b.finish();
     }
     let r = r?;
     if let Some(path) = &a.report {

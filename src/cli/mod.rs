@@ -33,6 +33,8 @@ pub mod code {
     /// `restore`: the target is in use by another connection; `backup`:
     /// another process holds the source in exclusive locking mode.
     pub const IN_USE: u8 = 9;
+    // 129, 130, 143: stopped by SIGHUP, SIGINT or SIGTERM (128 + the
+    // signal), temporary files removed: `sqlite_salvage::cleanup`.
 }
 
 #[derive(Parser)]
@@ -128,6 +130,11 @@ pub fn main() -> ExitCode {
         }
     };
     let json = cli.json;
+    if let Err(e) = sqlite_salvage::cleanup::on_signals() {
+        eprintln!(
+            "sqlite-salvage: cannot watch for signals ({e}); a stop may leave temporary files"
+        );
+    }
     match run(cli) {
         Ok(c) => ExitCode::from(c),
         Err(e) => report_error(&e, json),

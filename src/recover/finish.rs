@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use super::carve::values_fit;
 use super::context::Attempt;
 use super::loader::{Loader, create_objects};
+use super::options::ProgressFn;
 use super::sink::Sink;
 use super::tally::Lost;
 use crate::error::Result;
@@ -40,6 +41,7 @@ pub(crate) fn finish(
     lost: &[Lost],
     schema_partial: bool,
     mut objects_not_created: Vec<(String, String)>,
+    progress: Option<&ProgressFn>,
 ) -> Result<std::result::Result<Finished, Attempt>> {
     let sink = &loader.sink;
     let (fit, unfit): (Vec<&Lost>, Vec<&Lost>) = if schema.tables.is_empty() {
@@ -50,15 +52,20 @@ pub(crate) fn finish(
     } else {
         (lost.iter().collect(), Vec::new())
     };
+    let tick = |phase: &str, done: u64| ProgressFn::tick(progress, phase, done, 3);
+    tick("finishing the output", 0);
     let lost_table = write_lost(sink, schema, &fit)?;
     let inferred = write_inferred(sink, &unfit)?;
     sink.conn.execute_batch("COMMIT")?;
     objects_not_created.extend(create_virtual_tables(sink, schema)?);
+    tick("finishing the output", 1);
     objects_not_created.extend(create_objects(sink, schema, &["index"], Some(false)));
     objects_not_created.extend(create_objects(sink, schema, &["view", "trigger"], None));
+    tick("finishing the output", 2);
     let ic: String = sink
         .conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    tick("finishing the output", 3);
     if ic != "ok" {
         return Ok(Err(Attempt::Retry(ic)));
     }

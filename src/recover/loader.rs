@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 
 use super::bulk::{BulkFile, IndexTree, TableTree};
 use super::context::Attempt;
+use super::options::ProgressFn;
 use super::plan::LoadPlan;
 use super::sink::{Insert, Sink};
 use super::tally::{Lost, Placed, Tally};
@@ -181,6 +182,7 @@ impl Loader {
         plan: &LoadPlan,
         tally: &mut Tally,
         sync: bool,
+        progress: Option<&ProgressFn>,
     ) -> Result<Option<Attempt>> {
         let Some(bulk) = self.bulk.take() else {
             return Ok(None);
@@ -190,7 +192,9 @@ impl Loader {
             self.early_sync = Some(std::thread::spawn(move || written.sync_data()));
         }
         self.sink.reopen()?;
+        let n = schema.tables.len() as u64;
         for (i, t) in schema.tables.iter().enumerate() {
+            ProgressFn::tick(progress, "indexing bulk tables", i as u64, n);
             if !plan.is_bulk(i) {
                 continue;
             }
@@ -213,6 +217,7 @@ impl Loader {
                 }
             }
         }
+        ProgressFn::tick(progress, "indexing bulk tables", n, n);
         self.sink.conn.execute_batch("BEGIN")?;
         for (p, values) in bulk.deferred {
             let t = &schema.tables[p.table];

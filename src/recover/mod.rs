@@ -53,7 +53,7 @@ pub use report::{Confidence, FlaggedRow, Outcome, Report, TableReport};
 pub use sink::Source;
 
 use crate::error::{Error, Result};
-use crate::io::{check_output, parent_dir, publish, temp_file_in};
+use crate::io::{TempOut, check_output};
 use crate::snapshot::{Database, HeaderSource, Salvage};
 use crate::tree::Damage;
 use candidates::Scan;
@@ -73,13 +73,21 @@ pub fn recover(input: &Path, output: &Path, opts: &RecoverOptions) -> Result<Rep
     }
     check_output(output, &inputs, opts.force)?;
     let salvage = db.salvage(opts.at_commit)?;
-    let tmp = temp_file_in(&parent_dir(output), ".salvage-")?.into_temp_path();
-    let mut report = match run(&db, &salvage, &tmp, opts, LoadMode::Bulk)? {
+    let tmp = TempOut::beside(output)?;
+    let mut report = match run(&db, &salvage, tmp.path(), opts, LoadMode::Bulk)? {
         Attempt::Done(r) => r,
         Attempt::Retry(why) => {
-            // Start over, every row through SQL.
-            std::fs::File::create(&tmp).map_err(|e| Error::output(output, e))?;
-            match run(&db, &salvage, &tmp, opts, LoadMode::Sql)? {
+            // Start over, every row through SQL, its phases named anew.
+            std::fs::File::create(tmp.path()).map_err(|e| Error::output(output, e))?;
+            let again = RecoverOptions {
+                progress: opts.progress.clone().map(|p| {
+                    ProgressFn(std::sync::Arc::new(move |phase: &str, done, total| {
+                        (p.0)(&format!("{phase}, row by row"), done, total)
+                    }))
+                }),
+                ..opts.clone()
+            };
+            match run(&db, &salvage, tmp.path(), &again, LoadMode::Sql)? {
                 Attempt::Done(mut r) => {
                     r.restarted = Some(first_lines(&why, 3));
                     r
@@ -91,7 +99,7 @@ pub fn recover(input: &Path, output: &Path, opts: &RecoverOptions) -> Result<Rep
             }
         }
     };
-    publish(tmp, output, !opts.no_sync)?;
+    tmp.publish(output, !opts.no_sync)?;
     report.input = input.display().to_string();
     report.output = output.display().to_string();
     Ok(*report)
@@ -163,6 +171,7 @@ fn run(
         &tally.lost,
         !found.damage.is_empty(),
         unique_not_created,
+        opts.progress.as_ref(),
     )? {
         Ok(f) => f,
         Err(retry) => return Ok(retry),

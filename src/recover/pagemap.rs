@@ -279,7 +279,11 @@ impl Marks<'_> {
         self.map.done += 1;
         if self.map.done % 1024 == 0 {
             let total = self.map.owners.len() as u64;
-            ProgressFn::tick(self.progress, "reading tables", self.map.done, total);
+            let phase = match self.tree {
+                Owner::Table(_) => "reading tables",
+                _ => "reading indexes",
+            };
+            ProgressFn::tick(self.progress, phase, self.map.done, total);
         }
     }
 }

@@ -97,7 +97,13 @@ pub(crate) fn walk_tables(
     for ti in plan.bulk_tables() {
         walk_table(cx, plan, ti, loader, tally, map, &mut walked)?;
     }
-    if let Some(retry) = loader.end_bulk(cx.schema, plan, tally, !cx.opts.no_sync)? {
+    if let Some(retry) = loader.end_bulk(
+        cx.schema,
+        plan,
+        tally,
+        !cx.opts.no_sync,
+        cx.opts.progress.as_ref(),
+    )? {
         return Ok(Err(retry));
     }
     for ti in plan.sql_tables() {
