@@ -8,6 +8,7 @@ mod common;
 mod corpus;
 mod differential;
 mod hostile;
+mod indexes;
 mod interrupt;
 mod recover;
 mod scale;

@@ -59,8 +59,16 @@ pub(crate) fn finish(
     sink.conn.execute_batch("COMMIT")?;
     objects_not_created.extend(create_virtual_tables(sink, schema)?);
     tick("finishing the output", 1);
-    objects_not_created.extend(create_objects(sink, schema, &["index"], Some(false)));
-    objects_not_created.extend(create_objects(sink, schema, &["view", "trigger"], None));
+    let made = &loader.made_early;
+    objects_not_created.extend(create_objects(sink, schema, &["index"], Some(false), made));
+    let none = &Default::default();
+    objects_not_created.extend(create_objects(
+        sink,
+        schema,
+        &["view", "trigger"],
+        None,
+        none,
+    ));
     tick("finishing the output", 2);
     let ic: String = sink
         .conn

@@ -6,17 +6,20 @@
 //! trusted source that would break one is skipped and counted, like a row
 //! whose key is already there). The tables the plan loads in bulk have their
 //! own trees' complete rows written page by page ([`super::bulk`]) while
-//! SQLite has the file closed; [`Loader::end_bulk`] hands the file back to
+//! SQLite has the file closed, and their plain indexes copied from the
+//! input where they check out ([`super::index_copy`]; those are made
+//! before the load, with the UNIQUE ones); [`Loader::end_bulk`] hands the file back to
 //! SQLite, which rebuilds and checks what was written, and every later row
 //! goes through SQL. A check that fails there asks for a run without bulk
 //! loading: the answer is a value ([`Attempt::Retry`]), not an error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::thread::JoinHandle;
 
 use super::bulk::{BulkFile, IndexTree, TableTree};
 use super::context::Attempt;
+use super::index_copy::{IndexCopy, copies_for, is_unique, qualifies};
 use super::options::ProgressFn;
 use super::plan::LoadPlan;
 use super::sink::{Insert, Sink};
@@ -24,6 +27,7 @@ use super::tally::{Lost, Placed, Tally};
 use crate::error::Result;
 use crate::rows::column_value;
 use crate::schema::{Schema, StoredValue, Table, quote_ident};
+use crate::snapshot::Snapshot;
 use sqlite_salvage_format::header::TextEncoding;
 use sqlite_salvage_format::record::{Record, ValueRef};
 
@@ -38,8 +42,13 @@ pub(crate) enum TreeWriter {
 /// Rows being written in bulk, until [`Loader::end_bulk`].
 struct Bulk {
     file: BulkFile,
-    /// Root pages in the new file, by table name.
+    /// Root pages in the new file, by table or index name.
     roots: HashMap<String, u32>,
+    /// The indexes of the table being written that may be copied from
+    /// the input ([`super::index_copy`]).
+    copies: Vec<IndexCopy>,
+    /// Indexes copied: SQLite need not rebuild them.
+    copied: HashSet<String>,
     /// Rows of bulk tables that could not be written as they are: they go
     /// in through SQL, as their values, once SQLite has the file again.
     deferred: Vec<(Placed, Vec<StoredValue>)>,
@@ -53,6 +62,9 @@ pub(crate) struct Loader {
     bulk: Option<Bulk>,
     /// Syncs the bulk-written pages in the background while SQL goes on.
     early_sync: Option<JoinHandle<std::io::Result<()>>>,
+    /// Indexes other than UNIQUE ones made before the load (to be copied
+    /// from the input): the finish stage does not make them again.
+    pub made_early: HashSet<String>,
 }
 
 impl Loader {
@@ -68,13 +80,19 @@ impl Loader {
     ) -> Result<(Loader, Vec<(String, String)>)> {
         let mut sink = Sink::create(out, enc, page_size)?;
         plan.tables_not_created = sink.create_tables(schema);
-        let objects_not_created = create_objects(&sink, schema, &["index"], Some(true));
+        let objects_not_created =
+            create_objects(&sink, schema, &["index"], Some(true), &HashSet::new());
         plan.settle(schema);
+        let made_early = if plan.any_bulk() {
+            make_copyable_indexes(&sink, schema, plan)
+        } else {
+            HashSet::new()
+        };
         let bulk = if plan.any_bulk() {
             let mut roots = HashMap::new();
-            let mut st = sink
-                .conn
-                .prepare("SELECT name, rootpage FROM sqlite_schema WHERE type = 'table'")?;
+            let mut st = sink.conn.prepare(
+                "SELECT name, rootpage FROM sqlite_schema WHERE type IN ('table', 'index')",
+            )?;
             for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))? {
                 let (name, root) = r?;
                 roots.insert(name, root);
@@ -84,6 +102,8 @@ impl Loader {
             Some(Bulk {
                 file: BulkFile::open(out)?,
                 roots,
+                copies: Vec::new(),
+                copied: HashSet::new(),
                 deferred: Vec::new(),
             })
         } else {
@@ -95,18 +115,28 @@ impl Loader {
             enc,
             bulk,
             early_sync: None,
+            made_early,
         };
         Ok((loader, objects_not_created))
     }
 
     /// A page-by-page writer for table `t`'s own tree, when it is loaded
     /// in bulk.
-    pub fn tree_writer(&self, plan: &LoadPlan, ti: usize, t: &Table) -> Option<TreeWriter> {
-        let bulk = self.bulk.as_ref()?;
+    pub fn tree_writer(
+        &mut self,
+        plan: &LoadPlan,
+        schema: &Schema,
+        page_count: u32,
+        ti: usize,
+    ) -> Option<TreeWriter> {
+        let t = &schema.tables[ti];
+        let bulk = self.bulk.as_mut()?;
         let &root = bulk.roots.get(&t.name)?;
         if !plan.is_bulk(ti) || root <= 1 {
             return None;
         }
+        let roots = &bulk.roots;
+        bulk.copies = copies_for(schema, t, page_count, |n| roots.get(n).copied());
         Some(if t.without_rowid {
             TreeWriter::Index(IndexTree::new(root))
         } else {
@@ -155,20 +185,45 @@ impl Loader {
         };
         if written {
             tally.tree_row(&placed);
+            for c in &mut bulk.copies {
+                match rowid {
+                    Some(r) => c.add_row(t, rec, payload, r),
+                    None => c.spoil(),
+                }
+            }
         } else {
+            for c in &mut bulk.copies {
+                c.spoil();
+            }
             let values = stored_values(t, rec, payload, rowid);
             bulk.deferred.push((placed, values));
         }
         Ok(())
     }
 
-    /// Completes a tree written page by page.
-    pub fn finish_tree(&mut self, tree: Option<TreeWriter>) -> Result<()> {
-        match (tree, self.bulk.as_mut()) {
-            (Some(TreeWriter::Table(tree)), Some(b)) => tree.finish(&mut b.file),
-            (Some(TreeWriter::Index(tree)), Some(b)) => tree.finish(&mut b.file),
-            _ => Ok(()),
+    /// Completes a tree written page by page, then copies those of its
+    /// table's indexes that check out against its rows.
+    pub fn finish_tree(
+        &mut self,
+        tree: Option<TreeWriter>,
+        snap: &Snapshot,
+        schema: &Schema,
+    ) -> Result<()> {
+        let Some(b) = self.bulk.as_mut() else {
+            return Ok(());
+        };
+        match tree {
+            Some(TreeWriter::Table(tree)) => tree.finish(&mut b.file)?,
+            Some(TreeWriter::Index(tree)) => tree.finish(&mut b.file)?,
+            None => return Ok(()),
         }
+        for c in std::mem::take(&mut b.copies) {
+            let ix = &schema.indexes[c.index];
+            if c.copy(snap, ix, &mut b.file)? {
+                b.copied.insert(ix.name.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Ends the bulk load: the bulk-written tables are complete, and SQLite
@@ -196,6 +251,17 @@ impl Loader {
         for (i, t) in schema.tables.iter().enumerate() {
             ProgressFn::tick(progress, "indexing bulk tables", i as u64, n);
             if !plan.is_bulk(i) {
+                continue;
+            }
+            // The indexes the output has for it so far, all copied: none
+            // to rebuild.
+            let all_copied = schema
+                .indexes
+                .iter()
+                .filter(|ix| ix.table.eq_ignore_ascii_case(&t.name))
+                .filter(|ix| bulk.roots.contains_key(&ix.name))
+                .all(|ix| bulk.copied.contains(&ix.name));
+            if all_copied && !t.without_rowid {
                 continue;
             }
             let reindex = format!("REINDEX {}", quote_ident(&t.name));
@@ -280,19 +346,51 @@ pub(crate) fn stored_values(
         .collect()
 }
 
+/// Makes, before a bulk load, the indexes other than UNIQUE ones of the
+/// bulk tables that may be copied from the input; returns their names.
+fn make_copyable_indexes(sink: &Sink, schema: &Schema, plan: &LoadPlan) -> HashSet<String> {
+    let page_count = plan.page_count();
+    let mut made = HashSet::new();
+    for (ti, t) in schema.tables.iter().enumerate() {
+        if !plan.is_bulk(ti) || plan.not_created(&t.name) {
+            continue;
+        }
+        for ix in &schema.indexes {
+            if is_unique(schema, ix) || qualifies(schema, t, ix, page_count).is_none() {
+                continue;
+            }
+            let sql = schema
+                .entries
+                .iter()
+                .find(|e| e.kind == "index" && e.name == ix.name)
+                .and_then(|e| e.sql.as_deref());
+            if let Some(sql) = sql {
+                if sink.conn.execute_batch(sql).is_ok() {
+                    made.insert(ix.name.clone());
+                }
+            }
+        }
+    }
+    made
+}
+
 /// Creates the schema objects of `kinds` ("index", "view", "trigger"),
 /// only the UNIQUE or only the other indexes when `unique` says so; returns
-/// those SQLite refused, with its reason.
+/// those SQLite refused, with its reason. Those in `made` exist already.
 pub(crate) fn create_objects(
     sink: &Sink,
     schema: &Schema,
     kinds: &[&str],
     unique: Option<bool>,
+    made: &HashSet<String>,
 ) -> Vec<(String, String)> {
     let mut failed = Vec::new();
     for kind in kinds {
         for e in schema.of_kind(kind) {
             let Some(sql) = &e.sql else { continue };
+            if made.contains(&e.name) {
+                continue;
+            }
             let is_unique = sql
                 .get(..20)
                 .is_some_and(|h| h.to_ascii_uppercase().contains("UNIQUE"));

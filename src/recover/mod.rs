@@ -34,6 +34,7 @@ mod confirm;
 mod context;
 mod finish;
 mod history;
+mod index_copy;
 mod loader;
 mod options;
 mod pagemap;

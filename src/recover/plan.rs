@@ -63,6 +63,11 @@ impl LoadPlan {
     }
 
     /// Whether any table loads in bulk.
+    /// The input's page count.
+    pub fn page_count(&self) -> u32 {
+        self.page_count
+    }
+
     pub fn any_bulk(&self) -> bool {
         self.bulk.contains(&true)
     }

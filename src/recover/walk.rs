@@ -145,7 +145,7 @@ fn walk_table(
         .lenient(true)
         .keep_partial(true)
         .verify_pages(true);
-    let mut tree = loader.tree_writer(plan, ti, t);
+    let mut tree = loader.tree_writer(plan, cx.schema, cx.page_count, ti);
     let internal = t.name.to_ascii_lowercase().starts_with("sqlite_");
     let not_created = plan.not_created(&t.name);
     let mut rec = Record::new();
@@ -214,7 +214,7 @@ fn walk_table(
             walked.partly_read.insert(pgno);
         }
     }
-    loader.finish_tree(tree)
+    loader.finish_tree(tree, cx.snap, cx.schema)
 }
 
 /// Parses an entry's record into `rec`: `(None, _)` when whole, `(Some(c),

@@ -1,0 +1,387 @@
+//! A bulk-loaded table's indexes copied from the input's own index trees,
+//! instead of rebuilt by sorting once the table is in, when they prove to
+//! hold exactly the rows written.
+//!
+//! Takes the schema, a table loaded page by page and its rows as they are
+//! written; gives, per index, whether it was copied. An index qualifies when
+//! it is a plain one (table columns only, no WHERE, no COLLATE, no DESC: the
+//! order is SQLite's BINARY order, which this module checks itself) of a
+//! rowid table. Its input tree is read twice: first to check it (every
+//! entry a record of the key columns and a rowid, in strictly increasing
+//! order, no two equal keys in a UNIQUE index, and the multiset of entries
+//! equal to the multiset of (key columns, rowid) of the rows written, by a
+//! sum of keyed hashes), then to append its entries. Any doubt leaves the
+//! index to SQLite's REINDEX, as before; SQLite's `quick_check` of the
+//! output covers the pages written here as it covers the tables'.
+
+use std::cmp::Ordering;
+use std::hash::{BuildHasher, Hasher, RandomState};
+
+/// Two keys no input can know in advance (std's per-process random seed).
+fn random_keys() -> (u64, u64) {
+    let s = RandomState::new();
+    (s.hash_one(1u8) | 1, s.hash_one(2u8) | 1)
+}
+
+use super::bulk::{BulkFile, IndexTree};
+use crate::error::Result;
+use crate::rows::column_value;
+use crate::schema::{Index, Schema, Table};
+use crate::snapshot::Snapshot;
+use crate::tree::TreeCursor;
+use sqlite_salvage_format::record::{Record, ValueRef};
+
+/// One index of the table being loaded, and what the rows written add up to.
+pub(crate) struct IndexCopy {
+    /// Position in `Schema::indexes`.
+    pub index: usize,
+    /// The table columns of the key, in order.
+    cols: Vec<usize>,
+    unique: bool,
+    /// The output's root page for it.
+    out_root: u32,
+    keys: (u64, u64),
+    /// Sum of both hashes of the rows' entries, and how many.
+    sum: (u64, u64),
+    rows: u64,
+    /// A row of the table did not go in page by page: the index cannot be
+    /// copied.
+    spoilt: bool,
+}
+
+/// Whether `sql` has `word` as a token of its own (case-insensitive).
+fn has_word(sql: &str, word: &str) -> bool {
+    sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// The key columns of index `ix` of table `t` when it qualifies for
+/// copying: a plain index of a rowid table, in BINARY order.
+pub(crate) fn qualifies(
+    schema: &Schema,
+    t: &Table,
+    ix: &Index,
+    page_count: u32,
+) -> Option<Vec<usize>> {
+    if t.without_rowid || !t.parsed || has_word(&t.sql, "COLLATE") || has_word(&t.sql, "DESC") {
+        return None;
+    }
+    if !ix.table.eq_ignore_ascii_case(&t.name) || ix.partial || !(1..=page_count).contains(&ix.root)
+    {
+        return None;
+    }
+    let entry = schema
+        .entries
+        .iter()
+        .find(|e| e.kind == "index" && e.name == ix.name)?;
+    let sql = entry.sql.as_deref().unwrap_or("");
+    if has_word(sql, "COLLATE") || has_word(sql, "DESC") {
+        return None;
+    }
+    let cols: Vec<usize> = ix.columns.iter().copied().collect::<Option<_>>()?;
+    let real = |c: &usize| t.columns.get(*c).is_some_and(|c| !c.generated);
+    (!cols.is_empty() && cols.iter().all(real)).then_some(cols)
+}
+
+/// Whether index `ix` is UNIQUE (a PRIMARY KEY or UNIQUE constraint's, or
+/// CREATE UNIQUE INDEX).
+pub(crate) fn is_unique(schema: &Schema, ix: &Index) -> bool {
+    ix.name.starts_with("sqlite_autoindex_")
+        || schema
+            .entries
+            .iter()
+            .find(|e| e.kind == "index" && e.name == ix.name)
+            .and_then(|e| e.sql.as_deref())
+            .is_some_and(|sql| has_word(sql.get(..20).unwrap_or(sql), "UNIQUE"))
+}
+
+/// The indexes of table `t` that qualify for copying, with their roots in
+/// the output (`root_of` gives an index's, by name).
+pub(crate) fn copies_for(
+    schema: &Schema,
+    t: &Table,
+    page_count: u32,
+    root_of: impl Fn(&str) -> Option<u32>,
+) -> Vec<IndexCopy> {
+    let mut out = Vec::new();
+    for (i, ix) in schema.indexes.iter().enumerate() {
+        let (Some(cols), Some(out_root)) =
+            (qualifies(schema, t, ix, page_count), root_of(&ix.name))
+        else {
+            continue;
+        };
+        out.push(IndexCopy {
+            index: i,
+            cols,
+            unique: is_unique(schema, ix),
+            out_root,
+            keys: random_keys(),
+            sum: (0, 0),
+            rows: 0,
+            spoilt: false,
+        });
+    }
+    out
+}
+
+/// A keyed multiply-and-rotate hash: cheap per byte; the random key keeps
+/// an input from choosing collisions.
+struct Mix {
+    h: u64,
+    key: u64,
+}
+
+impl Mix {
+    fn new(key: u64) -> Mix {
+        Mix { h: key, key }
+    }
+
+    fn word(&mut self, w: u64) {
+        self.h = (self.h ^ w)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29)
+            ^ self.key;
+    }
+}
+
+impl Hasher for Mix {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.word(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        self.word(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.word(u64::from(i) | 0x100);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.word(i);
+    }
+
+    fn write_i64(&mut self, i: i64) {
+        self.word(i as u64);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.word(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        let mut z = self.h ^ (self.h >> 31);
+        z = z.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z ^ (z >> 27)
+    }
+}
+
+/// Feeds a value into a hash, numbers by value (an integral real and the
+/// integer hash alike: a REAL column may store either).
+fn hash_value(h: &mut impl Hasher, v: ValueRef<'_>) {
+    match v {
+        ValueRef::Null => h.write_u8(0),
+        ValueRef::Integer(i) => {
+            h.write_u8(1);
+            h.write_i64(i);
+        }
+        ValueRef::Real(f) if f.fract() == 0.0 && (-9.2e18..=9.2e18).contains(&f) => {
+            h.write_u8(1);
+            h.write_i64(f as i64);
+        }
+        ValueRef::Real(f) => {
+            h.write_u8(2);
+            h.write_u64(f.to_bits());
+        }
+        ValueRef::Text(b) => {
+            h.write_u8(3);
+            h.write_usize(b.len());
+            h.write(b);
+        }
+        ValueRef::Blob(b) => {
+            h.write_u8(4);
+            h.write_usize(b.len());
+            h.write(b);
+        }
+    }
+}
+
+/// SQLite's order of two values under BINARY collation.
+fn compare(a: ValueRef<'_>, b: ValueRef<'_>) -> Ordering {
+    use ValueRef::*;
+    let class = |v: &ValueRef<'_>| match v {
+        Null => 0,
+        Integer(_) | Real(_) => 1,
+        Text(_) => 2,
+        Blob(_) => 3,
+    };
+    match (a, b) {
+        (Integer(x), Integer(y)) => x.cmp(&y),
+        (Real(x), Real(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+        (Integer(i), Real(r)) => int_real(i, r),
+        (Real(r), Integer(i)) => int_real(i, r).reverse(),
+        (Text(x), Text(y)) | (Blob(x), Blob(y)) => x.cmp(y),
+        (x, y) => class(&x).cmp(&class(&y)),
+    }
+}
+
+/// An integer against a real, exactly.
+fn int_real(i: i64, r: f64) -> Ordering {
+    if r.is_nan() || r < -9_223_372_036_854_775_808.0 {
+        return Ordering::Greater;
+    }
+    if r >= 9_223_372_036_854_775_808.0 {
+        return Ordering::Less;
+    }
+    let t = r.trunc();
+    match i.cmp(&(t as i64)) {
+        Ordering::Equal => t.partial_cmp(&r).unwrap_or(Ordering::Equal),
+        o => o,
+    }
+}
+
+impl IndexCopy {
+    fn entry_hash<'v>(&self, values: impl Iterator<Item = ValueRef<'v>>) -> (u64, u64) {
+        let mut a = Mix::new(self.keys.0);
+        let mut b = Mix::new(self.keys.1);
+        for v in values {
+            hash_value(&mut a, v);
+            hash_value(&mut b, v);
+        }
+        (a.finish(), b.finish())
+    }
+
+    /// A row of the table written page by page.
+    pub fn add_row(&mut self, t: &Table, rec: &Record, payload: &[u8], rowid: i64) {
+        let vals = self
+            .cols
+            .iter()
+            .map(|&c| column_value(t, rec, payload, Some(rowid), c))
+            .chain(std::iter::once(ValueRef::Integer(rowid)));
+        let (a, b) = self.entry_hash(vals);
+        self.sum = (self.sum.0.wrapping_add(a), self.sum.1.wrapping_add(b));
+        self.rows += 1;
+    }
+
+    /// A row of the table that did not go in page by page.
+    pub fn spoil(&mut self) {
+        self.spoilt = true;
+    }
+
+    /// Checks the input's index tree against the rows written, then appends
+    /// its entries as the output's index; false (nothing written) when it
+    /// does not check out.
+    pub fn copy(&self, snap: &Snapshot, ix: &Index, f: &mut BulkFile) -> Result<bool> {
+        if self.spoilt || !self.check(snap, ix.root)? {
+            return Ok(false);
+        }
+        let mut tree = IndexTree::new(self.out_root);
+        let mut cursor = TreeCursor::new(snap, ix.root);
+        while let Some(e) = cursor.next()? {
+            tree.push(f, e.payload)?;
+        }
+        tree.finish(f)?;
+        Ok(true)
+    }
+
+    /// The first read: order, uniqueness and the multiset of entries.
+    fn check(&self, snap: &Snapshot, root: u32) -> Result<bool> {
+        let k = self.cols.len();
+        let mut cursor = TreeCursor::new(snap, root);
+        let (mut prev, mut rec) = (Vec::<u8>::new(), Record::new());
+        let mut prev_rec = Record::new();
+        let (mut sum, mut n) = ((0u64, 0u64), 0u64);
+        loop {
+            let e = match cursor.next() {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(_) => return Ok(false),
+            };
+            if e.truncated || e.zeroed_overflow || e.suspect || rec.parse(e.payload).is_err() {
+                return Ok(false);
+            }
+            if rec.len() != k + 1
+                || rec.end() != e.payload.len()
+                || !matches!(rec.value(e.payload, k), ValueRef::Integer(_))
+            {
+                return Ok(false);
+            }
+            if n > 0 {
+                let mut key_equal = true;
+                let mut order = Ordering::Equal;
+                for c in 0..=k {
+                    let o = compare(prev_rec.value(&prev, c), rec.value(e.payload, c));
+                    if c < k && o != Ordering::Equal {
+                        key_equal = false;
+                    }
+                    if o != Ordering::Equal {
+                        order = o;
+                        break;
+                    }
+                }
+                let has_null = (0..k).any(|c| matches!(rec.value(e.payload, c), ValueRef::Null));
+                if order != Ordering::Less || (self.unique && key_equal && !has_null) {
+                    return Ok(false);
+                }
+            }
+            let (a, b) = self.entry_hash((0..=k).map(|c| rec.value(e.payload, c)));
+            sum = (sum.0.wrapping_add(a), sum.1.wrapping_add(b));
+            n += 1;
+            prev.clear();
+            prev.extend_from_slice(e.payload);
+            std::mem::swap(&mut prev_rec, &mut rec);
+        }
+        Ok(n == self.rows && sum == self.sum && cursor.damage().is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ValueRef::*;
+
+    #[test]
+    fn values_order_as_sqlite_orders_them() {
+        let ordered = [
+            Null,
+            Integer(i64::MIN),
+            Real(-1.5),
+            Integer(-1),
+            Real(-0.5),
+            Integer(0),
+            Real(0.5),
+            Integer(1),
+            Real(1.5),
+            Integer(i64::MAX),
+            Real(1e19),
+            Text(b""),
+            Text(b"a"),
+            Text(b"ab"),
+            Text(b"b"),
+            Blob(b""),
+            Blob(b"\x00"),
+        ];
+        for (i, a) in ordered.iter().enumerate() {
+            for (j, b) in ordered.iter().enumerate() {
+                assert_eq!(compare(*a, *b), i.cmp(&j), "{a:?} vs {b:?}");
+            }
+        }
+        assert_eq!(compare(Integer(2), Real(2.0)), Ordering::Equal);
+        assert_eq!(
+            compare(Integer(i64::MAX), Real(9.223372036854775e18)),
+            Ordering::Greater
+        );
+    }
+
+    #[test]
+    fn a_word_is_found_only_as_a_word() {
+        assert!(has_word("CREATE INDEX i ON t(a collate nocase)", "COLLATE"));
+        assert!(!has_word("CREATE TABLE t(description TEXT)", "DESC"));
+        assert!(has_word("CREATE INDEX i ON t(a DESC)", "DESC"));
+    }
+}
