@@ -585,6 +585,11 @@ fn time_rows(cx: &Cx) {
     row(
         "recover, 10% of pages zeroed",
         &recover_damaged,
+        Some(("VACUUM INTO", &vacuum)),
+    );
+    row(
+        "  (the same, against healthy)",
+        &recover_damaged,
         Some(("healthy", &recover_healthy)),
     );
 }

@@ -95,7 +95,9 @@ fn remove(p: &Path) -> bool {
     if !p.is_dir() {
         return std::fs::remove_file(p).is_ok();
     }
-    let gone = crate::io::sibling(p, ".removing");
+    let mut gone = p.as_os_str().to_owned();
+    gone.push(".removing");
+    let gone = PathBuf::from(gone);
     let p = if std::fs::rename(p, &gone).is_ok() {
         gone.as_path()
     } else {

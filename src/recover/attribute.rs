@@ -243,9 +243,7 @@ fn by_shape_and_holes(
         };
     }
     match damaged.as_slice() {
-        [t] if linked || reports[*t].holes.iter().all(|h| h.page != 0) => {
-            Some((*t, Confidence::Evidence))
-        }
+        [t] if linked || !has_unlinked_hole(&reports[*t]) => Some((*t, Confidence::Evidence)),
         _ => None,
     }
 }
@@ -255,10 +253,21 @@ fn by_shape_and_holes(
 /// as likely a freed page.
 fn in_a_hole(rep: &TableReport, c: &DecodedCell, linked: bool) -> bool {
     c.cell.rowid.is_some_and(|r| {
-        rep.holes
-            .iter()
-            .any(|h| h.contains(r) && (h.page != 0 || linked))
+        // The holes are disjoint and sorted by their lower bound (the
+        // walk): only the last one starting below r can hold it.
+        let holes = &rep.holes;
+        let k = holes.partition_point(|h| h.after.is_none_or(|a| a < r));
+        k.checked_sub(1)
+            .and_then(|i| holes.get(i))
+            .is_some_and(|h| h.contains(r) && (h.page != 0 || linked))
     })
+}
+
+/// Whether a hole of the table's is where a child pointer was 0 or the
+/// root unknown (no page to say what it held). Holes number in the tens of
+/// thousands in a large damaged tree: this is asked once per page.
+fn has_unlinked_hole(rep: &TableReport) -> bool {
+    rep.holes.iter().any(|h| h.page == 0)
 }
 
 /// What becomes of one cell of an attributed page.

@@ -253,14 +253,23 @@ impl Loader {
             if !plan.is_bulk(i) {
                 continue;
             }
-            // The indexes the output has for it so far, all copied: none
-            // to rebuild.
-            let all_copied = schema
-                .indexes
-                .iter()
-                .filter(|ix| ix.table.eq_ignore_ascii_case(&t.name))
-                .filter(|ix| bulk.roots.contains_key(&ix.name))
-                .all(|ix| bulk.copied.contains(&ix.name));
+            // An index made early for copying that was not copied goes
+            // again: the finish stage makes it once every row is in (one
+            // sort, not an index kept up row by row through SQL).
+            let mut all_copied = true;
+            for ix in schema.indexes.iter() {
+                let of_t = ix.table.eq_ignore_ascii_case(&t.name);
+                if !of_t || !bulk.roots.contains_key(&ix.name) || bulk.copied.contains(&ix.name) {
+                    continue;
+                }
+                if self.made_early.remove(&ix.name) {
+                    let drop = format!("DROP INDEX {}", quote_ident(&ix.name));
+                    self.sink.conn.execute_batch(&drop)?;
+                } else {
+                    all_copied = false;
+                }
+            }
+            // The UNIQUE indexes it has, all copied: none to rebuild.
             if all_copied && !t.without_rowid {
                 continue;
             }

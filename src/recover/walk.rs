@@ -196,6 +196,9 @@ fn walk_table(
     }
     let rep = &mut tally.tables[ti];
     rep.holes = cursor.holes().to_vec();
+    // In key order (a walk's holes are disjoint ranges): the scan finds
+    // the one a rowid falls in by binary search.
+    rep.holes.sort_by_key(|h| h.after);
     rep.damage = cursor.damage().to_vec();
     // A page of this tree whose cells could not all be read through its
     // pointers (a damaged cell count or pointer array), or whose space does
