@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
@@ -137,6 +137,26 @@ fn wait_for(child: &mut Child, dir: &Path, point: Point) -> bool {
     }
 }
 
+/// Runs the CLI with `args` in `dir`, sends it `sig` at `point` (unless
+/// it ended first) and waits for it.
+fn spawn_and_stop(dir: &Path, args: &[String], sig: &str, point: Point) -> ExitStatus {
+    let mut child = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    if wait_for(&mut child, dir, point) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{sig}");
+    }
+    child.wait().unwrap()
+}
+
 /// One command: its arguments (relative to the work directory) and how a
 /// finished output is judged whole.
 struct Job {
@@ -165,22 +185,8 @@ fn backup_whole(p: &Path) -> bool {
 /// left against `before` (the inputs) and `out`. True when it was stopped.
 fn stop_once(dir: &Path, job: &Job, sig: &str, point: Point, out: &Path) -> bool {
     let before = tree(dir);
-    let mut child = Command::new(bin())
-        .args(&job.args)
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let what = format!("{} stopped by SIG{sig} at {point:?}", job.name);
-    if wait_for(&mut child, dir, point) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "{what}: kill");
-    }
-    let status = child.wait().unwrap();
+    let status = spawn_and_stop(dir, &job.args, sig, point);
     let code = status.code();
     let expected = 128
         + match sig {
@@ -348,20 +354,7 @@ fn a_stopped_restore_leaves_the_old_target_or_the_new_one_whole() {
                 whole: |_| true,
             };
             let before = tree(dir);
-            let mut child = Command::new(bin())
-                .args(&job.args)
-                .current_dir(dir)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            if wait_for(&mut child, dir, point) {
-                Command::new("kill")
-                    .args([&format!("-{sig}"), &child.id().to_string()])
-                    .status()
-                    .unwrap();
-            }
-            let code = child.wait().unwrap().code();
+            let code = spawn_and_stop(dir, &job.args, sig, point).code();
             let after = tree(dir);
             let what = format!("restore stopped by SIG{sig} at {point:?}: exit {code:?}");
             if code == Some(0) {
