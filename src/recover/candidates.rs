@@ -47,8 +47,9 @@ pub(crate) struct FoundPage {
 /// What the scan of unclaimed and damaged pages counted.
 #[derive(Default)]
 pub(crate) struct Scan {
-    /// Orphaned pages read, with the table (or lost_and_found) they went to.
-    pub orphan_pages: Vec<(u32, String)>,
+    /// Orphaned pages read, with the table they went to (by position in
+    /// the schema's tables; `None`: lost_and_found). Named in the report.
+    pub orphan_pages: Vec<(u32, Option<u32>)>,
     /// Pages that could not be read, or held nothing that decodes.
     pub unreadable_pages: Vec<u32>,
     /// Orphaned index pages (rebuilt from the tables, not data).

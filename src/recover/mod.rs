@@ -261,6 +261,16 @@ fn report_of(p: Parts<'_>) -> Report {
             .as_ref()
             .is_some_and(|w| !w.damaged_frames.is_empty())
         || salvage.header_from != HeaderSource::Page1;
+    let orphan_pages = p
+        .scan
+        .orphan_pages
+        .into_iter()
+        .map(|(pgno, t)| {
+            let table = t.and_then(|t| tally.tables.get(t as usize));
+            let name = table.map_or("lost_and_found", |r| r.name.as_str());
+            (pgno, name.to_string())
+        })
+        .collect();
     let mut report = Report {
         input: String::new(),
         output: String::new(),
@@ -278,7 +288,7 @@ fn report_of(p: Parts<'_>) -> Report {
         lost_and_found_table: p.finished.lost_table,
         flags_table: p.flags_table,
         inferred_tables: p.finished.inferred,
-        orphan_pages: p.scan.orphan_pages,
+        orphan_pages,
         unreadable_pages: p.scan.unreadable_pages,
         index_pages_skipped: p.scan.index_pages_skipped,
         tables_not_created: p.tables_not_created,

@@ -43,9 +43,54 @@ pub(crate) enum Owner {
     Ptrmap,
 }
 
+impl Owner {
+    /// The owner in 4 bytes (a map of a 4 GB database at 4 KiB pages is
+    /// then 4 MB, not 16): the unit variants below 16, a table's pages as
+    /// 16 + 2t (+1 when damaged). A table number too large for that (more
+    /// tables than a u32 can count in half) is left unclaimed, so its pages
+    /// are read again as orphans: slower, never a row lost.
+    fn pack(self) -> u32 {
+        let table = |t: usize, d: u32| {
+            u32::try_from(t)
+                .ok()
+                .and_then(|t| t.checked_mul(2))
+                .and_then(|t| t.checked_add(16 + d))
+                .unwrap_or(0)
+        };
+        match self {
+            Owner::Unclaimed => 0,
+            Owner::Index => 1,
+            Owner::IndexDamaged => 2,
+            Owner::Schema => 3,
+            Owner::Orphan => 4,
+            Owner::Overflow => 5,
+            Owner::Free => 6,
+            Owner::Ptrmap => 7,
+            Owner::Table(t) => table(t, 0),
+            Owner::TableDamaged(t) => table(t, 1),
+        }
+    }
+
+    fn unpack(v: u32) -> Owner {
+        match v {
+            1 => Owner::Index,
+            2 => Owner::IndexDamaged,
+            3 => Owner::Schema,
+            4 => Owner::Orphan,
+            5 => Owner::Overflow,
+            6 => Owner::Free,
+            7 => Owner::Ptrmap,
+            16.. if v % 2 == 0 => Owner::Table(((v - 16) / 2) as usize),
+            16.. => Owner::TableDamaged(((v - 17) / 2) as usize),
+            _ => Owner::Unclaimed,
+        }
+    }
+}
+
 /// The owner of every page, 1 to the snapshot's page count.
 pub(crate) struct PageMap {
-    owners: Vec<Owner>,
+    /// Each page's [`Owner`], packed ([`Owner::pack`]).
+    owners: Vec<u32>,
     /// Pages the walks have counted, for progress.
     done: u64,
     /// Whether the freelist was walked to its end without damage: then a
@@ -58,7 +103,7 @@ impl PageMap {
     /// Every page unclaimed.
     pub fn new(page_count: u32) -> PageMap {
         PageMap {
-            owners: vec![Owner::Unclaimed; page_count as usize + 1],
+            owners: vec![0; page_count as usize + 1],
             done: 0,
             freelist_sound: false,
         }
@@ -66,21 +111,21 @@ impl PageMap {
 
     /// The owner of `pgno` (`None` past the end).
     pub fn get(&self, pgno: u32) -> Option<Owner> {
-        self.owners.get(pgno as usize).copied()
+        self.owners.get(pgno as usize).map(|&o| Owner::unpack(o))
     }
 
     /// Sets the owner of `pgno`, if it is a page of the map.
     pub fn set(&mut self, pgno: u32, owner: Owner) {
         if let Some(o) = self.owners.get_mut(pgno as usize) {
-            *o = owner;
+            *o = owner.pack();
         }
     }
 
     /// Claims `pgno` for `owner` if nothing has; whether it did.
     pub fn claim(&mut self, pgno: u32, owner: Owner) -> bool {
         match self.owners.get_mut(pgno as usize) {
-            Some(o @ Owner::Unclaimed) => {
-                *o = owner;
+            Some(o) if *o == 0 => {
+                *o = owner.pack();
                 true
             }
             _ => false,
@@ -299,5 +344,43 @@ impl PageVisitor for Marks<'_> {
     }
     fn unusable_page(&mut self, pgno: u32) {
         self.map.claim(pgno, self.damaged);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_pack_into_four_bytes_and_back() {
+        let all = [
+            Owner::Unclaimed,
+            Owner::Index,
+            Owner::IndexDamaged,
+            Owner::Schema,
+            Owner::Orphan,
+            Owner::Overflow,
+            Owner::Free,
+            Owner::Ptrmap,
+            Owner::Table(0),
+            Owner::TableDamaged(0),
+            Owner::Table(12345),
+            Owner::TableDamaged(12345),
+            Owner::Table((u32::MAX / 2 - 8) as usize),
+        ];
+        for o in all {
+            assert_eq!(Owner::unpack(o.pack()), o);
+        }
+        // Too large to pack: unclaimed, read again later.
+        assert_eq!(
+            Owner::unpack(Owner::Table(usize::MAX).pack()),
+            Owner::Unclaimed
+        );
+        let mut map = PageMap::new(3);
+        assert!(map.claim(2, Owner::TableDamaged(7)));
+        assert!(!map.claim(2, Owner::Orphan));
+        assert_eq!(map.get(2), Some(Owner::TableDamaged(7)));
+        assert_eq!(map.table_of(2), Some(7));
+        assert_eq!(map.get(4), None);
     }
 }

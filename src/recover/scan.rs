@@ -78,11 +78,8 @@ pub(crate) fn scan_pages(
                 continue;
             }
             if page.source == Source::Orphan {
-                let label = match a.table {
-                    Some((t, _)) => cx.schema.tables[t].name.clone(),
-                    None => "lost_and_found".into(),
-                };
-                scan.orphan_pages.push((pgno, label));
+                let table = a.table.and_then(|(t, _)| u32::try_from(t).ok());
+                scan.orphan_pages.push((pgno, table));
             }
             for cell in &page.cells {
                 if !parse_cell(&mut rec, &cell.bytes, cell.truncated) {
