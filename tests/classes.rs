@@ -624,6 +624,104 @@ fn a_record_whose_values_run_past_its_cell_keeps_its_leading_values() {
 }
 
 #[test]
+fn a_record_whose_header_is_damaged_keeps_its_row() {
+    for (ps, enc) in LAYOUTS {
+        let tmp = tempfile::tempdir().unwrap();
+        let rows = 200;
+        let db = text_table(
+            tmp.path(),
+            (ps, enc),
+            "a TEXT NOT NULL, b TEXT",
+            rows,
+            |i| (format!("alpha{i:04}"), format!("beta{i:04}")),
+        );
+        let want = truth(&db);
+        let what = format!("{ps}/{enc}");
+        // Rows 1, 11, ...: the header's length byte says 127 (past the
+        // cell); its serial types still describe its values exactly.
+        // Rows 5, 15, ...: the same, and a's serial type claims one byte
+        // more: no header length fits, the values cannot be placed.
+        let mut b = std::fs::read(&db).unwrap();
+        let (mut refit, mut lost) = (HashSet::new(), HashSet::new());
+        for i in (1..=rows).filter(|i| i % 10 == 1 || i % 10 == 5) {
+            let a = encoded(&format!("alpha{i:04}"), enc);
+            let bl = encoded(&format!("beta{i:04}"), enc).len();
+            let mut pat = vec![4u8, 0, 13 + 2 * a.len() as u8, 13 + 2 * bl as u8];
+            pat.extend_from_slice(&a);
+            let copies: Vec<usize> = b
+                .windows(pat.len())
+                .enumerate()
+                .filter(|(_, w)| *w == pat.as_slice())
+                .map(|(at, _)| at)
+                .collect();
+            assert!(!copies.is_empty(), "{what}: row {i}");
+            for at in copies {
+                b[at] = 0x7f;
+                if i % 10 == 5 {
+                    b[at + 2] += 2;
+                }
+            }
+            if i % 10 == 1 {
+                refit.insert(i);
+            } else {
+                lost.insert(i);
+            }
+        }
+        std::fs::write(&db, b).unwrap();
+        let (report, got) = recovered(&db, None);
+        let t = report.tables.iter().find(|t| t.name == "t").unwrap();
+        assert_eq!(t.cells_lost, 0, "{what}");
+        assert_eq!(rows_of(&report, "t"), rows as u64, "{what}: every row kept");
+        assert_eq!(report.outcome, Outcome::Partial, "{what}");
+        let flagged = |start: &str| {
+            report
+                .flagged
+                .iter()
+                .filter(|f| f.flag.starts_with(start))
+                .count()
+        };
+        assert_eq!(
+            flagged("record damaged: its header's length was wrong"),
+            refit.len(),
+            "{what}"
+        );
+        assert_eq!(
+            flagged("record damaged: its header cannot be read"),
+            lost.len(),
+            "{what}"
+        );
+        // Every row but the unreadable ones exactly as it was (the refit
+        // ones included); those by their rowid, a stood in, b NULL.
+        let lost_keys: HashSet<String> = want
+            .iter()
+            .filter(|k| lost.iter().any(|i| k.contains(&format!("alpha{i:04}"))))
+            .cloned()
+            .collect();
+        assert_eq!(lost_keys.len(), lost.len(), "{what}");
+        let exact: HashSet<String> = got.intersection(&want).cloned().collect();
+        assert_rows(
+            &exact,
+            &want.difference(&lost_keys).cloned().collect(),
+            &what,
+        );
+        let out = db.parent().unwrap().with_file_name("recovered.db");
+        let c = Connection::open(&out).unwrap();
+        for &i in &lost {
+            let (a, b): (String, Option<String>) = c
+                .query_row("SELECT a, b FROM t WHERE id = ?1", [i], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap_or_else(|e| panic!("{what}: row {i}: {e}"));
+            assert_eq!((a.as_str(), b), ("", None), "{what}: row {i}");
+        }
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, rows, "{what}");
+    }
+}
+
+#[test]
 fn a_row_that_clashes_on_a_unique_value_is_kept_not_counted_as_a_duplicate() {
     for (ps, enc) in LAYOUTS {
         let tmp = tempfile::tempdir().unwrap();

@@ -23,7 +23,7 @@ use super::index_copy::{IndexCopy, copies_for, is_unique, qualifies};
 use super::options::ProgressFn;
 use super::plan::LoadPlan;
 use super::sink::{Insert, Sink};
-use super::tally::{Lost, Placed, Tally};
+use super::tally::{Lost, Placed, RecordRead, Tally};
 use crate::error::Result;
 use crate::rows::column_value;
 use crate::schema::{Schema, StoredValue, Table, quote_ident};
@@ -172,7 +172,12 @@ impl Loader {
             }
             return Ok(());
         };
-        let whole = placed.truncated_col.is_none() && !placed.zeroed && rec.end() == payload.len();
+        // Its payload as it is, unless its record had to be read around
+        // damage: then its values go in through SQL.
+        let whole = placed.truncated_col.is_none()
+            && !placed.zeroed
+            && placed.record == RecordRead::Whole
+            && rec.end() == payload.len();
         let written = match (tree, rowid) {
             (Some(TreeWriter::Table(tree)), Some(r)) if whole => {
                 tree.push(&mut bulk.file, r, payload)?

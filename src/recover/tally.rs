@@ -50,6 +50,21 @@ impl Lost {
     }
 }
 
+/// How the record of a row of a table's own tree was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordRead {
+    /// As it is (its payload possibly cut short by its overflow chain).
+    Whole,
+    /// Its values run past its cell: read as far as they go.
+    ValuesRunPast,
+    /// Its header's length was wrong; the one length at which its serial
+    /// types describe values filling the cell exactly was taken.
+    HeaderRefit,
+    /// Its header could not be read: the row is kept by its rowid, its
+    /// values NULL (stand-ins where NOT NULL).
+    HeaderLost,
+}
+
 /// Where a row from a table's own tree came from, for the report.
 pub(crate) struct Placed {
     pub table: usize,
@@ -58,11 +73,10 @@ pub(crate) struct Placed {
     pub cell: u16,
     pub source: Source,
     /// The first column read only in part (broken overflow chain, or a
-    /// record whose values run past its cell).
+    /// record whose values run past its cell, or whose header is lost).
     pub truncated_col: Option<usize>,
-    /// The record itself is damaged (its values run past the cell), not
-    /// its overflow chain.
-    pub damaged_record: bool,
+    /// How its record was read.
+    pub record: RecordRead,
     /// Overflow bytes that read as zeros.
     pub zeroed: bool,
 }
@@ -147,16 +161,24 @@ impl Tally {
         if p.truncated_col.is_some() || p.zeroed {
             rep.truncated_values += 1;
         }
-        if stale || p.truncated_col.is_some() || p.zeroed {
-            let flag = || match p.truncated_col {
-                Some(c) if p.damaged_record => format!(
+        let damaged = p.record != RecordRead::Whole;
+        if stale || p.truncated_col.is_some() || p.zeroed || damaged {
+            let flag = || match (p.truncated_col, p.record) {
+                (_, RecordRead::HeaderRefit) => "record damaged: its header's length was wrong; \
+                    read with the one length at which its values fill the cell exactly"
+                    .into(),
+                (_, RecordRead::HeaderLost) => {
+                    "record damaged: its header cannot be read; its values are lost, its rowid kept"
+                        .into()
+                }
+                (Some(c), RecordRead::ValuesRunPast) => format!(
                     "record damaged: its values run past its cell; column {c} onwards read only in part"
                 ),
-                Some(c) => {
+                (Some(c), _) => {
                     format!("value of column {c} onwards read only in part (overflow chain broken)")
                 }
-                None if p.zeroed => ZEROED_FLAG.into(),
-                None => "read from an older page version: the newest is damaged".into(),
+                (None, _) if p.zeroed => ZEROED_FLAG.into(),
+                (None, _) => "read from an older page version: the newest is damaged".into(),
             };
             self.flag(p.table, p.rowid, p.page, flag);
         }

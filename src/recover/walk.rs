@@ -14,7 +14,7 @@ use super::loader::{Loader, stored_values};
 use super::pagemap::{Owner, PageMap};
 use super::plan::LoadPlan;
 use super::sink::{Sink, Source};
-use super::tally::{Lost, Placed, Tally};
+use super::tally::{Lost, Placed, RecordRead, Tally};
 use crate::error::Result;
 use crate::schema::{StoredValue, Table};
 use crate::tree::{Damage, Entry, Hole, TreeCursor};
@@ -150,7 +150,7 @@ fn walk_table(
     let not_created = plan.not_created(&t.name);
     let mut rec = Record::new();
     while let Some(e) = cursor.next()? {
-        let Some((truncated_col, damaged_record)) = parse_entry(&mut rec, &e) else {
+        let Some((truncated_col, record)) = parse_entry(&mut rec, &e, t) else {
             tally.cell_lost(ti);
             continue;
         };
@@ -174,6 +174,11 @@ fn walk_table(
         } else {
             Source::Tree
         };
+        if e.suspect && record == RecordRead::HeaderLost {
+            // Neither the page nor the record vouches for it.
+            tally.cell_lost(ti);
+            continue;
+        }
         if e.suspect {
             // The page's space does not add up (torn?): keep the row only if
             // an index confirms it.
@@ -189,7 +194,7 @@ fn walk_table(
             cell: e.at.cell,
             source,
             truncated_col,
-            damaged_record,
+            record,
             zeroed: e.zeroed_overflow,
         };
         loader.tree_row(t, tree.as_mut(), placed, &rec, e.payload, tally)?;
@@ -221,17 +226,36 @@ fn walk_table(
 }
 
 /// Parses an entry's record into `rec`: `(None, _)` when whole, `(Some(c),
-/// _)` when read only up to column `c`, `None` when not even its header
-/// decodes. A payload cut short by a broken overflow chain is read as far
-/// as it goes; so is a whole payload whose record's values run past it
-/// (the record is damaged, `true`): the cell is in the tree, so the row is
-/// real, and its leading values are read, the rest flagged.
-fn parse_entry(rec: &mut Record, e: &Entry<'_>) -> Option<(Option<usize>, bool)> {
+/// _)` when read only up to column `c`, and how. The cell is in the tree
+/// (in its page's key range, on a page whose space adds up, unless
+/// suspect), so the row is real: a payload cut short by a broken overflow
+/// chain is read as far as it goes; so is a whole payload whose record's
+/// values run past it. A header whose length is wrong is refit to its
+/// values when exactly one length fits; a header that cannot be read at
+/// all leaves a row of `t`'s rowid and NULLs, as SQLite's own recovery
+/// keeps it. `None` only for a WITHOUT ROWID row (its key is its record)
+/// or a record wider than its table.
+fn parse_entry(rec: &mut Record, e: &Entry<'_>, t: &Table) -> Option<(Option<usize>, RecordRead)> {
     if !e.truncated && rec.parse(e.payload).is_ok() {
-        return Some((None, false));
+        return Some((None, RecordRead::Whole));
     }
-    let cut = rec.parse_partial(e.payload).ok()?;
-    Some((cut.or(Some(rec.len())), !e.truncated))
+    if let Ok(cut) = rec.parse_partial(e.payload) {
+        let how = if e.truncated {
+            RecordRead::Whole
+        } else {
+            RecordRead::ValuesRunPast
+        };
+        return Some((cut.or(Some(rec.len())), how));
+    }
+    let fits = |rec: &Record| !t.parsed || rec.len() <= t.columns.len();
+    if !e.truncated && rec.parse_refit(e.payload).is_ok() && fits(rec) {
+        return Some((None, RecordRead::HeaderRefit));
+    }
+    if e.rowid.is_none() || t.without_rowid || !t.parsed {
+        return None;
+    }
+    rec.set_nulls(t.columns.len());
+    Some((Some(0), RecordRead::HeaderLost))
 }
 
 /// Puts a row of the old `sqlite_sequence` into the new one (the larger

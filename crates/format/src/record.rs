@@ -173,6 +173,53 @@ impl Record {
             .position(|&(serial, off)| off as u64 + serial_len(serial) > payload.len() as u64))
     }
 
+    /// Parses a record whose header-size varint is wrong (out of range, or
+    /// ending inside a serial type): reads serial types from just after it
+    /// up to the one end at which they describe values that fill `payload`
+    /// to its last byte, and takes that as the header's end. At most one
+    /// end can do so (each serial type moves the end of the header by at
+    /// least a byte, and the values' end never back), so a fit is the
+    /// record's own evidence, not a guess. Errors when no end fits; on
+    /// error the record is left empty.
+    pub fn parse_refit(&mut self, payload: &[u8]) -> Result<(), Malformed> {
+        self.columns.clear();
+        self.body_len = 0;
+        let (_, mut pos) = read_varint(payload).ok_or(Malformed("record header truncated"))?;
+        let mut types = Vec::new();
+        let mut body: u64 = 0;
+        while pos < payload.len() && types.len() < MAX_COLUMNS {
+            let Some((serial, n)) = payload.get(pos..).and_then(read_varint) else {
+                break;
+            };
+            pos += n;
+            body = body.saturating_add(serial_len(serial));
+            types.push(serial);
+            if pos as u64 + body == payload.len() as u64 {
+                let mut off = pos;
+                for serial in types {
+                    self.columns.push((serial, off));
+                    off += serial_len(serial) as usize;
+                }
+                self.body_len = payload.len();
+                return Ok(());
+            }
+            if pos as u64 + body > payload.len() as u64 {
+                // The header's end and the values' length only grow: no
+                // later end fits.
+                break;
+            }
+        }
+        Err(Malformed("no header length fits the record's values"))
+    }
+
+    /// A record of `n` NULLs: the values of a row whose record cannot be
+    /// read, kept for the key its cell gives.
+    pub fn set_nulls(&mut self, n: usize) {
+        self.columns.clear();
+        self.columns.resize(n.min(MAX_COLUMNS), (0, 0));
+        self.body_len = 0;
+    }
+
     fn parse_inner(&mut self, payload: &[u8], partial: bool) -> Result<(), Malformed> {
         let (hdr_len, mut pos) =
             read_varint(payload).ok_or(Malformed("record header truncated"))?;
@@ -333,6 +380,27 @@ mod tests {
         let p = [2u8, 0x81, 0x00]; // text of 57 bytes, none present
         assert!(Record::new().parse(&p).is_err());
         assert!(Record::new().parse(&[5u8, 1]).is_err());
+    }
+
+    #[test]
+    fn a_wrong_header_length_is_refit_to_the_values() {
+        // Header says 9 bytes; its serial types (int8, text of 2) end at 3
+        // and their values fill the rest exactly.
+        let p = [9u8, 1, 17, 42, b'h', b'i'];
+        let mut r = Record::new();
+        assert!(r.parse(&p).is_err());
+        assert!(r.parse_partial(&p).is_err());
+        r.parse_refit(&p).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.value(&p, 0), ValueRef::Integer(42));
+        assert_eq!(r.value(&p, 1), ValueRef::Text(b"hi"));
+        assert_eq!(r.end(), p.len());
+        // Nothing fits: one byte short.
+        assert!(r.parse_refit(&p[..5]).is_err());
+        assert!(r.is_empty());
+        r.set_nulls(3);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.value(&p, 2), ValueRef::Null);
     }
 
     #[test]
