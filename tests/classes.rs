@@ -608,8 +608,13 @@ fn a_record_whose_values_run_past_its_cell_keeps_its_leading_values() {
         std::fs::write(&db, b).unwrap();
         let (report, got) = recovered(&db, None);
         // b is the record's last value: what the cell holds of it is all
-        // of it, so every row comes back whole, and the damaged ones flagged.
+        // of it, so every row comes back whole, and the damaged ones flagged
+        // (b of each listed in the output's flags table).
+        let (flags, got): (HashSet<String>, HashSet<String>) =
+            got.into_iter().partition(|k| k.starts_with("salvage_flags|"));
         assert_rows(&got, &want, &what);
+        assert_eq!(flags.len() as u64, damaged, "{what}");
+        assert!(flags.iter().all(|f| f.contains("Text(\"b\")")), "{what}");
         let t = report.tables.iter().find(|t| t.name == "t").unwrap();
         assert_eq!(t.cells_lost, 0, "{what}");
         assert_eq!(t.truncated_values, damaged, "{what}: {t:?}");
@@ -718,6 +723,21 @@ fn a_record_whose_header_is_damaged_keeps_its_row() {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, rows, "{what}");
+        // The output lists each lost value: a and b of each such row (a
+        // also as stood in for NOT NULL), never the rowid alias.
+        let flags: Vec<(i64, String)> = c
+            .prepare("SELECT row, col FROM salvage_flags WHERE what LIKE 'lost:%' ORDER BY row, col")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let mut want_flags: Vec<(i64, String)> = lost
+            .iter()
+            .flat_map(|&i| [(i, "a".to_string()), (i, "b".to_string())])
+            .collect();
+        want_flags.sort();
+        assert_eq!(flags, want_flags, "{what}");
     }
 }
 

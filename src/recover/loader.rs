@@ -163,6 +163,7 @@ impl Loader {
                 .sink
                 .insert(t, rowid, &|c| column_value(t, rec, payload, rowid, c))?;
             if how == Insert::Written {
+                flag_partial(&mut self.sink, t, &placed)?;
                 tally.tree_row(&placed);
             } else {
                 let enc = self.enc;
@@ -303,6 +304,7 @@ impl Loader {
             let t = &schema.tables[p.table];
             let how = self.insert_values(t, p.rowid, &values)?;
             if how == Insert::Written {
+                flag_partial(&mut self.sink, t, &p)?;
                 tally.tree_row(&p);
             } else {
                 let enc = self.enc;
@@ -346,6 +348,29 @@ impl Loader {
             let _ = t.join();
         }
     }
+}
+
+/// Lists in the output's flags table the values of a written tree row that
+/// were read only in part or not at all: from the first column its record
+/// gave only in part onwards (a NULL there stands for a value that was not
+/// there to read).
+fn flag_partial(sink: &mut Sink, t: &Table, p: &Placed) -> Result<()> {
+    let Some(cut) = p.truncated_col else {
+        return Ok(());
+    };
+    let what = match p.record {
+        RecordRead::HeaderLost => "lost: the record's header cannot be read",
+        RecordRead::ValuesRunPast => "read only in part: the record's values run past its cell",
+        _ => "read only in part: the overflow chain is broken",
+    };
+    let rowid = if t.without_rowid { None } else { p.rowid };
+    for (i, c) in t.columns.iter().enumerate() {
+        // The rowid alias comes from the cell's key, not the record.
+        if t.rowid_alias != Some(i) && c.slot.is_some_and(|s| s >= cut) {
+            sink.flag_value(t, rowid, &c.name, what)?;
+        }
+    }
+    Ok(())
 }
 
 /// A row's values by declared column, owned (text in the database encoding).
