@@ -572,6 +572,24 @@ fn text_table(
     db
 }
 
+/// Where the record of row `i` of a `text_table` of ("alpha<i>",
+/// "beta<i>") starts, in every copy (a balance can leave an old one in
+/// free space): its header is 04 00 <a's type> <b's type>.
+fn record_copies(b: &[u8], enc: &str, i: i64, what: &str) -> Vec<usize> {
+    let a = encoded(&format!("alpha{i:04}"), enc);
+    let bl = encoded(&format!("beta{i:04}"), enc).len();
+    let mut pat = vec![4u8, 0, 13 + 2 * a.len() as u8, 13 + 2 * bl as u8];
+    pat.extend_from_slice(&a);
+    let copies: Vec<usize> = b
+        .windows(pat.len())
+        .enumerate()
+        .filter(|(_, w)| *w == pat.as_slice())
+        .map(|(at, _)| at)
+        .collect();
+    assert!(!copies.is_empty(), "{what}: row {i}");
+    copies
+}
+
 #[test]
 fn a_record_whose_values_run_past_its_cell_keeps_its_leading_values() {
     for (ps, enc) in LAYOUTS {
@@ -591,19 +609,7 @@ fn a_record_whose_values_run_past_its_cell_keeps_its_leading_values() {
         let mut b = std::fs::read(&db).unwrap();
         let mut damaged = 0;
         for i in (1..=rows).step_by(10) {
-            let a = encoded(&format!("alpha{i:04}"), enc);
-            let bl = encoded(&format!("beta{i:04}"), enc).len();
-            let mut pat = vec![4u8, 0, 13 + 2 * a.len() as u8, 13 + 2 * bl as u8];
-            pat.extend_from_slice(&a);
-            // Every copy (a balance can leave an old one in free space).
-            let copies: Vec<usize> = b
-                .windows(pat.len())
-                .enumerate()
-                .filter(|(_, w)| *w == pat.as_slice())
-                .map(|(at, _)| at)
-                .collect();
-            assert!(!copies.is_empty(), "{what}: row {i}");
-            for at in copies {
+            for at in record_copies(&b, enc, i, &what) {
                 b[at + 3] += 40;
             }
             damaged += 1;
@@ -653,18 +659,7 @@ fn a_record_whose_header_is_damaged_keeps_its_row() {
         let mut b = std::fs::read(&db).unwrap();
         let (mut refit, mut lost) = (HashSet::new(), HashSet::new());
         for i in (1..=rows).filter(|i| i % 10 == 1 || i % 10 == 5) {
-            let a = encoded(&format!("alpha{i:04}"), enc);
-            let bl = encoded(&format!("beta{i:04}"), enc).len();
-            let mut pat = vec![4u8, 0, 13 + 2 * a.len() as u8, 13 + 2 * bl as u8];
-            pat.extend_from_slice(&a);
-            let copies: Vec<usize> = b
-                .windows(pat.len())
-                .enumerate()
-                .filter(|(_, w)| *w == pat.as_slice())
-                .map(|(at, _)| at)
-                .collect();
-            assert!(!copies.is_empty(), "{what}: row {i}");
-            for at in copies {
+            for at in record_copies(&b, enc, i, &what) {
                 b[at] = 0x7f;
                 if i % 10 == 5 {
                     b[at + 2] += 2;
@@ -744,6 +739,134 @@ fn a_record_whose_header_is_damaged_keeps_its_row() {
             .collect();
         want_flags.sort();
         assert_eq!(flags, want_flags, "{what}");
+    }
+}
+
+#[test]
+fn an_orphaned_record_whose_header_length_is_wrong_is_refit() {
+    for (ps, enc) in LAYOUTS {
+        let tmp = tempfile::tempdir().unwrap();
+        let rows = i64::from(ps) / 8;
+        let db = text_table(
+            tmp.path(),
+            (ps, enc),
+            "a TEXT NOT NULL, b TEXT",
+            rows,
+            |i| (format!("alpha{i:04}"), format!("beta{i:04}")),
+        );
+        let want = truth(&db);
+        let what = format!("{ps}/{enc}");
+        let c = Connection::open(&db).unwrap();
+        let root: u32 = c
+            .query_row(
+                "SELECT rootpage FROM sqlite_schema WHERE name = 't'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        drop(c);
+        let mut b = std::fs::read(&db).unwrap();
+        let at = (root as usize - 1) * ps as usize;
+        assert_eq!(b[at], 5, "{what}: the root is an interior page");
+        // The root zeroed: every leaf is orphaned. Every tenth record's
+        // header length says 127.
+        b[at..at + ps as usize].fill(0);
+        let mut refit = 0;
+        for i in (1..=rows).step_by(10) {
+            for at in record_copies(&b, enc, i, &what) {
+                b[at] = 0x7f;
+            }
+            refit += 1;
+        }
+        std::fs::write(&db, b).unwrap();
+        let (report, got) = recovered(&db, None);
+        assert_rows(&got, &want, &what);
+        let flagged = report
+            .flagged
+            .iter()
+            .filter(|f| f.flag.contains("header's length was wrong"))
+            .count();
+        assert_eq!(flagged, refit, "{what}");
+    }
+}
+
+/// Swaps child `k` of interior page `p` with child `k` of interior page
+/// `q` in the file's bytes.
+fn swap_children(b: &mut [u8], ps: usize, (p, q): (u32, u32), k: usize) {
+    let child = |pg: u32| {
+        let at = (pg as usize - 1) * ps;
+        assert_eq!(b[at], 5, "page {pg} is a table interior page");
+        let ptr = u16::from_be_bytes([b[at + 12 + 2 * k], b[at + 13 + 2 * k]]) as usize;
+        at + ptr
+    };
+    let (x, y) = (child(p), child(q));
+    for i in 0..4 {
+        b.swap(x + i, y + i);
+    }
+}
+
+#[test]
+fn rows_of_cross_linked_trees_go_back_to_the_table_whose_index_lists_them() {
+    for (ps, enc) in LAYOUTS {
+        let tmp = tempfile::tempdir().unwrap();
+        let sql = "CREATE TABLE a(id INTEGER PRIMARY KEY, name TEXT UNIQUE, v INTEGER);
+                   CREATE TABLE b(id INTEGER PRIMARY KEY, name TEXT UNIQUE, v INTEGER);";
+        let (db, c) = fresh(tmp.path(), ps, enc, sql);
+        let rows = i64::from(ps) / 4;
+        for i in 1..=rows {
+            c.execute(
+                "INSERT INTO a VALUES(?1, ?2, ?1)",
+                params![i, format!("a-{i:06}")],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO b VALUES(?1, ?2, ?1 * 2)",
+                params![i, format!("b-{i:06}")],
+            )
+            .unwrap();
+        }
+        c.execute_batch("COMMIT").unwrap();
+        let root = |t: &str| -> u32 {
+            c.query_row(
+                "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
+                [t],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let (ra, rb) = (root("a"), root("b"));
+        drop(c);
+        let want = truth(&db);
+        let what = format!("{ps}/{enc}");
+        // The second child of each root points into the other table.
+        let mut bytes = std::fs::read(&db).unwrap();
+        swap_children(&mut bytes, ps as usize, (ra, rb), 1);
+        std::fs::write(&db, bytes).unwrap();
+        let (report, got) = recovered(&db, None);
+        // No row in the other table; every row in its own, or (a cell whose
+        // key falls outside the range its page was reached by, which no
+        // index of its walk's table confirms) in lost_and_found.
+        let (own, other): (HashSet<String>, HashSet<String>) = got
+            .iter()
+            .filter(|k| k.starts_with("a|") || k.starts_with("b|"))
+            .cloned()
+            .partition(|k| want.contains(k));
+        assert!(
+            other.is_empty(),
+            "{what}: rows in the wrong table: {:?}",
+            other.iter().take(3).collect::<Vec<_>>()
+        );
+        let lost = report.lost_and_found as usize;
+        assert_eq!(
+            own.len() + lost,
+            want.len(),
+            "{what}: {} own, {lost} lost_and_found",
+            own.len()
+        );
+        assert!(lost * 20 < want.len(), "{what}: {lost} in lost_and_found");
+        let moved: u64 = report.tables.iter().map(|t| t.cross_linked).sum();
+        assert!(moved > 0, "{what}: no row moved");
+        assert_eq!(report.outcome, Outcome::Partial, "{what}");
     }
 }
 

@@ -261,6 +261,13 @@ pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
             r.lost_and_found.saturating_sub(by_shape)
         )?;
     }
+    let moved: u64 = r.tables.iter().map(|t| t.cross_linked).sum();
+    if moved > 0 {
+        writeln!(
+            out,
+            "  {moved} rows found in another table's tree (cross-linked trees): moved to the table whose index lists them"
+        )?;
+    }
     let conflicts: u64 = r.tables.iter().map(|t| t.conflicts).sum();
     if conflicts > 0 {
         writeln!(

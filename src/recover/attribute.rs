@@ -204,10 +204,7 @@ fn by_shape_and_holes(
         {
             continue;
         }
-        if cells
-            .iter()
-            .all(|c| parse_cell(rec, &c.bytes, c.truncated) && fits(t, rec, &c.bytes))
-        {
+        if decoded_all(cells, rec, |rec, c| fits(t, rec, &c.bytes)) {
             candidates.push(ti);
         }
     }
@@ -224,9 +221,7 @@ fn by_shape_and_holes(
         .copied()
         .filter(|&t| {
             let width = schema.tables[t].stored_columns();
-            cells
-                .iter()
-                .all(|c| parse_cell(rec, &c.bytes, c.truncated) && rec.len() == width)
+            decoded_all(cells, rec, |rec, _| rec.len() == width)
         })
         .collect();
     if !exact.is_empty() {
@@ -303,6 +298,26 @@ pub(crate) fn judge_cell(
         return Verdict::Confirm(ti);
     }
     Verdict::Keep(ti, conf)
+}
+
+/// Whether the records of a page's cells that decode all satisfy `pred`,
+/// and at least half of them do decode: a cell damaged inside (judged on
+/// its own later) does not take the page's other rows' evidence away.
+fn decoded_all(
+    cells: &[DecodedCell],
+    rec: &mut Record,
+    pred: impl Fn(&Record, &DecodedCell) -> bool,
+) -> bool {
+    let mut decoded = 0;
+    for c in cells {
+        if parse_cell(rec, &c.bytes, c.truncated) {
+            if !pred(rec, c) {
+                return false;
+            }
+            decoded += 1;
+        }
+    }
+    decoded >= 1 && decoded * 2 >= cells.len()
 }
 
 /// Parses a cell's record into `rec`; a payload cut short by a broken

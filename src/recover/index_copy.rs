@@ -18,7 +18,7 @@ use std::cmp::Ordering;
 use std::hash::{BuildHasher, Hasher, RandomState};
 
 /// Two keys no input can know in advance (std's per-process random seed).
-fn random_keys() -> (u64, u64) {
+pub(crate) fn random_keys() -> (u64, u64) {
     let s = RandomState::new();
     (s.hash_one(1u8) | 1, s.hash_one(2u8) | 1)
 }
@@ -126,13 +126,13 @@ pub(crate) fn copies_for(
 
 /// A keyed multiply-and-rotate hash: cheap per byte; the random key keeps
 /// an input from choosing collisions.
-struct Mix {
+pub(crate) struct Mix {
     h: u64,
     key: u64,
 }
 
 impl Mix {
-    fn new(key: u64) -> Mix {
+    pub(crate) fn new(key: u64) -> Mix {
         Mix { h: key, key }
     }
 
@@ -183,7 +183,7 @@ impl Hasher for Mix {
 
 /// Feeds a value into a hash, numbers by value (an integral real and the
 /// integer hash alike: a REAL column may store either).
-fn hash_value(h: &mut impl Hasher, v: ValueRef<'_>) {
+pub(crate) fn hash_value(h: &mut impl Hasher, v: ValueRef<'_>) {
     match v {
         ValueRef::Null => h.write_u8(0),
         ValueRef::Integer(i) => {

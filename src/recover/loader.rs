@@ -65,6 +65,9 @@ pub(crate) struct Loader {
     /// Indexes other than UNIQUE ones made before the load (to be copied
     /// from the input): the finish stage does not make them again.
     pub made_early: HashSet<String>,
+    /// Indexes copied whole from the input (they list exactly the rows of
+    /// their table's tree that were written).
+    pub copied: HashSet<String>,
 }
 
 impl Loader {
@@ -116,6 +119,7 @@ impl Loader {
             bulk,
             early_sync: None,
             made_early,
+            copied: HashSet::new(),
         };
         Ok((loader, objects_not_created))
     }
@@ -299,6 +303,7 @@ impl Loader {
             }
         }
         ProgressFn::tick(progress, "indexing bulk tables", n, n);
+        self.copied = bulk.copied;
         self.sink.conn.execute_batch("BEGIN")?;
         for (p, values) in bulk.deferred {
             let t = &schema.tables[p.table];

@@ -16,6 +16,7 @@
 //!   candidates   orphaned leaves and carved cells: FoundPage, DecodedCell
 //!   attribute    evidence ──▶ table, and a Verdict per cell      (scan runs both)
 //!   confirm      suspects confirmed by an index entry, or lost
+//!   crosscheck   rows of cross-linked trees back to the table whose index lists them
 //!   history      older row versions, on request
 //!   tally        counts, flags and lost rows, in one place
 //!   finish       lost_and_found, indexes, views, triggers, quick_check
@@ -32,6 +33,7 @@ mod candidates;
 mod carve;
 mod confirm;
 mod context;
+mod crosscheck;
 mod finish;
 mod history;
 mod index_copy;
@@ -166,6 +168,7 @@ fn run(
         Vec::new()
     };
     confirm::place_suspects(snap, cx.schema, walked.suspects, &mut loader, &mut tally)?;
+    crosscheck::cross_check(snap, cx.schema, &mut loader, &mut tally)?;
     let finished = match finish::finish(
         &mut loader,
         cx.schema,
@@ -252,6 +255,7 @@ fn report_of(p: Parts<'_>) -> Report {
                 || r.possibly_stale > 0
                 || r.truncated_values > 0
                 || r.stand_ins > 0
+                || r.cross_linked > 0
         })
         || !p.scan.orphan_pages.is_empty()
         || !p.scan.unreadable_pages.is_empty()

@@ -71,6 +71,9 @@ pub struct TableReport {
     /// Rows written with a stand-in for a value that could not be read,
     /// where the column is NOT NULL (each value listed in the flags table).
     pub stand_ins: u64,
+    /// Rows another table's tree held that this table's index lists (the
+    /// trees are cross-linked): moved here.
+    pub cross_linked: u64,
     /// Unreadable parts of the tree and the rowid ranges they held.
     pub holes: Vec<Hole>,
     /// Damage met while walking the tree.

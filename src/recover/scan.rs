@@ -82,12 +82,20 @@ pub(crate) fn scan_pages(
                 scan.orphan_pages.push((pgno, table));
             }
             for cell in &page.cells {
-                if !parse_cell(&mut rec, &cell.bytes, cell.truncated) {
+                // A header whose length is wrong is refit to its values
+                // (the one length at which they fill the cell exactly); the
+                // cell is then judged like any other.
+                let refit = if parse_cell(&mut rec, &cell.bytes, cell.truncated) {
+                    false
+                } else if !cell.truncated && rec.parse_refit(&cell.bytes).is_ok() {
+                    true
+                } else {
                     continue;
-                }
+                };
                 match judge_cell(cx, plan.not_created_set(), &page, &a, cell, &rec) {
                     Verdict::Keep(ti, conf) => {
-                        keep(cx, loader, tally, &page, &a, cell, &rec, (ti, conf))?;
+                        let how = (ti, conf, refit);
+                        keep(cx, loader, tally, &page, &a, cell, &rec, how)?;
                     }
                     Verdict::Confirm(ti) => {
                         let t = &cx.schema.tables[ti];
@@ -131,7 +139,7 @@ fn keep(
     a: &Attribution,
     cell: &DecodedCell,
     rec: &Record,
-    (ti, conf): (usize, Confidence),
+    (ti, conf, refit): (usize, Confidence, bool),
 ) -> Result<()> {
     let t = &cx.schema.tables[ti];
     let rowid = cell.cell.rowid;
@@ -165,6 +173,8 @@ fn keep(
     };
     let part = if cell.truncated {
         "; a value read only in part"
+    } else if refit {
+        "; its record header's length was wrong, refit to its values"
     } else {
         ""
     };
