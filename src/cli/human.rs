@@ -288,6 +288,13 @@ pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
             "  no table known: {n} rows of one shape in table {name}"
         )?;
     }
+    if !r.loose_overflow_pages.is_empty() {
+        writeln!(
+            out,
+            "  {} overflow pages whose value's cell or chain is lost (part of no surviving row)",
+            r.loose_overflow_pages.len()
+        )?;
+    }
     if !r.unreadable_pages.is_empty() {
         writeln!(out, "  {} pages unreadable", r.unreadable_pages.len())?;
     }

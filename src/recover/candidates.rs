@@ -52,6 +52,10 @@ pub(crate) struct Scan {
     pub orphan_pages: Vec<(u32, Option<u32>)>,
     /// Pages that could not be read, or held nothing that decodes.
     pub unreadable_pages: Vec<u32>,
+    /// Pages no tree reaches and no row was found on that read as overflow
+    /// pages (their first four bytes a page number or zero): the rest of a
+    /// value whose cell, or the chain page before them, is lost.
+    pub loose_overflow_pages: Vec<u32>,
     /// Orphaned index pages (rebuilt from the tables, not data).
     pub index_pages_skipped: u64,
 }
@@ -116,7 +120,9 @@ pub(crate) fn find_page(
     let (cells, kind, source, consistent) =
         page_cells(cx, map, pgno, owner, carving, partly_read, &buf.page)?;
     if cells.is_empty() {
-        if !partly_read.contains(&pgno) && (owner.is_some() || source == Source::Carved) {
+        if owner.is_none() && source == Source::Carved && overflow_like(&buf.page, cx.page_count) {
+            scan.loose_overflow_pages.push(pgno);
+        } else if !partly_read.contains(&pgno) && (owner.is_some() || source == Source::Carved) {
             scan.unreadable_pages.push(pgno);
         }
         return None;
@@ -133,6 +139,14 @@ pub(crate) fn find_page(
         consistent,
         cells,
     })
+}
+
+/// Whether a page reads as an overflow page: its first four bytes are the
+/// next page of a chain (a page of the database) or zero (the last).
+fn overflow_like(page: &[u8], page_count: u32) -> bool {
+    page.get(..4)
+        .and_then(|s| <[u8; 4]>::try_from(s).ok())
+        .is_some_and(|b| u32::from_be_bytes(b) <= page_count)
 }
 
 /// The cells of a page: through the pointer array when its header is

@@ -121,8 +121,16 @@ pub fn cell_at(
 }
 
 /// Whether a whole (non-spilling) payload is exactly one well-formed record.
+/// A record whose values take no bytes is no evidence: a run of one
+/// repeated byte (an overflow page of a blob, say) decodes as one, header
+/// and all. Nor are reserved serial types (10, 11): SQLite never writes
+/// them.
 fn exact_record(payload: &[u8], rec: &mut Record) -> bool {
-    rec.parse(payload).is_ok() && rec.end() == payload.len() && !rec.is_empty()
+    rec.parse(payload).is_ok()
+        && rec.end() == payload.len()
+        && !rec.is_empty()
+        && !rec.body_is_empty()
+        && !rec.uses_reserved_types()
 }
 
 /// Scans the content of a page whose header or cell pointers cannot be
@@ -198,6 +206,7 @@ fn scan_range(
                 // values must add up to the claimed total.
                 rec.parse_partial(&c.local).is_ok()
                     && !rec.is_empty()
+                    && !rec.uses_reserved_types()
                     && record_total(&c.local) == Some(c.total)
             };
             if ok {

@@ -259,6 +259,7 @@ fn report_of(p: Parts<'_>) -> Report {
         })
         || !p.scan.orphan_pages.is_empty()
         || !p.scan.unreadable_pages.is_empty()
+        || !p.scan.loose_overflow_pages.is_empty()
         || !tally.lost.is_empty()
         || salvage
             .wal
@@ -294,6 +295,7 @@ fn report_of(p: Parts<'_>) -> Report {
         inferred_tables: p.finished.inferred,
         orphan_pages,
         unreadable_pages: p.scan.unreadable_pages,
+        loose_overflow_pages: p.scan.loose_overflow_pages,
         index_pages_skipped: p.scan.index_pages_skipped,
         tables_not_created: p.tables_not_created,
         objects_not_created: p.finished.objects_not_created,

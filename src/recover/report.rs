@@ -123,6 +123,10 @@ pub struct Report {
     pub orphan_pages: Vec<(u32, String)>,
     /// Pages that are neither usable b-tree pages nor anything else known.
     pub unreadable_pages: Vec<u32>,
+    /// Pages no tree reaches and no row was found on that read as overflow
+    /// pages: the rest of values whose cells, or the chain page before
+    /// them, are lost. Readable, but part of no row that survives.
+    pub loose_overflow_pages: Vec<u32>,
     /// Orphaned index pages left out (indexes are rebuilt from the tables).
     pub index_pages_skipped: u64,
     /// Tables in the schema that could not be created in the output.

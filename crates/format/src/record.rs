@@ -269,6 +269,21 @@ impl Record {
         self.body_len
     }
 
+    /// Whether a column has serial type 10 or 11: reserved, read as NULL,
+    /// never written by SQLite (so a record found without its page's
+    /// structure that uses one is no evidence of a row).
+    pub fn uses_reserved_types(&self) -> bool {
+        self.columns.iter().any(|&(s, _)| s == 10 || s == 11)
+    }
+
+    /// Whether the record's values take no bytes (every one NULL, 0, 1 or
+    /// empty): a run of one repeated byte decodes as such a record.
+    pub fn body_is_empty(&self) -> bool {
+        self.columns
+            .first()
+            .is_none_or(|&(_, off)| off >= self.body_len)
+    }
+
     /// Serial type of column `i`.
     #[inline]
     pub fn serial_type(&self, i: usize) -> Option<u64> {
