@@ -7,10 +7,11 @@
 //! whose key is already there). The tables the plan loads in bulk have their
 //! own trees' complete rows written page by page ([`super::bulk`]) while
 //! SQLite has the file closed, and their plain indexes copied from the
-//! input where they check out ([`super::index_copy`]; those are made
-//! before the load, with the UNIQUE ones); [`Loader::end_bulk`] hands the file back to
-//! SQLite, which rebuilds and checks what was written, and every later row
-//! goes through SQL. A check that fails there asks for a run without bulk
+//! input where they check out ([`super::index_copy`]), else built from the
+//! rows written ([`super::index_build`]; those indexes are made before the
+//! load, with the UNIQUE ones); [`Loader::end_bulk`] hands the file back to
+//! SQLite, which rebuilds the other indexes and checks what was written,
+//! and every later row goes through SQL. A check that fails there asks for a run without bulk
 //! loading: the answer is a value ([`Attempt::Retry`]), not an error.
 
 use std::collections::{HashMap, HashSet};
@@ -19,6 +20,7 @@ use std::thread::JoinHandle;
 
 use super::bulk::{BulkFile, IndexTree, TableTree};
 use super::context::Attempt;
+use super::index_build::{Built, IndexBuild, builds_for};
 use super::index_copy::{IndexCopy, copies_for, is_unique, qualifies};
 use super::options::ProgressFn;
 use super::plan::LoadPlan;
@@ -47,8 +49,15 @@ struct Bulk {
     /// The indexes of the table being written that may be copied from
     /// the input ([`super::index_copy`]).
     copies: Vec<IndexCopy>,
-    /// Indexes copied: SQLite need not rebuild them.
+    /// The same indexes, built from the rows written where the copy fails
+    /// ([`super::index_build`]).
+    builds: Vec<IndexBuild>,
+    /// Indexes copied or built: SQLite need not rebuild them.
     copied: HashSet<String>,
+    /// Of those, the ones copied from the input.
+    from_input: HashSet<String>,
+    /// A UNIQUE index built over the tree rows found a key twice.
+    refused: Option<String>,
     /// Rows of bulk tables that could not be written as they are: they go
     /// in through SQL, as their values, once SQLite has the file again.
     deferred: Vec<(Placed, Vec<StoredValue>)>,
@@ -66,7 +75,7 @@ pub(crate) struct Loader {
     /// from the input): the finish stage does not make them again.
     pub made_early: HashSet<String>,
     /// Indexes copied whole from the input (they list exactly the rows of
-    /// their table's tree that were written).
+    /// their table's tree that were written; not those built from the rows).
     pub copied: HashSet<String>,
 }
 
@@ -106,7 +115,10 @@ impl Loader {
                 file: BulkFile::open(out)?,
                 roots,
                 copies: Vec::new(),
+                builds: Vec::new(),
                 copied: HashSet::new(),
+                from_input: HashSet::new(),
+                refused: None,
                 deferred: Vec::new(),
             })
         } else {
@@ -141,6 +153,8 @@ impl Loader {
         }
         let roots = &bulk.roots;
         bulk.copies = copies_for(schema, t, page_count, |n| roots.get(n).copied());
+        let dir = crate::io::parent_dir(self.sink.path());
+        bulk.builds = builds_for(schema, t, page_count, &dir, |n| roots.get(n).copied());
         Some(if t.without_rowid {
             TreeWriter::Index(IndexTree::new(root))
         } else {
@@ -201,6 +215,11 @@ impl Loader {
                     None => c.spoil(),
                 }
             }
+            if let Some(r) = rowid {
+                for b in &mut bulk.builds {
+                    b.add_row(t, rec, payload, r);
+                }
+            }
         } else {
             for c in &mut bulk.copies {
                 c.spoil();
@@ -231,6 +250,24 @@ impl Loader {
             let ix = &schema.indexes[c.index];
             if c.copy(snap, ix, &mut b.file)? {
                 b.copied.insert(ix.name.clone());
+                b.from_input.insert(ix.name.clone());
+            }
+        }
+        // The rows a deferred insert brings later are added by SQLite.
+        for build in std::mem::take(&mut b.builds) {
+            let ix = &schema.indexes[build.index];
+            if b.copied.contains(&ix.name) {
+                continue;
+            }
+            match build.build(&mut b.file, &ix.name)? {
+                Built::Written => {
+                    b.copied.insert(ix.name.clone());
+                }
+                Built::Refused(why) => {
+                    b.copied.insert(ix.name.clone());
+                    b.refused.get_or_insert(why);
+                }
+                Built::Skipped => {}
             }
         }
         Ok(())
@@ -252,6 +289,9 @@ impl Loader {
         let Some(bulk) = self.bulk.take() else {
             return Ok(None);
         };
+        if let Some(why) = bulk.refused {
+            return Ok(Some(Attempt::Retry(why)));
+        }
         let written = bulk.file.finish()?;
         if sync {
             self.early_sync = Some(std::thread::spawn(move || written.sync_data()));
@@ -303,7 +343,7 @@ impl Loader {
             }
         }
         ProgressFn::tick(progress, "indexing bulk tables", n, n);
-        self.copied = bulk.copied;
+        self.copied = bulk.from_input;
         self.sink.conn.execute_batch("BEGIN")?;
         for (p, values) in bulk.deferred {
             let t = &schema.tables[p.table];

@@ -36,6 +36,7 @@ mod context;
 mod crosscheck;
 mod finish;
 mod history;
+mod index_build;
 mod index_copy;
 mod loader;
 mod options;
