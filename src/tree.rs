@@ -76,6 +76,16 @@ impl Hole {
     pub fn contains(&self, rowid: i64) -> bool {
         self.after.is_none_or(|a| rowid > a) && self.up_to.is_none_or(|u| rowid <= u)
     }
+
+    /// The hole of `holes` (disjoint, sorted by their lower bound, as a
+    /// walk's are once sorted) that `rowid` falls in: only the last one
+    /// starting below it can hold it.
+    pub fn find(holes: &[Hole], rowid: i64) -> Option<&Hole> {
+        let k = holes.partition_point(|h| h.after.is_none_or(|a| a < rowid));
+        k.checked_sub(1)
+            .and_then(|i| holes.get(i))
+            .filter(|h| h.contains(rowid))
+    }
 }
 
 /// One piece of damage found while walking leniently.

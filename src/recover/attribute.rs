@@ -15,6 +15,7 @@ use super::sink::{Sink, Source};
 use crate::error::Result;
 use crate::schema::{Index, Table};
 use crate::snapshot::HeaderSource;
+use crate::tree::Hole;
 use sqlite_salvage_format::kind::PageKind;
 use sqlite_salvage_format::record::{Record, ValueRef};
 
@@ -247,15 +248,9 @@ fn by_shape_and_holes(
 /// by an unknown root covers every rowid; a leaf nothing points at is then
 /// as likely a freed page.
 fn in_a_hole(rep: &TableReport, c: &DecodedCell, linked: bool) -> bool {
-    c.cell.rowid.is_some_and(|r| {
-        // The holes are disjoint and sorted by their lower bound (the
-        // walk): only the last one starting below r can hold it.
-        let holes = &rep.holes;
-        let k = holes.partition_point(|h| h.after.is_none_or(|a| a < r));
-        k.checked_sub(1)
-            .and_then(|i| holes.get(i))
-            .is_some_and(|h| h.contains(r) && (h.page != 0 || linked))
-    })
+    c.cell
+        .rowid
+        .is_some_and(|r| Hole::find(&rep.holes, r).is_some_and(|h| h.page != 0 || linked))
 }
 
 /// Whether a hole of the table's is where a child pointer was 0 or the

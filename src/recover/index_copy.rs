@@ -6,12 +6,16 @@
 //! written; gives, per index, whether it was copied. An index qualifies when
 //! it is a plain one (table columns only, no WHERE, no COLLATE, no DESC: the
 //! order is SQLite's BINARY order, which this module checks itself) of a
-//! rowid table. Its input tree is read twice: first to check it (every
-//! entry a record of the key columns and a rowid, in strictly increasing
-//! order, no two equal keys in a UNIQUE index, and the multiset of entries
-//! equal to the multiset of (key columns, rowid) of the rows written, by a
-//! sum of keyed hashes), then to append its entries. Any doubt leaves the
-//! index to SQLite's REINDEX, as before; SQLite's `quick_check` of the
+//! rowid table. Its input tree is read before the table's rows are
+//! written, to check its form (every entry a record of the key columns and
+//! a rowid, in strictly increasing order, no two equal keys in a UNIQUE
+//! index; one that fails is built from the rows instead,
+//! [`super::index_build`]); then, once they are written, to check that the
+//! multiset of its entries equals the multiset of (key columns, rowid) of
+//! the rows written, by a sum of keyed hashes, leaving out the entries of
+//! rows in the tree's holes and of rows that go in through SQL (SQLite adds
+//! the entries of those that do); then to append those entries. Any doubt
+//! leaves the index to SQLite's REINDEX; SQLite's `quick_check` of the
 //! output covers the pages written here as it covers the tables'.
 
 use std::cmp::Ordering;
@@ -47,6 +51,9 @@ pub(crate) struct IndexCopy {
     /// A row of the table did not go in page by page: the index cannot be
     /// copied.
     spoilt: bool,
+    /// The input index's entries (both hash sums, and how many), when its
+    /// tree reads whole, in strict order and unique where it must be.
+    input: Option<((u64, u64), u64)>,
 }
 
 /// Whether `sql` has `word` as a token of its own (case-insensitive).
@@ -119,6 +126,7 @@ pub(crate) fn copies_for(
             sum: (0, 0),
             rows: 0,
             spoilt: false,
+            input: None,
         });
     }
     out
@@ -273,16 +281,44 @@ impl IndexCopy {
         self.spoilt = true;
     }
 
-    /// Checks the input's index tree against the rows written, then appends
-    /// its entries as the output's index; false (nothing written) when it
-    /// does not check out.
-    pub fn copy(&self, snap: &Snapshot, ix: &Index, f: &mut BulkFile) -> Result<bool> {
-        if self.spoilt || !self.check(snap, ix.root)? {
+    /// Reads the input's index tree before the table's rows are written:
+    /// whether it reads whole, in strict order and unique where it must be
+    /// (else it cannot be copied, and is built from the rows instead).
+    pub fn precheck(&mut self, snap: &Snapshot, ix: &Index) -> Result<bool> {
+        self.input = self.check(snap, ix.root, &|_| false)?;
+        Ok(self.input.is_some())
+    }
+
+    /// Appends the input's index tree as the output's index when its
+    /// entries, but for those of the rowids `later` names (rows in the
+    /// tree's holes, or that go in through SQL, which SQLite adds to the
+    /// index itself), are exactly the rows written; false (nothing written)
+    /// when they are not.
+    pub fn copy(
+        &self,
+        snap: &Snapshot,
+        ix: &Index,
+        f: &mut BulkFile,
+        later: &dyn Fn(i64) -> bool,
+    ) -> Result<bool> {
+        if self.spoilt || self.input.is_none() {
             return Ok(false);
         }
+        if self.check(snap, ix.root, later)? != Some((self.sum, self.rows)) {
+            return Ok(false);
+        }
+        let k = self.cols.len();
         let mut tree = IndexTree::new(self.out_root);
         let mut cursor = TreeCursor::new(snap, ix.root);
+        let mut rec = Record::new();
         while let Some(e) = cursor.next()? {
+            rec.parse(e.payload)
+                .map_err(|m| crate::error::Error::corrupt(e.at.page, m.0))?;
+            if let ValueRef::Integer(r) = rec.value(e.payload, k) {
+                if later(r) {
+                    continue;
+                }
+            }
             tree.push(f, e.payload)?;
         }
         tree.finish(f)?;
@@ -290,26 +326,33 @@ impl IndexCopy {
     }
 
     /// The first read: order, uniqueness and the multiset of entries.
-    fn check(&self, snap: &Snapshot, root: u32) -> Result<bool> {
+    /// The sums and count are of the entries whose rowid `skip` does not
+    /// name; order and uniqueness are of every entry.
+    fn check(
+        &self,
+        snap: &Snapshot,
+        root: u32,
+        skip: &dyn Fn(i64) -> bool,
+    ) -> Result<Option<((u64, u64), u64)>> {
         let k = self.cols.len();
         let mut cursor = TreeCursor::new(snap, root);
         let (mut prev, mut rec) = (Vec::<u8>::new(), Record::new());
         let mut prev_rec = Record::new();
-        let (mut sum, mut n) = ((0u64, 0u64), 0u64);
+        let (mut sum, mut n, mut kept) = ((0u64, 0u64), 0u64, 0u64);
         loop {
             let e = match cursor.next() {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
-                Err(_) => return Ok(false),
+                Err(_) => return Ok(None),
             };
             if e.truncated || e.zeroed_overflow || e.suspect || rec.parse(e.payload).is_err() {
-                return Ok(false);
+                return Ok(None);
             }
             if rec.len() != k + 1
                 || rec.end() != e.payload.len()
                 || !matches!(rec.value(e.payload, k), ValueRef::Integer(_))
             {
-                return Ok(false);
+                return Ok(None);
             }
             if n > 0 {
                 let mut key_equal = true;
@@ -326,17 +369,21 @@ impl IndexCopy {
                 }
                 let has_null = (0..k).any(|c| matches!(rec.value(e.payload, c), ValueRef::Null));
                 if order != Ordering::Less || (self.unique && key_equal && !has_null) {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
-            let (a, b) = self.entry_hash((0..=k).map(|c| rec.value(e.payload, c)));
-            sum = (sum.0.wrapping_add(a), sum.1.wrapping_add(b));
+            let skipped = matches!(rec.value(e.payload, k), ValueRef::Integer(r) if skip(r));
+            if !skipped {
+                let (a, b) = self.entry_hash((0..=k).map(|c| rec.value(e.payload, c)));
+                sum = (sum.0.wrapping_add(a), sum.1.wrapping_add(b));
+                kept += 1;
+            }
             n += 1;
             prev.clear();
             prev.extend_from_slice(e.payload);
             std::mem::swap(&mut prev_rec, &mut rec);
         }
-        Ok(n == self.rows && sum == self.sum && cursor.damage().is_empty())
+        Ok(cursor.damage().is_empty().then_some((sum, kept)))
     }
 }
 

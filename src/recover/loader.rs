@@ -30,6 +30,7 @@ use crate::error::Result;
 use crate::rows::column_value;
 use crate::schema::{Schema, StoredValue, Table, quote_ident};
 use crate::snapshot::Snapshot;
+use crate::tree::Hole;
 use sqlite_salvage_format::header::TextEncoding;
 use sqlite_salvage_format::record::{Record, ValueRef};
 
@@ -52,6 +53,10 @@ struct Bulk {
     /// The same indexes, built from the rows written where the copy fails
     /// ([`super::index_build`]).
     builds: Vec<IndexBuild>,
+    /// Rowids of the table being written whose rows are not in its tree as
+    /// written (deferred, held for confirmation, or lost): an index copied
+    /// from the input leaves their entries out.
+    not_written: HashSet<i64>,
     /// Indexes copied or built: SQLite need not rebuild them.
     copied: HashSet<String>,
     /// Of those, the ones copied from the input.
@@ -116,6 +121,7 @@ impl Loader {
                 roots,
                 copies: Vec::new(),
                 builds: Vec::new(),
+                not_written: HashSet::new(),
                 copied: HashSet::new(),
                 from_input: HashSet::new(),
                 refused: None,
@@ -137,29 +143,45 @@ impl Loader {
     }
 
     /// A page-by-page writer for table `t`'s own tree, when it is loaded
-    /// in bulk.
+    /// in bulk. Its plain indexes are read first: one whose tree reads
+    /// whole and in order is copied once its rows match; the others are
+    /// built from the rows as they are written.
     pub fn tree_writer(
         &mut self,
         plan: &LoadPlan,
+        snap: &Snapshot,
         schema: &Schema,
-        page_count: u32,
         ti: usize,
-    ) -> Option<TreeWriter> {
+    ) -> Result<Option<TreeWriter>> {
         let t = &schema.tables[ti];
-        let bulk = self.bulk.as_mut()?;
-        let &root = bulk.roots.get(&t.name)?;
+        let Some(bulk) = self.bulk.as_mut() else {
+            return Ok(None);
+        };
+        let Some(&root) = bulk.roots.get(&t.name) else {
+            return Ok(None);
+        };
         if !plan.is_bulk(ti) || root <= 1 {
-            return None;
+            return Ok(None);
         }
+        let page_count = snap.page_count();
+        bulk.not_written.clear();
         let roots = &bulk.roots;
         bulk.copies = copies_for(schema, t, page_count, |n| roots.get(n).copied());
+        let mut to_build = HashSet::new();
+        for c in &mut bulk.copies {
+            let ok = c.precheck(snap, &schema.indexes[c.index])?;
+            if !ok {
+                to_build.insert(c.index);
+            }
+        }
         let dir = crate::io::parent_dir(self.sink.path());
         bulk.builds = builds_for(schema, t, page_count, &dir, |n| roots.get(n).copied());
-        Some(if t.without_rowid {
+        bulk.builds.retain(|b| to_build.contains(&b.index));
+        Ok(Some(if t.without_rowid {
             TreeWriter::Index(IndexTree::new(root))
         } else {
             TreeWriter::Table(TableTree::new(&bulk.file, root))
-        })
+        }))
     }
 
     /// Writes a row of table `t`'s own tree: page by page when it is
@@ -221,8 +243,11 @@ impl Loader {
                 }
             }
         } else {
-            for c in &mut bulk.copies {
-                c.spoil();
+            match rowid {
+                Some(r) => {
+                    bulk.not_written.insert(r);
+                }
+                None => bulk.copies.iter_mut().for_each(IndexCopy::spoil),
             }
             let values = stored_values(t, rec, payload, rowid);
             bulk.deferred.push((placed, values));
@@ -230,13 +255,24 @@ impl Loader {
         Ok(())
     }
 
+    /// A row of the table being written that is not in its tree as written
+    /// (held for confirmation, or lost): through SQL, or not at all.
+    pub fn not_written(&mut self, rowid: Option<i64>) {
+        if let (Some(b), Some(r)) = (self.bulk.as_mut(), rowid) {
+            b.not_written.insert(r);
+        }
+    }
+
     /// Completes a tree written page by page, then copies those of its
-    /// table's indexes that check out against its rows.
+    /// table's indexes that check out against its rows (but for the rows in
+    /// its `holes`, sorted, and those not written, whose entries SQLite
+    /// adds if they go in), and builds the others.
     pub fn finish_tree(
         &mut self,
         tree: Option<TreeWriter>,
         snap: &Snapshot,
         schema: &Schema,
+        holes: &[Hole],
     ) -> Result<()> {
         let Some(b) = self.bulk.as_mut() else {
             return Ok(());
@@ -246,9 +282,11 @@ impl Loader {
             Some(TreeWriter::Index(tree)) => tree.finish(&mut b.file)?,
             None => return Ok(()),
         }
+        let not_written = std::mem::take(&mut b.not_written);
+        let later = |r: i64| not_written.contains(&r) || Hole::find(holes, r).is_some();
         for c in std::mem::take(&mut b.copies) {
             let ix = &schema.indexes[c.index];
-            if c.copy(snap, ix, &mut b.file)? {
+            if c.copy(snap, ix, &mut b.file, &later)? {
                 b.copied.insert(ix.name.clone());
                 b.from_input.insert(ix.name.clone());
             }

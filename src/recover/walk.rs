@@ -145,13 +145,14 @@ fn walk_table(
         .lenient(true)
         .keep_partial(true)
         .verify_pages(true);
-    let mut tree = loader.tree_writer(plan, cx.schema, cx.page_count, ti);
+    let mut tree = loader.tree_writer(plan, cx.snap, cx.schema, ti)?;
     let internal = t.name.to_ascii_lowercase().starts_with("sqlite_");
     let not_created = plan.not_created(&t.name);
     let mut rec = Record::new();
     while let Some(e) = cursor.next()? {
         let Some((truncated_col, record)) = parse_entry(&mut rec, &e, t) else {
             tally.cell_lost(ti);
+            loader.not_written(e.rowid);
             continue;
         };
         if internal || not_created {
@@ -177,6 +178,7 @@ fn walk_table(
         if e.suspect && record == RecordRead::HeaderLost {
             // Neither the page nor the record vouches for it.
             tally.cell_lost(ti);
+            loader.not_written(e.rowid);
             continue;
         }
         if e.suspect {
@@ -185,6 +187,7 @@ fn walk_table(
             let at = (e.at.page, Some(e.at.cell), None);
             let s = Suspect::new(ti, t, &rec, e.payload, e.rowid, at, source, cx.enc);
             walked.suspects.push(s);
+            loader.not_written(e.rowid);
             continue;
         }
         let placed = Placed {
@@ -222,7 +225,10 @@ fn walk_table(
             walked.partly_read.insert(pgno);
         }
     }
-    loader.finish_tree(tree, cx.snap, cx.schema)
+    let holes = std::mem::take(&mut tally.tables[ti].holes);
+    loader.finish_tree(tree, cx.snap, cx.schema, &holes)?;
+    tally.tables[ti].holes = holes;
+    Ok(())
 }
 
 /// Parses an entry's record into `rec`: `(None, _)` when whole, `(Some(c),
