@@ -344,7 +344,10 @@ impl Loader {
             // An index made early for copying that was not copied goes
             // again: the finish stage makes it once every row is in (one
             // sort, not an index kept up row by row through SQL).
-            let mut all_copied = true;
+            // Each index neither copied nor built is rebuilt by name (a
+            // WITHOUT ROWID table's own tree, its primary key, is not one:
+            // it was written in key order, checked below).
+            let mut rebuild = Vec::new();
             for ix in schema.indexes.iter() {
                 let of_t = ix.table.eq_ignore_ascii_case(&t.name);
                 if !of_t || !bulk.roots.contains_key(&ix.name) || bulk.copied.contains(&ix.name) {
@@ -354,18 +357,16 @@ impl Loader {
                     let drop = format!("DROP INDEX {}", quote_ident(&ix.name));
                     self.sink.conn.execute_batch(&drop)?;
                 } else {
-                    all_copied = false;
+                    rebuild.push(&ix.name);
                 }
             }
-            // The UNIQUE indexes it has, all copied: none to rebuild.
-            if all_copied && !t.without_rowid {
-                continue;
-            }
-            let reindex = format!("REINDEX {}", quote_ident(&t.name));
-            if let Err(e) = self.sink.conn.execute_batch(&reindex) {
-                // Two tree rows break a UNIQUE constraint: only a row-by-row
-                // load can keep the first and skip the rest.
-                return Ok(Some(Attempt::Retry(e.to_string())));
+            for name in rebuild {
+                let reindex = format!("REINDEX {}", quote_ident(name));
+                if let Err(e) = self.sink.conn.execute_batch(&reindex) {
+                    // Two tree rows break a UNIQUE constraint: only a
+                    // row-by-row load can keep the first and skip the rest.
+                    return Ok(Some(Attempt::Retry(e.to_string())));
+                }
             }
             if t.without_rowid {
                 // Its entries went in in the order the tree gave them:
