@@ -120,7 +120,11 @@ fn checkable(schema: &Schema, page_count: u32) -> Vec<Checked> {
 /// exactly the ones its index lists).
 fn all_copied(schema: &Schema, loader: &Loader, t: &Table) -> bool {
     let mut any = false;
-    for ix in schema.indexes.iter().filter(|ix| ix.table == t.name) {
+    for ix in schema
+        .indexes
+        .iter()
+        .filter(|ix| ix.table.eq_ignore_ascii_case(&t.name))
+    {
         if !loader.copied.contains(&ix.name) {
             return false;
         }

@@ -61,18 +61,25 @@ pub(crate) enum Built {
     Refused(String),
 }
 
-/// The indexes of table `t` to build (the same ones that may be copied),
-/// with their roots in the output (`root_of` gives an index's, by name);
-/// runs spill to unnamed files in `dir`.
+/// The indexes of table `t` to build: of those that may be copied, the
+/// ones `wanted` names (by position in `Schema::indexes`), with their roots
+/// in the output (`root_of` gives an index's, by name); runs spill to
+/// unnamed files in `dir`.
 pub(crate) fn builds_for(
     schema: &Schema,
     t: &Table,
     page_count: u32,
     dir: &Path,
     root_of: impl Fn(&str) -> Option<u32>,
+    wanted: impl Fn(usize) -> bool,
 ) -> Vec<IndexBuild> {
     let mut out = Vec::new();
-    for (i, ix) in schema.indexes.iter().enumerate() {
+    for (i, ix) in schema
+        .indexes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| wanted(*i))
+    {
         let (Some(cols), Some(out_root)) =
             (qualifies(schema, t, ix, page_count), root_of(&ix.name))
         else {
@@ -128,15 +135,18 @@ impl IndexBuild {
             return Ok(Built::Skipped);
         }
         let k = self.cols.len();
+        let dir = self.sorter.dir.clone();
         let Ok(mut entries) = self.sorter.into_sorted() else {
             return Ok(Built::Skipped);
         };
         let mut tree = IndexTree::new(self.out_root);
         let (mut prev, mut record) = (Vec::new(), Vec::new());
         let mut refused = None;
-        while let Some(entry) = entries.next_entry()? {
+        while let Some(entry) = entries.next_entry().map_err(|e| Error::output(&dir, e))? {
             let Some(key_len) = entry_record(&entry, k, &mut record) else {
-                return Err(Error::corrupt(0, "index sort key does not decode"));
+                let e =
+                    std::io::Error::other(format!("a sort key of index {name} does not decode"));
+                return Err(Error::output(&dir, e));
             };
             let key = entry.get(..key_len).unwrap_or_default();
             if self.unique && refused.is_none() && key == prev.as_slice() && !has_null(key, k) {
@@ -452,7 +462,7 @@ enum Sorted {
 }
 
 impl Sorted {
-    fn next_entry(&mut self) -> Result<Option<Vec<u8>>> {
+    fn next_entry(&mut self) -> std::io::Result<Option<Vec<u8>>> {
         match self {
             Sorted::Memory(arena, keys) => Ok(keys.next().map(|(s, l)| {
                 arena
@@ -465,8 +475,7 @@ impl Sorted {
                     return Ok(None);
                 };
                 if let Some(r) = readers.get_mut(i) {
-                    let next = read_key(r).map_err(|e| Error::corrupt(0, e.to_string()))?;
-                    if let Some(k) = next {
+                    if let Some(k) = read_key(r)? {
                         heap.push(Reverse((k, i)));
                     }
                 }

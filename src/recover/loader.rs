@@ -175,8 +175,10 @@ impl Loader {
             }
         }
         let dir = crate::io::parent_dir(self.sink.path());
-        bulk.builds = builds_for(schema, t, page_count, &dir, |n| roots.get(n).copied());
-        bulk.builds.retain(|b| to_build.contains(&b.index));
+        let root_of = |n: &str| roots.get(n).copied();
+        bulk.builds = builds_for(schema, t, page_count, &dir, root_of, |i| {
+            to_build.contains(&i)
+        });
         Ok(Some(if t.without_rowid {
             TreeWriter::Index(IndexTree::new(root))
         } else {
