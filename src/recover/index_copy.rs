@@ -293,18 +293,24 @@ impl IndexCopy {
     /// entries, but for those of the rowids `later` names (rows in the
     /// tree's holes, or that go in through SQL, which SQLite adds to the
     /// index itself), are exactly the rows written; false (nothing written)
-    /// when they are not.
+    /// when they are not. `none_later`: `later` names no rowid (the
+    /// entries read before the load are compared, not read again).
     pub fn copy(
         &self,
         snap: &Snapshot,
         ix: &Index,
         f: &mut BulkFile,
-        later: &dyn Fn(i64) -> bool,
+        (later, none_later): (&dyn Fn(i64) -> bool, bool),
     ) -> Result<bool> {
         if self.spoilt || self.input.is_none() {
             return Ok(false);
         }
-        if self.check(snap, ix.root, later)? != Some((self.sum, self.rows)) {
+        let entries = if none_later {
+            self.input
+        } else {
+            self.check(snap, ix.root, later)?
+        };
+        if entries != Some((self.sum, self.rows)) {
             return Ok(false);
         }
         let k = self.cols.len();

@@ -288,7 +288,8 @@ impl Loader {
         let later = |r: i64| not_written.contains(&r) || Hole::find(holes, r).is_some();
         for c in std::mem::take(&mut b.copies) {
             let ix = &schema.indexes[c.index];
-            if c.copy(snap, ix, &mut b.file, &later)? {
+            let none_later = not_written.is_empty() && holes.is_empty();
+            if c.copy(snap, ix, &mut b.file, (&later, none_later))? {
                 b.copied.insert(ix.name.clone());
                 b.from_input.insert(ix.name.clone());
             }
