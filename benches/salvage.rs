@@ -58,6 +58,15 @@ fn measure_codes(cmd: &mut Command, codes: &[i32]) -> Measure {
     }
 }
 
+/// Removes a command's output once it is measured, so that what one
+/// command wrote does not push the inputs of the next out of the page
+/// cache (at 4 GB the outputs alone would fill most of it); gives `m` back.
+fn tidy<T>(m: T, out: &Path) -> T {
+    let _ = std::fs::remove_file(out);
+    let _ = std::fs::remove_dir_all(out);
+    m
+}
+
 fn best(runs: usize, mut f: impl FnMut() -> Measure) -> Measure {
     let mut b = f();
     for _ in 1..runs {
@@ -380,39 +389,42 @@ fn time_rows(cx: &Cx) {
         let dst = scratch.join("cp");
         let _ = std::fs::remove_dir_all(&dst);
         std::fs::create_dir_all(&dst).unwrap();
-        measure(Command::new("cp").arg(db).arg(wal).arg(&dst))
+        tidy(measure(Command::new("cp").arg(db).arg(wal).arg(&dst)), &dst)
     });
     let replay = best(runs, || {
         let _ = std::fs::remove_file(scratch.join("replayed.db"));
-        measure(
+        let m = measure(
             Command::new(exe)
                 .args(["replay", "-o"])
                 .arg(scratch.join("replayed.db"))
                 .arg(db)
                 .stdout(devnull()),
-        )
+        );
+        tidy(m, &scratch.join("replayed.db"))
     });
     let replay_nosync = best(runs, || {
         let _ = std::fs::remove_file(scratch.join("replayed.db"));
-        measure(
+        let m = measure(
             Command::new(exe)
                 .args(["replay", "--no-sync", "-o"])
                 .arg(scratch.join("replayed.db"))
                 .arg(db)
                 .stdout(devnull()),
-        )
+        );
+        tidy(m, &scratch.join("replayed.db"))
     });
     let cp_sync = best(runs, || {
         let dst = scratch.join("cp");
         let _ = std::fs::remove_dir_all(&dst);
         std::fs::create_dir_all(&dst).unwrap();
-        measure(Command::new("sh").arg("-c").arg(format!(
+        let m = measure(Command::new("sh").arg("-c").arg(format!(
             "cp '{}' '{}' '{}' && sync -f '{}'/*",
             db.display(),
             wal.display(),
             dst.display(),
             dst.display()
-        )))
+        )));
+        tidy(m, &dst)
     });
     let dump = best(runs, || {
         measure(
@@ -447,27 +459,29 @@ fn time_rows(cx: &Cx) {
     let vacuum = best(runs, || {
         let out = scratch.join("vacuumed.db");
         let _ = std::fs::remove_file(&out);
-        measure(
+        let m = measure(
             Command::new(me)
                 .args(["--child", "vacuum-into"])
                 .arg(sq)
                 .arg(&out)
                 .stdout(devnull()),
-        )
+        );
+        tidy(m, &out)
     });
     let recover_at = |input: &Path| {
         let out = scratch.join("recovered.db");
         let _ = std::fs::remove_file(&out);
         // 1: recovered with damage met (partial). Synced, as VACUUM INTO
         // syncs its output (synchronous=FULL).
-        measure_codes(
+        let m = measure_codes(
             Command::new(exe)
                 .args(["recover", "-o"])
                 .arg(&out)
                 .arg(input)
                 .stdout(devnull()),
             &[0, 1],
-        )
+        );
+        tidy(m, &out)
     };
     let recover_healthy = best(runs, || recover_at(db));
     // The same files with 10% of the database file's pages zeroed.
@@ -495,41 +509,47 @@ fn time_rows(cx: &Cx) {
         }
     }
     let recover_damaged = best(runs, || recover_at(&damaged));
+    tidy((), &damaged);
+    tidy((), &side(&damaged, "-wal"));
 
     // backup: the file set against cp, the compact file against VACUUM INTO.
     let backup_files = best(runs, || {
         let dst = scratch.join("bk-files");
         let _ = std::fs::remove_dir_all(&dst);
-        measure(
+        let m = measure(
             Command::new(exe)
                 .args(["backup", "--files", "--no-sync"])
                 .arg(sq)
                 .arg(&dst)
                 .stdout(devnull()),
-        )
+        );
+        tidy(m, &dst)
     });
     let backup_files_sync = best(runs, || {
         let dst = scratch.join("bk-files");
         let _ = std::fs::remove_dir_all(&dst);
-        measure(
+        let m = measure(
             Command::new(exe)
                 .args(["backup", "--files"])
                 .arg(sq)
                 .arg(&dst)
                 .stdout(devnull()),
-        )
+        );
+        tidy(m, &dst)
     });
     let backup_compact = best(runs, || {
         let dst = scratch.join("bk.db");
         let _ = std::fs::remove_file(&dst);
         let _ = std::fs::remove_file(scratch.join("bk.db.manifest.json"));
-        measure(
+        let m = measure(
             Command::new(exe)
                 .args(["backup", "--no-sync"])
                 .arg(sq)
                 .arg(&dst)
                 .stdout(devnull()),
-        )
+        );
+        let _ = std::fs::remove_file(scratch.join("bk.db.manifest.json"));
+        tidy(m, &dst)
     });
     println!(
         "{:<34} {:>9} {:>10} {:>22}",
