@@ -132,6 +132,67 @@ pub(crate) fn copies_for(
     out
 }
 
+/// Whether the rows of a WITHOUT ROWID table arrive in strictly increasing
+/// order of their primary key under BINARY order (no key twice), checked
+/// as they are written; only for a table without COLLATE or DESC, whose
+/// key order this module knows. Else (or when it does not hold) SQLite's
+/// `integrity_check` of the table checks the order.
+pub(crate) struct KeyOrder {
+    /// Primary key columns: the record's first values.
+    k: usize,
+    prev: Vec<u8>,
+    prev_rec: Record,
+    seen: bool,
+    holds: bool,
+}
+
+impl KeyOrder {
+    pub fn for_table(t: &Table) -> KeyOrder {
+        let k = t.columns.iter().filter(|c| c.pk > 0).count();
+        KeyOrder {
+            k,
+            prev: Vec::new(),
+            prev_rec: Record::new(),
+            seen: false,
+            holds: k > 0
+                && t.parsed
+                && t.without_rowid
+                && !has_word(&t.sql, "COLLATE")
+                && !has_word(&t.sql, "DESC"),
+        }
+    }
+
+    /// The next row written, its record parsed from `payload`.
+    pub fn add(&mut self, rec: &Record, payload: &[u8]) {
+        if !self.holds {
+            return;
+        }
+        if rec.len() < self.k || (0..self.k).any(|c| rec.value(payload, c) == ValueRef::Null) {
+            self.holds = false;
+            return;
+        }
+        if self.seen {
+            let order = (0..self.k)
+                .map(|c| compare(self.prev_rec.value(&self.prev, c), rec.value(payload, c)))
+                .find(|o| *o != Ordering::Equal)
+                .unwrap_or(Ordering::Equal);
+            if order != Ordering::Less {
+                self.holds = false;
+                return;
+            }
+        }
+        self.seen = true;
+        self.prev.clear();
+        self.prev.extend_from_slice(payload);
+        self.prev_rec.clone_from(rec);
+    }
+
+    /// Every row so far came in strictly increasing key order.
+    pub fn holds(&self) -> bool {
+        self.holds
+    }
+}
+
 /// A keyed multiply-and-rotate hash: cheap per byte; the random key keeps
 /// an input from choosing collisions.
 pub(crate) struct Mix {

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use super::bulk::{BulkFile, IndexTree, TableTree};
 use super::context::Attempt;
 use super::index_build::{Built, IndexBuild, builds_for};
-use super::index_copy::{IndexCopy, copies_for, is_unique, qualifies};
+use super::index_copy::{IndexCopy, KeyOrder, copies_for, is_unique, qualifies};
 use super::options::ProgressFn;
 use super::plan::LoadPlan;
 use super::sink::{Insert, Sink};
@@ -38,8 +38,8 @@ use sqlite_salvage_format::record::{Record, ValueRef};
 pub(crate) enum TreeWriter {
     /// A rowid table.
     Table(TableTree),
-    /// A WITHOUT ROWID table.
-    Index(IndexTree),
+    /// A WITHOUT ROWID table, its key order checked as rows arrive.
+    Index(IndexTree, KeyOrder),
 }
 
 /// Rows being written in bulk, until [`Loader::end_bulk`].
@@ -61,6 +61,9 @@ struct Bulk {
     copied: HashSet<String>,
     /// Of those, the ones copied from the input.
     from_input: HashSet<String>,
+    /// WITHOUT ROWID tables whose rows were seen to arrive in strictly
+    /// increasing key order ([`KeyOrder`]).
+    key_ordered: HashSet<String>,
     /// A UNIQUE index built over the tree rows found a key twice.
     refused: Option<String>,
     /// Rows of bulk tables that could not be written as they are: they go
@@ -124,6 +127,7 @@ impl Loader {
                 not_written: HashSet::new(),
                 copied: HashSet::new(),
                 from_input: HashSet::new(),
+                key_ordered: HashSet::new(),
                 refused: None,
                 deferred: Vec::new(),
             })
@@ -180,7 +184,7 @@ impl Loader {
             to_build.contains(&i)
         });
         Ok(Some(if t.without_rowid {
-            TreeWriter::Index(IndexTree::new(root))
+            TreeWriter::Index(IndexTree::new(root), KeyOrder::for_table(t))
         } else {
             TreeWriter::Table(TableTree::new(&bulk.file, root))
         }))
@@ -225,8 +229,9 @@ impl Loader {
             (Some(TreeWriter::Table(tree)), Some(r)) if whole => {
                 tree.push(&mut bulk.file, r, payload)?
             }
-            (Some(TreeWriter::Index(tree)), _) if whole => {
+            (Some(TreeWriter::Index(tree, order)), _) if whole => {
                 tree.push(&mut bulk.file, payload)?;
+                order.add(rec, payload);
                 true
             }
             _ => false,
@@ -273,7 +278,7 @@ impl Loader {
         &mut self,
         tree: Option<TreeWriter>,
         snap: &Snapshot,
-        schema: &Schema,
+        (schema, t): (&Schema, &Table),
         holes: &[Hole],
     ) -> Result<()> {
         let Some(b) = self.bulk.as_mut() else {
@@ -281,7 +286,12 @@ impl Loader {
         };
         match tree {
             Some(TreeWriter::Table(tree)) => tree.finish(&mut b.file)?,
-            Some(TreeWriter::Index(tree)) => tree.finish(&mut b.file)?,
+            Some(TreeWriter::Index(tree, order)) => {
+                tree.finish(&mut b.file)?;
+                if order.holds() {
+                    b.key_ordered.insert(t.name.clone());
+                }
+            }
             None => return Ok(()),
         }
         let not_written = std::mem::take(&mut b.not_written);
@@ -371,7 +381,7 @@ impl Loader {
                     return Ok(Some(Attempt::Retry(e.to_string())));
                 }
             }
-            if t.without_rowid {
+            if t.without_rowid && !bulk.key_ordered.contains(&t.name) {
                 // Its entries went in in the order the tree gave them:
                 // SQLite checks the key order (and uniqueness).
                 let ic: String = self.sink.conn.query_row(

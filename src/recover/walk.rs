@@ -226,7 +226,7 @@ fn walk_table(
         }
     }
     let holes = std::mem::take(&mut tally.tables[ti].holes);
-    loader.finish_tree(tree, cx.snap, cx.schema, &holes)?;
+    loader.finish_tree(tree, cx.snap, (cx.schema, t), &holes)?;
     tally.tables[ti].holes = holes;
     Ok(())
 }
