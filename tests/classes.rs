@@ -572,6 +572,14 @@ fn text_table(
     db
 }
 
+/// A `text_table` of `a TEXT NOT NULL, b TEXT` holding ("alpha<i>",
+/// "beta<i>"), whose records [`record_copies`] finds.
+fn alpha_beta(dir: &Path, layout: (u32, &str), rows: i64) -> PathBuf {
+    text_table(dir, layout, "a TEXT NOT NULL, b TEXT", rows, |i| {
+        (format!("alpha{i:04}"), format!("beta{i:04}"))
+    })
+}
+
 /// Where the record of row `i` of a `text_table` of ("alpha<i>",
 /// "beta<i>") starts, in every copy (a balance can leave an old one in
 /// free space): its header is 04 00 <a's type> <b's type>.
@@ -595,13 +603,7 @@ fn a_record_whose_values_run_past_its_cell_keeps_its_leading_values() {
     for (ps, enc) in LAYOUTS {
         let tmp = tempfile::tempdir().unwrap();
         let rows = 200;
-        let db = text_table(
-            tmp.path(),
-            (ps, enc),
-            "a TEXT NOT NULL, b TEXT",
-            rows,
-            |i| (format!("alpha{i:04}"), format!("beta{i:04}")),
-        );
+        let db = alpha_beta(tmp.path(), (ps, enc), rows);
         let want = truth(&db);
         let what = format!("{ps}/{enc}");
         // Every tenth record: b's serial type claims 20 bytes more than
@@ -643,13 +645,7 @@ fn a_record_whose_header_is_damaged_keeps_its_row() {
     for (ps, enc) in LAYOUTS {
         let tmp = tempfile::tempdir().unwrap();
         let rows = 200;
-        let db = text_table(
-            tmp.path(),
-            (ps, enc),
-            "a TEXT NOT NULL, b TEXT",
-            rows,
-            |i| (format!("alpha{i:04}"), format!("beta{i:04}")),
-        );
+        let db = alpha_beta(tmp.path(), (ps, enc), rows);
         let want = truth(&db);
         let what = format!("{ps}/{enc}");
         // Rows 1, 11, ...: the header's length byte says 127 (past the
@@ -747,13 +743,7 @@ fn an_orphaned_record_whose_header_length_is_wrong_is_refit() {
     for (ps, enc) in LAYOUTS {
         let tmp = tempfile::tempdir().unwrap();
         let rows = i64::from(ps) / 8;
-        let db = text_table(
-            tmp.path(),
-            (ps, enc),
-            "a TEXT NOT NULL, b TEXT",
-            rows,
-            |i| (format!("alpha{i:04}"), format!("beta{i:04}")),
-        );
+        let db = alpha_beta(tmp.path(), (ps, enc), rows);
         let want = truth(&db);
         let what = format!("{ps}/{enc}");
         let c = Connection::open(&db).unwrap();

@@ -26,7 +26,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::bulk::{BulkFile, IndexTree};
-use super::index_copy::{is_unique, qualifies};
+use super::index_copy::plain_indexes;
 use crate::error::{Error, Result};
 use crate::rows::column_value;
 use crate::schema::{Schema, Table};
@@ -74,22 +74,15 @@ pub(crate) fn builds_for(
     wanted: impl Fn(usize) -> bool,
 ) -> Vec<IndexBuild> {
     let mut out = Vec::new();
-    for (i, ix) in schema
-        .indexes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| wanted(*i))
-    {
-        let (Some(cols), Some(out_root)) =
-            (qualifies(schema, t, ix, page_count), root_of(&ix.name))
-        else {
+    for p in plain_indexes(schema, t, page_count, root_of) {
+        if !wanted(p.index) {
             continue;
-        };
+        }
         out.push(IndexBuild {
-            index: i,
-            cols,
-            unique: is_unique(schema, ix),
-            out_root,
+            index: p.index,
+            cols: p.cols,
+            unique: p.unique,
+            out_root: p.out_root,
             sorter: Sorter::new(dir.to_path_buf()),
             unusable: false,
             key: Vec::new(),

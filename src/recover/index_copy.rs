@@ -102,6 +102,42 @@ pub(crate) fn is_unique(schema: &Schema, ix: &Index) -> bool {
             .is_some_and(|sql| has_word(sql.get(..20).unwrap_or(sql), "UNIQUE"))
 }
 
+/// A plain index of a table, as [`qualifies`] finds it.
+pub(crate) struct Plain {
+    /// Position in `Schema::indexes`.
+    pub index: usize,
+    /// The table columns of its key.
+    pub cols: Vec<usize>,
+    pub unique: bool,
+    /// Its root page in the output.
+    pub out_root: u32,
+}
+
+/// The plain indexes of table `t` that have a root in the output
+/// (`root_of` gives an index's, by name).
+pub(crate) fn plain_indexes(
+    schema: &Schema,
+    t: &Table,
+    page_count: u32,
+    root_of: impl Fn(&str) -> Option<u32>,
+) -> Vec<Plain> {
+    let mut out = Vec::new();
+    for (index, ix) in schema.indexes.iter().enumerate() {
+        if let (Some(cols), Some(out_root)) =
+            (qualifies(schema, t, ix, page_count), root_of(&ix.name))
+        {
+            let unique = is_unique(schema, ix);
+            out.push(Plain {
+                index,
+                cols,
+                unique,
+                out_root,
+            });
+        }
+    }
+    out
+}
+
 /// The indexes of table `t` that qualify for copying, with their roots in
 /// the output (`root_of` gives an index's, by name).
 pub(crate) fn copies_for(
@@ -111,17 +147,12 @@ pub(crate) fn copies_for(
     root_of: impl Fn(&str) -> Option<u32>,
 ) -> Vec<IndexCopy> {
     let mut out = Vec::new();
-    for (i, ix) in schema.indexes.iter().enumerate() {
-        let (Some(cols), Some(out_root)) =
-            (qualifies(schema, t, ix, page_count), root_of(&ix.name))
-        else {
-            continue;
-        };
+    for p in plain_indexes(schema, t, page_count, root_of) {
         out.push(IndexCopy {
-            index: i,
-            cols,
-            unique: is_unique(schema, ix),
-            out_root,
+            index: p.index,
+            cols: p.cols,
+            unique: p.unique,
+            out_root: p.out_root,
             keys: random_keys(),
             sum: (0, 0),
             rows: 0,
