@@ -7,9 +7,11 @@
 //! bulk load fills a b-tree. SQLite creates the file and the schema first
 //! (each table gets its empty root page) and is closed while the pages are
 //! appended; the top of each tree is written over its root page, and the
-//! header's page count is set last. SQLite then rebuilds the indexes from the
-//! table pages (`REINDEX`, `CREATE INDEX`), checks the key order of WITHOUT
-//! ROWID tables (`integrity_check` of the table), and checks the whole file.
+//! header's page count is set last. The indexes not copied or built from
+//! the rows (`index_copy`, `index_build`) SQLite rebuilds from the table
+//! pages (`REINDEX` by name); the key order of a WITHOUT ROWID table is
+//! checked as its rows are written, or else by SQLite's `integrity_check`
+//! of the table; SQLite's `quick_check` then checks the whole file.
 //!
 //! Rowid tables ([`TableTree`]) refuse a row whose rowid does not follow the
 //! previous one; WITHOUT ROWID tables ([`IndexTree`], an index b-tree whose

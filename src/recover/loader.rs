@@ -326,9 +326,10 @@ impl Loader {
 
     /// Ends the bulk load: the bulk-written tables are complete, and SQLite
     /// takes over while their pages are written back in the background.
-    /// SQLite rebuilds the indexes that exist so far from the written rows
-    /// and checks the key order of WITHOUT ROWID tables; then the deferred
-    /// rows go in. `Some(retry)` when SQLite refuses what was written.
+    /// SQLite rebuilds the indexes neither copied nor built from the
+    /// written rows, and checks the key order of the WITHOUT ROWID tables
+    /// whose order was not seen to hold as they were written; then the
+    /// deferred rows go in. `Some(retry)` when SQLite refuses what was written.
     pub fn end_bulk(
         &mut self,
         schema: &Schema,
