@@ -24,7 +24,7 @@ use std::hash::Hasher;
 
 use rusqlite::types::{Value as SqlValue, ValueRef as SqlRef};
 
-use super::index_copy::{Mix, hash_value, qualifies, random_keys};
+use super::index_copy::{Mix, hash_value, plain_indexes, random_keys};
 use super::loader::Loader;
 use super::sink::Source;
 use super::tally::{Lost, Tally};
@@ -94,20 +94,17 @@ fn checkable(schema: &Schema, page_count: u32) -> Vec<Checked> {
         if t.without_rowid || t.name.to_ascii_lowercase().starts_with("sqlite_") {
             continue;
         }
-        let mut best: Option<(bool, Vec<usize>, u32)> = None;
-        for ix in &schema.indexes {
-            let Some(cols) = qualifies(schema, t, ix, page_count) else {
-                continue;
-            };
-            let unique = super::index_copy::is_unique(schema, ix);
-            if best.as_ref().is_none_or(|b| unique && !b.0) {
-                best = Some((unique, cols, ix.root));
-            }
-        }
-        if let Some((_, cols, root)) = best {
+        // The input's root of each (the output's does not matter here).
+        let mut plain = plain_indexes(schema, t, page_count, |_| Some(0));
+        let best = match plain.iter().position(|p| p.unique) {
+            Some(i) => Some(plain.swap_remove(i)),
+            None => plain.into_iter().next(),
+        };
+        if let Some(p) = best {
+            let root = schema.indexes.get(p.index).map_or(0, |ix| ix.root);
             out.push(Checked {
                 table: ti,
-                cols,
+                cols: p.cols,
                 root,
                 listed: None,
             });
@@ -245,15 +242,15 @@ fn lists(
     rowid: i64,
     values: &[Value],
 ) -> Result<bool> {
-    let cols = c.cols.clone();
-    let listed = load_listed(snap, c, key, enc)?;
+    load_listed(snap, c, key, enc)?;
     let h = hash_entry(
         key,
-        cols.iter()
+        c.cols
+            .iter()
             .map(|&k| values.get(k).map_or(ValueRef::Null, as_ref)),
         rowid,
     );
-    Ok(listed.contains(&h))
+    Ok(c.listed.as_ref().is_some_and(|l| l.contains(&h)))
 }
 
 /// Takes every row to move out of its table first (two tables' misplaced

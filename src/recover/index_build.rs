@@ -46,7 +46,9 @@ pub(crate) struct IndexBuild {
     sorter: Sorter,
     /// A value no sort key can order (a NaN): SQLite rebuilds it.
     unusable: bool,
+    /// The sort key being made, and its reals' flags (reused row to row).
     key: Vec<u8>,
+    reals: Vec<u8>,
 }
 
 /// What building gave.
@@ -86,6 +88,7 @@ pub(crate) fn builds_for(
             sorter: Sorter::new(dir.to_path_buf()),
             unusable: false,
             key: Vec::new(),
+            reals: Vec::new(),
         });
     }
     let share = BUDGET / out.len().max(1);
@@ -102,11 +105,11 @@ impl IndexBuild {
             return;
         }
         self.key.clear();
-        let mut reals = Vec::with_capacity(self.cols.len());
+        self.reals.clear();
         for &c in &self.cols {
             let v = column_value(t, rec, payload, Some(rowid), c);
             match push_key(&mut self.key, v) {
-                Some(real) => reals.push(u8::from(real)),
+                Some(real) => self.reals.push(u8::from(real)),
                 None => {
                     self.unusable = true;
                     return;
@@ -116,7 +119,7 @@ impl IndexBuild {
         self.key.extend_from_slice(&biased(rowid));
         // Which numbers were reals: after the rowid, so never part of the
         // order (an entry's key and rowid are unique).
-        self.key.extend_from_slice(&reals);
+        self.key.extend_from_slice(&self.reals);
         if self.sorter.push(&self.key).is_err() {
             self.unusable = true;
         }
@@ -133,16 +136,20 @@ impl IndexBuild {
             return Ok(Built::Skipped);
         };
         let mut tree = IndexTree::new(self.out_root);
-        let (mut prev, mut record) = (Vec::new(), Vec::new());
+        let (mut entry, mut prev, mut record) = (Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = Scratch::default();
         let mut refused = None;
-        while let Some(entry) = entries.next_entry().map_err(|e| Error::output(&dir, e))? {
-            let Some(key_len) = entry_record(&entry, k, &mut record) else {
+        while entries
+            .next_entry(&mut entry)
+            .map_err(|e| Error::output(&dir, e))?
+        {
+            let Some((key_len, null)) = entry_record(&entry, k, &mut record, &mut scratch) else {
                 let e =
                     std::io::Error::other(format!("a sort key of index {name} does not decode"));
                 return Err(Error::output(&dir, e));
             };
             let key = entry.get(..key_len).unwrap_or_default();
-            if self.unique && refused.is_none() && key == prev.as_slice() && !has_null(key, k) {
+            if self.unique && refused.is_none() && key == prev.as_slice() && !null {
                 refused = Some(format!("UNIQUE constraint failed: index {name}"));
             }
             prev.clear();
@@ -223,106 +230,99 @@ fn push_key(out: &mut Vec<u8>, v: ValueRef<'_>) -> Option<bool> {
     Some(false)
 }
 
-/// One value of a sort key at `at`: the value and where the next starts.
-enum Decoded {
-    Null,
-    Int(i64),
-    Real(f64),
-    Bytes(bool, Vec<u8>),
-}
-
-fn decode_one(key: &[u8], at: usize, real: bool) -> Option<(Decoded, usize)> {
+/// Decodes the value of a sort key at `at` into its record form: appends
+/// its bytes to `body`; gives its serial type and where the next value
+/// starts.
+fn decode_one(key: &[u8], at: usize, real: bool, body: &mut Vec<u8>) -> Option<(u64, usize)> {
     let class = *key.get(at)?;
     match class {
-        NULL => Some((Decoded::Null, at + 1)),
+        NULL => Some((0, at + 1)),
         NUMBER => {
             let region = *key.get(at + 1)?;
             let a = u64::from_be_bytes(key.get(at + 2..at + 10)?.try_into().ok()?);
             let b = u64::from_be_bytes(key.get(at + 10..at + 18)?.try_into().ok()?);
-            let v = match (region, real) {
-                (1, false) => Decoded::Int((a ^ (1 << 63)) as i64),
-                (1, true) => Decoded::Real(((a ^ (1 << 63)) as i64) as f64 + f64::from_bits(b)),
-                _ => Decoded::Real(from_ordered_bits(a)),
+            let serial = match (region, real) {
+                (1, false) => int_serial((a ^ (1 << 63)) as i64, body),
+                (1, true) => {
+                    let r = ((a ^ (1 << 63)) as i64) as f64 + f64::from_bits(b);
+                    body.extend_from_slice(&r.to_bits().to_be_bytes());
+                    7
+                }
+                _ => {
+                    body.extend_from_slice(&from_ordered_bits(a).to_bits().to_be_bytes());
+                    7
+                }
             };
-            Some((v, at + 18))
+            Some((serial, at + 18))
         }
         TEXT | BLOB => {
-            let mut out = Vec::new();
+            let start = body.len();
             let mut i = at + 1;
             loop {
                 let byte = *key.get(i)?;
                 if byte == 0 {
-                    match *key.get(i + 1)? {
-                        0 => break,
-                        _ => out.push(0),
+                    if *key.get(i + 1)? == 0 {
+                        break;
                     }
+                    body.push(0);
                     i += 2;
                 } else {
-                    out.push(byte);
+                    body.push(byte);
                     i += 1;
                 }
             }
-            Some((Decoded::Bytes(class == TEXT, out), i + 2))
+            let n = (body.len() - start) as u64;
+            Some((n * 2 + if class == TEXT { 13 } else { 12 }, i + 2))
         }
         _ => None,
     }
 }
 
-/// Whether one of the first `k` values of a key (its key columns) is NULL.
-fn has_null(key: &[u8], k: usize) -> bool {
-    let mut at = 0;
-    for _ in 0..k {
-        if key.get(at) == Some(&NULL) {
-            return true;
-        }
-        match decode_one(key, at, false) {
-            Some((_, next)) => at = next,
-            None => return false,
-        }
-    }
-    false
+/// Buffers reused from entry to entry.
+#[derive(Default)]
+struct Scratch {
+    header: Vec<u8>,
+    body: Vec<u8>,
+}
+
+fn push_varint(v: u64, out: &mut Vec<u8>) {
+    let mut v9 = [0u8; 9];
+    let n = write_varint(v, &mut v9);
+    out.extend_from_slice(&v9[..n]);
 }
 
 /// The index record of a sort key with `k` key values into `out` (the key
-/// values, then the rowid); returns the length of the key values' part of
-/// the sort key (what a UNIQUE index compares).
-fn entry_record(entry: &[u8], k: usize, out: &mut Vec<u8>) -> Option<usize> {
+/// values, then the rowid); gives the length of the key values' part of
+/// the sort key (what a UNIQUE index compares) and whether one of them is
+/// NULL (then it clashes with nothing).
+fn entry_record(
+    entry: &[u8],
+    k: usize,
+    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
+) -> Option<(usize, bool)> {
     // The reals' flags are the last k bytes; the rowid the 8 before.
     let flags_at = entry.len().checked_sub(k)?;
     let rowid_at = flags_at.checked_sub(8)?;
     let flags = entry.get(flags_at..)?;
-    let mut values = Vec::with_capacity(k + 1);
-    let mut at = 0;
+    let Scratch { header, body } = scratch;
+    header.clear();
+    body.clear();
+    let (mut at, mut null) = (0, false);
     for &real in flags {
-        let (v, next) = decode_one(entry, at, real == 1)?;
-        values.push(v);
+        let (serial, next) = decode_one(entry, at, real == 1, body)?;
+        null |= serial == 0;
+        push_varint(serial, header);
         at = next;
     }
     if at != rowid_at {
         return None;
     }
     let rowid = u64::from_be_bytes(entry.get(rowid_at..flags_at)?.try_into().ok()?) ^ (1 << 63);
-    values.push(Decoded::Int(rowid as i64));
-    let mut header = Vec::new();
-    let mut body = Vec::new();
-    let mut v9 = [0u8; 9];
-    for v in &values {
-        let serial = match v {
-            Decoded::Null => 0,
-            Decoded::Int(i) => int_serial(*i, &mut body),
-            Decoded::Real(f) => {
-                body.extend_from_slice(&f.to_bits().to_be_bytes());
-                7
-            }
-            Decoded::Bytes(text, b) => {
-                body.extend_from_slice(b);
-                b.len() as u64 * 2 + if *text { 13 } else { 12 }
-            }
-        };
-        let n = write_varint(serial, &mut v9);
-        header.extend_from_slice(&v9[..n]);
-    }
+    let serial = int_serial(rowid as i64, body);
+    push_varint(serial, header);
     // The header's size counts its own varint.
+    let mut v9 = [0u8; 9];
     let mut size = header.len() + 1;
     loop {
         let n = write_varint(size as u64, &mut v9);
@@ -331,12 +331,11 @@ fn entry_record(entry: &[u8], k: usize, out: &mut Vec<u8>) -> Option<usize> {
         }
         size = header.len() + n;
     }
-    let n = write_varint(size as u64, &mut v9);
     out.clear();
-    out.extend_from_slice(&v9[..n]);
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&body);
-    Some(rowid_at)
+    push_varint(size as u64, out);
+    out.extend_from_slice(header);
+    out.extend_from_slice(body);
+    Some((rowid_at, null))
 }
 
 /// The smallest serial type for an integer, its bytes appended to `body`.
@@ -455,24 +454,28 @@ enum Sorted {
 }
 
 impl Sorted {
-    fn next_entry(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+    /// The next key into `out`; false at the end.
+    fn next_entry(&mut self, out: &mut Vec<u8>) -> std::io::Result<bool> {
         match self {
-            Sorted::Memory(arena, keys) => Ok(keys.next().map(|(s, l)| {
-                arena
-                    .get(s as usize..(s + l) as usize)
-                    .unwrap_or_default()
-                    .to_vec()
-            })),
+            Sorted::Memory(arena, keys) => {
+                let Some((s, l)) = keys.next() else {
+                    return Ok(false);
+                };
+                out.clear();
+                out.extend_from_slice(arena.get(s as usize..(s + l) as usize).unwrap_or_default());
+                Ok(true)
+            }
             Sorted::Merge(readers, heap) => {
                 let Some(Reverse((key, i))) = heap.pop() else {
-                    return Ok(None);
+                    return Ok(false);
                 };
+                *out = key;
                 if let Some(r) = readers.get_mut(i) {
                     if let Some(k) = read_key(r)? {
                         heap.push(Reverse((k, i)));
                     }
                 }
-                Ok(Some(key))
+                Ok(true)
             }
         }
     }
@@ -536,25 +539,28 @@ mod tests {
             Null,
             Blob(b""),
         ];
-        let mut entry = Vec::new();
-        let mut reals = Vec::new();
-        for v in values {
-            reals.push(u8::from(push_key(&mut entry, v).unwrap()));
+        let mut scratch = Scratch::default();
+        // All six values (a NULL among them), then the first four (none).
+        for (n, null) in [(6, true), (4, false)] {
+            let mut entry = Vec::new();
+            let mut reals = Vec::new();
+            for v in &values[..n] {
+                reals.push(u8::from(push_key(&mut entry, *v).unwrap()));
+            }
+            let key_len = entry.len();
+            entry.extend_from_slice(&biased(42));
+            entry.extend_from_slice(&reals);
+            let mut out = Vec::new();
+            let got = entry_record(&entry, n, &mut out, &mut scratch);
+            assert_eq!(got, Some((key_len, null)));
+            let mut rec = Record::new();
+            rec.parse(&out).unwrap();
+            assert_eq!(rec.end(), out.len());
+            for (i, v) in values[..n].iter().enumerate() {
+                assert_eq!(rec.value(&out, i), *v, "value {i}");
+            }
+            assert_eq!(rec.value(&out, n), Integer(42));
         }
-        let key_len = entry.len();
-        entry.extend_from_slice(&biased(42));
-        entry.extend_from_slice(&reals);
-        let mut out = Vec::new();
-        assert_eq!(entry_record(&entry, values.len(), &mut out), Some(key_len));
-        let mut rec = Record::new();
-        rec.parse(&out).unwrap();
-        assert_eq!(rec.end(), out.len());
-        for (i, v) in values.iter().enumerate() {
-            assert_eq!(rec.value(&out, i), *v, "value {i}");
-        }
-        assert_eq!(rec.value(&out, values.len()), Integer(42));
-        assert!(has_null(&entry, 5));
-        assert!(!has_null(&entry, 4));
     }
 
     #[test]
@@ -571,9 +577,9 @@ mod tests {
         want.sort();
         assert!(!s.runs.is_empty());
         let mut sorted = s.into_sorted().unwrap();
-        let mut got = Vec::new();
-        while let Some(k) = sorted.next_entry().unwrap() {
-            got.push(k);
+        let (mut got, mut k) = (Vec::new(), Vec::new());
+        while sorted.next_entry(&mut k).unwrap() {
+            got.push(k.clone());
         }
         assert_eq!(got, want);
         // Unnamed: nothing in the directory.

@@ -410,10 +410,10 @@ impl IndexCopy {
         let mut cursor = TreeCursor::new(snap, ix.root);
         let mut rec = Record::new();
         while let Some(e) = cursor.next()? {
-            rec.parse(e.payload)
-                .map_err(|m| crate::error::Error::corrupt(e.at.page, m.0))?;
-            if let ValueRef::Integer(r) = rec.value(e.payload, k) {
-                if later(r) {
+            if !none_later {
+                rec.parse(e.payload)
+                    .map_err(|m| crate::error::Error::corrupt(e.at.page, m.0))?;
+                if matches!(rec.value(e.payload, k), ValueRef::Integer(r) if later(r)) {
                     continue;
                 }
             }

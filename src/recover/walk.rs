@@ -225,10 +225,7 @@ fn walk_table(
             walked.partly_read.insert(pgno);
         }
     }
-    let holes = std::mem::take(&mut tally.tables[ti].holes);
-    loader.finish_tree(tree, cx.snap, (cx.schema, t), &holes)?;
-    tally.tables[ti].holes = holes;
-    Ok(())
+    loader.finish_tree(tree, cx.snap, (cx.schema, t), &tally.tables[ti].holes)
 }
 
 /// Parses an entry's record into `rec`: `(None, _)` when whole, `(Some(c),
