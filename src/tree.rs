@@ -150,6 +150,12 @@ pub struct TreeCursor<'s, V: PageVisitor = NoVisitor> {
     holes: Vec<Hole>,
     suspect_pages: Vec<u32>,
     bounds: (Option<i64>, Option<i64>),
+    /// How many pages pointed at could not be used, by depth.
+    lost_at_depth: Vec<u64>,
+    lost: usize,
+    /// Interior pages read, and the children they list.
+    interior_pages: u64,
+    children_listed: u64,
     /// What the walk read, for callers that keep account.
     pub visitor: V,
 }
@@ -185,6 +191,10 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             holes: Vec::new(),
             suspect_pages: Vec::new(),
             bounds: (None, None),
+            lost_at_depth: Vec::new(),
+            lost: 0,
+            interior_pages: 0,
+            children_listed: 0,
             visitor,
         }
     }
@@ -221,9 +231,47 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
         &self.damage
     }
 
+    /// Takes the holes and the damage seen so far out of the cursor
+    /// (leaving none), without copying them.
+    pub fn take_holes_and_damage(&mut self) -> (Vec<Hole>, Vec<Damage>) {
+        (
+            std::mem::take(&mut self.holes),
+            std::mem::take(&mut self.damage),
+        )
+    }
+
     /// Pages whose space accounting failed (with [`TreeCursor::verify_pages`]).
     pub fn suspect_pages(&self) -> &[u32] {
         &self.suspect_pages
+    }
+
+    /// How many pages the tree points at could not be used so far.
+    pub fn lost_pages(&self) -> usize {
+        self.lost
+    }
+
+    /// An estimate of the leaves below the interior pages that could not be
+    /// used (their rows are on pages no walk reaches): for each, the mean
+    /// fan-out of the interior pages read, to the power of the levels
+    /// between it and the leaves. 0 until a leaf was read.
+    pub fn orphaned_leaves_estimate(&self) -> u64 {
+        let Some(leaf) = self.leaf_depth else {
+            return 0;
+        };
+        let fanout = self
+            .children_listed
+            .checked_div(self.interior_pages)
+            .unwrap_or(1)
+            .max(1);
+        self.lost_at_depth
+            .iter()
+            .take(leaf)
+            .enumerate()
+            .map(|(d, &n)| {
+                let levels = u32::try_from(leaf - d).unwrap_or(u32::MAX);
+                n.saturating_mul(fanout.saturating_pow(levels))
+            })
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Whether the tree is a table (rowid) b-tree; known once the root was read.
@@ -247,7 +295,17 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
     /// Reads page `pgno` and pushes it, after the checks that make the walk
     /// safe. Returns false (after recording damage) when it cannot be used.
     fn push(&mut self, pgno: u32, parent: Option<u32>) -> Result<bool> {
+        let depth = self.stack.len();
         let pushed = self.push_inner(pgno, parent)?;
+        if !pushed {
+            self.lost += 1;
+            if self.lost_at_depth.len() <= depth {
+                self.lost_at_depth.resize(depth + 1, 0);
+            }
+            if let Some(n) = self.lost_at_depth.get_mut(depth) {
+                *n += 1;
+            }
+        }
         // An unusable root leaves the whole key range unknown.
         if !pushed && self.table != Some(false) {
             self.holes.push(Hole {
@@ -290,8 +348,8 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             }
             return Err(e);
         }
-        let kind = match BtreePage::parse(&buf, pgno, self.snap.usable_size()) {
-            Ok(p) => p.kind,
+        let (kind, cells) = match BtreePage::parse(&buf, pgno, self.snap.usable_size()) {
+            Ok(p) => (p.kind, p.cell_count),
             Err(m) => {
                 self.pool.push(buf);
                 self.visitor.unusable_page(pgno);
@@ -327,6 +385,10 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             }
         }
         self.visitor.btree_page(pgno, kind, depth);
+        if !kind.is_leaf() {
+            self.interior_pages += 1;
+            self.children_listed += u64::from(cells) + 1;
+        }
         let suspect = self.verify
             && BtreePage::parse(&buf, pgno, self.snap.usable_size())
                 .is_ok_and(|p| !p.is_consistent());

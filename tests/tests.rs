@@ -10,6 +10,7 @@ mod differential;
 mod hostile;
 mod indexes;
 mod interrupt;
+mod joined;
 mod recover;
 mod scale;
 mod wal;

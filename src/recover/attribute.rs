@@ -45,7 +45,7 @@ pub(crate) fn attribute_page(
     reports: &[TableReport],
     page: &FoundPage,
     rec: &mut Record,
-    sink: &Sink,
+    sink: Option<&Sink>,
 ) -> Result<Attribution> {
     let found = |t| Attribution {
         table: Some((t, Confidence::Evidence)),
@@ -126,7 +126,7 @@ fn index_entries(
     cx: &Ctx<'_>,
     page: &FoundPage,
     rec: &mut Record,
-    sink: &Sink,
+    sink: Option<&Sink>,
 ) -> Result<IndexEvidence> {
     let mut unknown = false;
     for index in &cx.schema.indexes {
@@ -136,7 +136,8 @@ fn index_entries(
         if !page.cells.iter().all(|c| fits_index(t, index, c, rec)) {
             continue;
         }
-        let Some(Some(col)) = index.columns.first().copied() else {
+        // Without the rows recovered (a survey) nothing can be told.
+        let (Some(Some(col)), Some(sink)) = (index.columns.first().copied(), sink) else {
             unknown = true;
             continue;
         };

@@ -103,6 +103,17 @@ impl Appender {
     }
 }
 
+impl Drop for Appender {
+    /// An appender dropped before [`Appender::finish`] (a load given up)
+    /// waits for the writes in flight: none lands after it is gone.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
 /// The output file while pages are appended to it.
 pub(super) struct BulkFile {
     file: File,

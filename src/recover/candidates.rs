@@ -233,17 +233,38 @@ fn decode_cell(
     source: Source,
     buf: &mut Buffers,
 ) -> DecodedCell {
+    let (mut d, chain) = assemble_cell(cx, c, source, buf);
+    let per_page = cx.snap.usable_size() as usize - 4;
+    for (k, o) in chain.iter().enumerate() {
+        if !map.claim(*o, Owner::Overflow) {
+            d.bytes.truncate(d.cell.local.len() + k * per_page);
+            d.truncated = true;
+            break;
+        }
+    }
+    d
+}
+
+/// Assembles a cell's payload through its overflow chain, and gives the
+/// chain's pages (for the caller to claim).
+pub(crate) fn assemble_cell(
+    cx: &Ctx<'_>,
+    c: FoundCell,
+    source: Source,
+    buf: &mut Buffers,
+) -> (DecodedCell, Vec<u32>) {
     let near_zero_sector =
         source == Source::Carved && touches_zero_sector(&buf.page, c.offset, c.local.len() + 8);
     let p = c.payload();
     if !p.spills() {
         let bytes = c.local.clone();
-        return DecodedCell {
+        let d = DecodedCell {
             cell: c,
             bytes,
             truncated: false,
             near_zero_sector,
         };
+        return (d, Vec::new());
     }
     let mut ovf = Collect(Vec::new());
     let r = assemble(
@@ -254,21 +275,13 @@ fn decode_cell(
         &mut buf.chain_seen,
         &mut ovf,
     );
-    let per_page = cx.snap.usable_size() as usize - 4;
-    let mut bad = r.is_err();
-    for (k, o) in ovf.0.iter().enumerate() {
-        if !map.claim(*o, Owner::Overflow) {
-            buf.payload.truncate(c.local.len() + k * per_page);
-            bad = true;
-            break;
-        }
-    }
-    DecodedCell {
+    let d = DecodedCell {
         bytes: buf.payload.clone(),
-        truncated: bad || r.is_ok_and(|zeros| zeros),
+        truncated: r.is_err() || r.is_ok_and(|zeros| zeros),
         cell: c,
         near_zero_sector,
-    }
+    };
+    (d, ovf.0)
 }
 
 /// Whether a cell at `off` spanning about `len` bytes overlaps a 512-byte

@@ -3,6 +3,7 @@
 
 use super::options::RecoverOptions;
 use super::report::Report;
+use super::splice::Splices;
 use crate::schema::Schema;
 use crate::snapshot::{Salvage, Snapshot};
 use sqlite_salvage_format::header::TextEncoding;
@@ -14,6 +15,9 @@ pub(crate) enum Attempt {
     /// SQLite refused what a bulk load wrote (its reason): run again with
     /// every row through SQL.
     Retry(String),
+    /// The walk found many orphaned leaves and surveyed them instead of
+    /// writing: run again with those that can join their tables' loads.
+    Survey(Splices),
 }
 
 /// What every stage reads: the input, its schema and the options.

@@ -198,15 +198,12 @@ impl KeyOrder {
         if !self.holds {
             return;
         }
-        if rec.len() < self.k || (0..self.k).any(|c| rec.value(payload, c) == ValueRef::Null) {
+        if !key_usable(self.k, rec, payload) {
             self.holds = false;
             return;
         }
         if self.seen {
-            let order = (0..self.k)
-                .map(|c| compare(self.prev_rec.value(&self.prev, c), rec.value(payload, c)))
-                .find(|o| *o != Ordering::Equal)
-                .unwrap_or(Ordering::Equal);
+            let order = key_cmp(self.k, (&self.prev_rec, &self.prev), (rec, payload));
             if order != Ordering::Less {
                 self.holds = false;
                 return;
@@ -222,6 +219,22 @@ impl KeyOrder {
     pub fn holds(&self) -> bool {
         self.holds
     }
+}
+
+/// Whether a record has its first `k` values, none of them NULL: a key
+/// [`key_cmp`] can order.
+pub(crate) fn key_usable(k: usize, rec: &Record, payload: &[u8]) -> bool {
+    rec.len() >= k && (0..k).all(|c| rec.value(payload, c) != ValueRef::Null)
+}
+
+/// The order of two records by their first `k` values, ascending and
+/// BINARY, as SQLite orders a WITHOUT ROWID table's keys (for records
+/// [`key_usable`] accepts).
+pub(crate) fn key_cmp(k: usize, a: (&Record, &[u8]), b: (&Record, &[u8])) -> Ordering {
+    (0..k)
+        .map(|c| compare(a.0.value(a.1, c), b.0.value(b.1, c)))
+        .find(|o| *o != Ordering::Equal)
+        .unwrap_or(Ordering::Equal)
 }
 
 /// A keyed multiply-and-rotate hash: cheap per byte; the random key keeps

@@ -85,6 +85,8 @@ pub(crate) struct Loader {
     /// Indexes copied whole from the input (they list exactly the rows of
     /// their table's tree that were written; not those built from the rows).
     pub copied: HashSet<String>,
+    /// Nothing more is written: the walk only surveys the pages.
+    surveying: bool,
 }
 
 impl Loader {
@@ -142,6 +144,7 @@ impl Loader {
             early_sync: None,
             made_early,
             copied: HashSet::new(),
+            surveying: false,
         };
         Ok((loader, objects_not_created))
     }
@@ -203,6 +206,9 @@ impl Loader {
         payload: &[u8],
         tally: &mut Tally,
     ) -> Result<()> {
+        if self.surveying {
+            return Ok(());
+        }
         let rowid = placed.rowid;
         let Some(bulk) = self.bulk.as_mut() else {
             let how = self
@@ -262,6 +268,26 @@ impl Loader {
         Ok(())
     }
 
+    /// Stops writing for good (what was written is given up): the walk
+    /// goes on only to survey the pages ([`super::splice`]).
+    pub fn survey(&mut self) {
+        self.bulk = None;
+        self.surveying = true;
+    }
+
+    /// Whether the loader stopped writing to survey.
+    pub fn surveying(&self) -> bool {
+        self.surveying
+    }
+
+    /// Asks for a run without what this one did differently: the bulk
+    /// load ends in [`Attempt::Retry`] with `why`.
+    pub fn refuse(&mut self, why: String) {
+        if let Some(b) = self.bulk.as_mut() {
+            b.refused.get_or_insert(why);
+        }
+    }
+
     /// A row of the table being written that is not in its tree as written
     /// (held for confirmation, or lost): through SQL, or not at all.
     pub fn not_written(&mut self, rowid: Option<i64>) {
@@ -272,14 +298,15 @@ impl Loader {
 
     /// Completes a tree written page by page, then copies those of its
     /// table's indexes that check out against its rows (but for the rows in
-    /// its `holes`, sorted, and those not written, whose entries SQLite
+    /// its `holes`, sorted, outside the rowid ranges of the orphaned leaves
+    /// `joined` to it, and those not written, whose entries SQLite
     /// adds if they go in), and builds the others.
     pub fn finish_tree(
         &mut self,
         tree: Option<TreeWriter>,
         snap: &Snapshot,
         (schema, t): (&Schema, &Table),
-        holes: &[Hole],
+        (holes, joined): (&[Hole], &dyn Fn(i64) -> bool),
     ) -> Result<()> {
         let Some(b) = self.bulk.as_mut() else {
             return Ok(());
@@ -295,7 +322,8 @@ impl Loader {
             None => return Ok(()),
         }
         let not_written = std::mem::take(&mut b.not_written);
-        let later = |r: i64| not_written.contains(&r) || Hole::find(holes, r).is_some();
+        let later =
+            |r: i64| not_written.contains(&r) || (Hole::find(holes, r).is_some() && !joined(r));
         for c in std::mem::take(&mut b.copies) {
             let ix = &schema.indexes[c.index];
             let none_later = not_written.is_empty() && holes.is_empty();

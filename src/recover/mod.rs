@@ -46,6 +46,7 @@ mod report;
 mod scan;
 mod schema_src;
 mod sink;
+mod splice;
 mod tally;
 mod walk;
 
@@ -65,7 +66,7 @@ use context::{Attempt, Ctx};
 use finish::Finished;
 use loader::Loader;
 use pagemap::PageMap;
-use plan::{LoadMode, LoadPlan};
+use plan::{LoadMode, LoadPlan, Orphans};
 use tally::Tally;
 
 /// Recovers `input` into a fresh database at `output`.
@@ -78,35 +79,87 @@ pub fn recover(input: &Path, output: &Path, opts: &RecoverOptions) -> Result<Rep
     check_output(output, &inputs, opts.force)?;
     let salvage = db.salvage(opts.at_commit)?;
     let tmp = TempOut::beside(output)?;
-    let mut report = match run(&db, &salvage, tmp.path(), opts, LoadMode::Bulk)? {
-        Attempt::Done(r) => r,
-        Attempt::Retry(why) => {
-            // Start over, every row through SQL, its phases named anew.
-            std::fs::File::create(tmp.path()).map_err(|e| Error::output(output, e))?;
-            let again = RecoverOptions {
-                progress: opts.progress.clone().map(|p| {
-                    ProgressFn(std::sync::Arc::new(move |phase: &str, done, total| {
-                        (p.0)(&format!("{phase}, row by row"), done, total)
-                    }))
-                }),
-                ..opts.clone()
-            };
-            match run(&db, &salvage, tmp.path(), &again, LoadMode::Sql)? {
-                Attempt::Done(mut r) => {
-                    r.restarted = Some(first_lines(&why, 3));
-                    r
-                }
-                Attempt::Retry(ic) => {
-                    let what = format!("recovered database failed SQLite's quick_check: {ic}");
-                    return Err(Error::corrupt(0, what));
-                }
+    let start_over = || -> Result<()> {
+        std::fs::File::create(tmp.path()).map_err(|e| Error::output(output, e))?;
+        Ok(())
+    };
+    let mut step = Step::First;
+    let mut report = loop {
+        let (how, suffix, sql_why) = match step {
+            Step::First => ((LoadMode::Bulk, Orphans::MaySurvey), None, None),
+            Step::Joined(s) => (
+                (LoadMode::Bulk, Orphans::Join(s)),
+                Some("with orphaned pages joined"),
+                None,
+            ),
+            Step::NotJoined => (
+                (LoadMode::Bulk, Orphans::Insert),
+                Some("without orphaned pages joined"),
+                None,
+            ),
+            Step::RowByRow(why) => (
+                (LoadMode::Sql, Orphans::Insert),
+                Some("row by row"),
+                Some(why),
+            ),
+        };
+        let surveys = matches!(how.1, Orphans::MaySurvey);
+        let joins = matches!(how.1, Orphans::Join(_));
+        let renamed = suffix.map(|s| renamed(opts, s));
+        step = match run(
+            &db,
+            &salvage,
+            tmp.path(),
+            renamed.as_ref().unwrap_or(opts),
+            how,
+        )? {
+            Attempt::Done(mut r) => {
+                r.restarted = sql_why.map(|w| first_lines(&w, 3));
+                break r;
             }
-        }
+            Attempt::Survey(s) if surveys => Step::Joined(s),
+            // SQLite refused a load with orphaned leaves joined: without.
+            Attempt::Retry(_) if joins => Step::NotJoined,
+            Attempt::Retry(why) if sql_why.is_none() => Step::RowByRow(why),
+            Attempt::Retry(ic) => {
+                let what = format!("recovered database failed SQLite's quick_check: {ic}");
+                return Err(Error::corrupt(0, what));
+            }
+            Attempt::Survey(_) => {
+                let what = "a recovery run surveyed its input out of turn".to_string();
+                return Err(Error::corrupt(0, what));
+            }
+        };
+        start_over()?;
     };
     tmp.publish(output, !opts.no_sync)?;
     report.input = input.display().to_string();
     report.output = output.display().to_string();
     Ok(*report)
+}
+
+/// The runs a recovery may take, in turn: bulk loading (which may stop to
+/// survey orphaned leaves), bulk loading with the leaves surveyed joined,
+/// bulk loading without them, and every row through SQL (with the reason
+/// the bulk load was refused).
+enum Step {
+    First,
+    Joined(splice::Splices),
+    NotJoined,
+    RowByRow(String),
+}
+
+/// `opts` with each progress phase's name followed by `suffix`: a run
+/// after the first names its phases anew (no bar goes backwards).
+fn renamed(opts: &RecoverOptions, suffix: &'static str) -> RecoverOptions {
+    RecoverOptions {
+        progress: opts.progress.clone().map(|p| {
+            ProgressFn(std::sync::Arc::new(move |phase: &str, done, total| {
+                (p.0)(&format!("{phase}, {suffix}"), done, total)
+            }))
+        }),
+        ..opts.clone()
+    }
 }
 
 /// The first `n` lines of SQLite's message (an integrity check can list
@@ -129,7 +182,7 @@ fn run(
     salvage: &Salvage,
     out: &Path,
     opts: &RecoverOptions,
-    mode: LoadMode,
+    (mode, orphans): (LoadMode, Orphans),
 ) -> Result<Attempt> {
     let snap = &salvage.snapshot;
     let found = schema_src::read_schema(db, salvage, opts);
@@ -142,7 +195,7 @@ fn run(
         page_count: snap.page_count(),
     };
     let mut damage = found.damage.clone();
-    let mut plan = LoadPlan::new(mode, cx.page_count);
+    let mut plan = LoadPlan::new(mode, orphans, cx.page_count);
     let (mut loader, unique_not_created) =
         Loader::create(out, cx.schema, cx.enc, snap.page_size(), &mut plan)?;
     let fallback: HashSet<u32> = salvage
@@ -156,12 +209,25 @@ fn run(
         Ok(w) => w,
         Err(retry) => return Ok(retry),
     };
+    if loader.surveying() {
+        let progress = opts.progress.as_ref();
+        map.claim_the_rest(snap, cx.schema, &found.pages, &mut damage, progress)?;
+        let splices = scan::survey_pages(&cx, &plan, &mut map, &walked, &tally)?;
+        return Ok(Attempt::Survey(splices));
+    }
     let mut scanned = candidates::Scan::default();
     if needs_scan(&cx, &found, &walked, &tally, &damage) {
         let progress = opts.progress.as_ref();
         map.claim_the_rest(snap, cx.schema, &found.pages, &mut damage, progress)?;
         scanned = scan::scan_pages(&cx, &plan, &mut map, &mut walked, &mut loader, &mut tally)?;
     }
+    // The orphaned leaves joined to their tables' loads, in page order
+    // with the others.
+    let joined = std::mem::take(&mut walked.joined_pages);
+    scanned
+        .orphan_pages
+        .extend(joined.into_iter().map(|(pgno, t)| (pgno, Some(t))));
+    scanned.orphan_pages.sort_by_key(|p| p.0);
     let history = if opts.history {
         let not_created = plan.not_created_set();
         history::write_history(salvage, cx.schema, &map, &loader.sink, not_created)?

@@ -1,11 +1,13 @@
 //! Stage: the load plan, which tables bulk-load their own tree's rows and
 //! which go through SQL, and in what order the trees are walked.
 //!
-//! Takes the schema, the tables SQLite could not create, and whether this
-//! attempt may load in bulk; gives a [`LoadPlan`].
+//! Takes the schema, the tables SQLite could not create, whether this
+//! attempt may load in bulk and what becomes of orphaned leaves; gives a
+//! [`LoadPlan`].
 
 use std::collections::HashSet;
 
+use super::splice::Splices;
 use crate::schema::Schema;
 
 /// How an attempt writes the rows of tables' own trees.
@@ -17,9 +19,23 @@ pub(crate) enum LoadMode {
     Sql,
 }
 
+/// What becomes of the orphaned leaves of bulk-loaded tables.
+pub(crate) enum Orphans {
+    /// Their rows go in through SQL, but a walk that finds many of them
+    /// may stop writing and survey them instead ([`super::splice`]).
+    MaySurvey,
+    /// These leaves join their tables' loads; the others' rows go in
+    /// through SQL.
+    Join(Splices),
+    /// Their rows go in through SQL.
+    Insert,
+}
+
 /// Which tables load in bulk, and the walk order (bulk tables first).
 pub(crate) struct LoadPlan {
     mode: LoadMode,
+    /// What becomes of orphaned leaves.
+    pub orphans: Orphans,
     page_count: u32,
     bulk: Vec<bool>,
     /// Tables SQLite refused to create, with its reason.
@@ -30,9 +46,10 @@ pub(crate) struct LoadPlan {
 impl LoadPlan {
     /// A plan for `mode`, settled by [`LoadPlan::settle`] once the tables
     /// exist.
-    pub fn new(mode: LoadMode, page_count: u32) -> LoadPlan {
+    pub fn new(mode: LoadMode, orphans: Orphans, page_count: u32) -> LoadPlan {
         LoadPlan {
             mode,
+            orphans,
             page_count,
             bulk: Vec::new(),
             tables_not_created: Vec::new(),
@@ -62,12 +79,25 @@ impl LoadPlan {
             .collect();
     }
 
-    /// Whether any table loads in bulk.
     /// The input's page count.
     pub fn page_count(&self) -> u32 {
         self.page_count
     }
 
+    /// Whether a walk that finds many orphaned leaves may survey them.
+    pub fn may_survey(&self) -> bool {
+        self.mode == LoadMode::Bulk && matches!(self.orphans, Orphans::MaySurvey)
+    }
+
+    /// The leaves to join to their tables' loads, when there are any.
+    pub fn splices(&self) -> Option<&Splices> {
+        match &self.orphans {
+            Orphans::Join(s) if self.mode == LoadMode::Bulk => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether any table loads in bulk.
     pub fn any_bulk(&self) -> bool {
         self.bulk.contains(&true)
     }

@@ -4,7 +4,9 @@
 //! Takes the page map, the walk's hand-over and the loader; gives each
 //! found page's rows to their table (through the loader, counted and
 //! flagged in the tally), to the confirmation stage, or to
-//! `lost_and_found`, and the pages' own counts in a [`Scan`].
+//! `lost_and_found`, and the pages' own counts in a [`Scan`]. A survey
+//! ([`survey_pages`]) reads the orphaned pages only, and gives the leaves
+//! that can join their tables' loads ([`Splices`]).
 
 use super::attribute::{
     Attribution, Verdict, attribute_page, judge_cell, looks_like_index, parse_cell,
@@ -17,7 +19,8 @@ use super::pagemap::PageMap;
 use super::plan::LoadPlan;
 use super::report::Confidence;
 use super::sink::{Insert, Source};
-use super::tally::{Lost, Tally};
+use super::splice::Splices;
+use super::tally::{Lost, ORPHAN_FLAG, Tally};
 use super::walk::{Suspect, Walked};
 use crate::error::Result;
 use sqlite_salvage_format::kind::PageKind;
@@ -66,7 +69,7 @@ pub(crate) fn scan_pages(
                 &tally.tables,
                 &page,
                 &mut rec,
-                &loader.sink,
+                Some(&loader.sink),
             )?;
             let index_entries = a.table.is_none()
                 && !a.ambiguous
@@ -128,6 +131,38 @@ pub(crate) fn scan_pages(
     Ok(scan)
 }
 
+/// The survey: reads every unclaimed page as the first pass does, and
+/// offers each orphaned leaf to [`Splices`]; nothing is written.
+pub(crate) fn survey_pages(
+    cx: &Ctx<'_>,
+    plan: &LoadPlan,
+    map: &mut PageMap,
+    walked: &Walked,
+    tally: &Tally,
+) -> Result<Splices> {
+    let links = map.unreached_links(cx.snap);
+    let mut scan = Scan::default();
+    let mut buf = Buffers::new(cx.snap.page_size());
+    let mut rec = Record::new();
+    let mut splices = Splices::default();
+    for pgno in 2..=cx.page_count {
+        if pgno % 1024 == 0 {
+            let progress = cx.opts.progress.as_ref();
+            let phase = "surveying orphaned pages";
+            ProgressFn::tick(progress, phase, u64::from(pgno), u64::from(cx.page_count));
+        }
+        let part = &walked.partly_read;
+        let pass = Pass::Orphans;
+        let Some(page) = find_page(cx, map, pgno, pass, part, &mut buf, &mut scan) else {
+            continue;
+        };
+        let a = attribute_page(cx, map, &links, &tally.tables, &page, &mut rec, None)?;
+        splices.offer(cx, plan, (&page, &buf.page, &a), &mut rec);
+    }
+    splices.sort(&cx.schema.tables);
+    Ok(splices)
+}
+
 /// Writes a cell kept on its page's evidence, counts and flags it. A
 /// complete copy of a row replaces one read only in part from another page.
 #[allow(clippy::too_many_arguments)]
@@ -165,11 +200,11 @@ fn keep(
     }
     tally.evidence_row(ti, page.source, conf, cell.truncated);
     let from = if page.source == Source::Carved {
-        "carved from a damaged"
+        "carved from a damaged page"
     } else if a.unlinked {
-        "possibly stale: the freelist is lost with page 1; from an unreferenced"
+        "possibly stale: the freelist is lost with page 1; from an unreferenced page"
     } else {
-        "from an orphaned"
+        ORPHAN_FLAG
     };
     let part = if cell.truncated {
         "; a value read only in part"
@@ -178,6 +213,6 @@ fn keep(
     } else {
         ""
     };
-    tally.flag(ti, rowid, page.pgno, || format!("{from} page{part}"));
+    tally.flag(ti, rowid, page.pgno, || format!("{from}{part}"));
     Ok(())
 }

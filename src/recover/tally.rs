@@ -16,6 +16,10 @@ use sqlite_salvage_format::record::{Record, Value};
 /// Most rows listed one by one in the report's flags.
 pub(crate) const MAX_FLAGGED: usize = 10_000;
 
+/// The flag of a row written from an orphaned page (as the candidate
+/// stage words it for the rows it writes through SQL).
+pub(crate) const ORPHAN_FLAG: &str = "from an orphaned page";
+
 const ZEROED_FLAG: &str =
     "an overflow page of a value is all zeros: the value may have been zeroed (or is a zeroblob)";
 
@@ -149,10 +153,16 @@ impl Tally {
         self.tables[table].cells_lost += 1;
     }
 
-    /// Counts a written row of a table's own tree, and flags it.
+    /// Counts a written row of a table's own tree, or of an orphaned leaf
+    /// joined to it (on evidence), and flags it.
     pub fn tree_row(&mut self, p: &Placed) {
         let rep = &mut self.tables[p.table];
         *rep.by_source.entry(p.source).or_default() += 1;
+        if p.source == Source::Orphan {
+            *rep.by_confidence.entry(Confidence::Evidence).or_default() += 1;
+            self.flag(p.table, p.rowid, p.page, || ORPHAN_FLAG.into());
+            return;
+        }
         *rep.by_confidence.entry(Confidence::Root).or_default() += 1;
         let stale = self.fallback.contains(&p.page);
         if stale {

@@ -9,11 +9,13 @@
 
 use std::collections::HashSet;
 
+use super::candidates::{Buffers, DecodedCell};
 use super::context::{Attempt, Ctx};
-use super::loader::{Loader, stored_values};
+use super::loader::{Loader, TreeWriter, stored_values};
 use super::pagemap::{Owner, PageMap};
 use super::plan::LoadPlan;
 use super::sink::{Sink, Source};
+use super::splice::{Feed, KeyRef, read_leaf, worth_a_survey};
 use super::tally::{Lost, Placed, RecordRead, Tally};
 use crate::error::Result;
 use crate::schema::{StoredValue, Table};
@@ -82,6 +84,11 @@ pub(crate) struct Walked {
     pub suspects: Vec<Suspect>,
     /// Tree pages read in part: carved for what their pointers miss.
     pub partly_read: HashSet<u32>,
+    /// Leaves estimated to be orphaned below lost interior pages of the
+    /// bulk-loaded tables walked so far.
+    pub orphaned_estimate: u64,
+    /// Orphaned leaves joined to their table's load, with the table.
+    pub joined_pages: Vec<(u32, u32)>,
 }
 
 /// Walks every table: the bulk-loaded ones first, then the loader hands
@@ -148,9 +155,44 @@ fn walk_table(
     let mut tree = loader.tree_writer(plan, cx.snap, cx.schema, ti)?;
     let internal = t.name.to_ascii_lowercase().starts_with("sqlite_");
     let not_created = plan.not_created(&t.name);
+    let bulk = plan.is_bulk(ti);
+    let mut feed = plan.splices().filter(|_| bulk).and_then(|s| s.feed(ti, t));
+    let mut join = Join::new(cx.snap.page_size());
     let mut rec = Record::new();
-    while let Some(e) = cursor.next()? {
-        let Some((truncated_col, record)) = parse_entry(&mut rec, &e, t) else {
+    let mut lost_seen = 0;
+    loop {
+        if bulk && plan.may_survey() && cursor.lost_pages() != lost_seen && !loader.surveying() {
+            lost_seen = cursor.lost_pages();
+            let estimate = walked.orphaned_estimate + cursor.orphaned_leaves_estimate();
+            if worth_a_survey(estimate, cx.page_count) {
+                loader.survey();
+            }
+        }
+        let Some(e) = cursor.next()? else {
+            break;
+        };
+        if loader.surveying() {
+            // Only the pages, holes and damage matter now.
+            continue;
+        }
+        let parsed = parse_entry(&mut rec, &e, t);
+        if let Some(f) = feed.as_mut() {
+            let key = match (e.rowid, &parsed) {
+                (Some(r), _) if !t.without_rowid => Some(KeyRef::Rowid(r)),
+                (_, Some((None, RecordRead::Whole))) if t.without_rowid => {
+                    Some(KeyRef::Record(&rec, e.payload))
+                }
+                _ => None,
+            };
+            if let Some(key) = key {
+                while let Some(leaf) = f.next_before(Some(key)) {
+                    let to = (ti, t, tree.as_mut());
+                    join_leaf(cx, to, leaf, f, &mut join, loader, tally)?;
+                }
+                f.passed(key);
+            }
+        }
+        let Some((truncated_col, record)) = parsed else {
             tally.cell_lost(ti);
             loader.not_written(e.rowid);
             continue;
@@ -202,12 +244,32 @@ fn walk_table(
         };
         loader.tree_row(t, tree.as_mut(), placed, &rec, e.payload, tally)?;
     }
+    if let Some(f) = feed.as_mut() {
+        while let Some(leaf) = f.next_before(None) {
+            join_leaf(
+                cx,
+                (ti, t, tree.as_mut()),
+                leaf,
+                f,
+                &mut join,
+                loader,
+                tally,
+            )?;
+        }
+        if f.backward && f.joined > 0 {
+            // A tree row out of key order may share a key with a joined
+            // row: only a run without joining keeps the tree's.
+            loader.refuse(format!(
+                "a row of {}'s tree came out of key order after orphaned leaves were joined",
+                t.name
+            ));
+        }
+    }
     let rep = &mut tally.tables[ti];
-    rep.holes = cursor.holes().to_vec();
+    (rep.holes, rep.damage) = cursor.take_holes_and_damage();
     // In key order (a walk's holes are disjoint ranges): the scan finds
     // the one a rowid falls in by binary search.
     rep.holes.sort_by_key(|h| h.after);
-    rep.damage = cursor.damage().to_vec();
     // A page of this tree whose cells could not all be read through its
     // pointers (a damaged cell count or pointer array), or whose space does
     // not add up, is carved too, for the cells the pointers miss.
@@ -218,14 +280,127 @@ fn walk_table(
         .map(|d| d.page)
         .chain(cursor.suspect_pages().iter().copied())
         .collect();
+    walked.orphaned_estimate += if bulk {
+        cursor.orphaned_leaves_estimate()
+    } else {
+        0
+    };
     drop(cursor);
+    for pgno in feed.iter().flat_map(Feed::joined_pages) {
+        map.set(pgno, Owner::Orphan);
+        walked.joined_pages.push((pgno, ti as u32));
+    }
+    for &pgno in &join.overflow {
+        map.claim(pgno, Owner::Overflow);
+    }
     for pgno in partly {
         if map.get(pgno) == Some(Owner::Table(ti)) {
             map.set(pgno, Owner::TableDamaged(ti));
             walked.partly_read.insert(pgno);
         }
     }
-    loader.finish_tree(tree, cx.snap, (cx.schema, t), &tally.tables[ti].holes)
+    let holes = &tally.tables[ti].holes;
+    let joined = |r: i64| feed.as_ref().is_some_and(|f| f.covers(r));
+    loader.finish_tree(tree, cx.snap, (cx.schema, t), (holes, &joined))
+}
+
+/// What joining orphaned leaves to a table's load keeps.
+struct Join {
+    buf: Buffers,
+    rec: Record,
+    /// The overflow pages of the joined leaves' cells: claimed once the
+    /// walk is over.
+    overflow: Vec<u32>,
+}
+
+impl Join {
+    fn new(page_size: u32) -> Join {
+        Join {
+            buf: Buffers::new(page_size),
+            rec: Record::new(),
+            overflow: Vec::new(),
+        }
+    }
+}
+
+/// Reads orphaned leaf `pgno` again and writes its rows into the load of
+/// table `ti`, when it reads as the survey found it (else it stays an
+/// orphan for the candidate stage).
+fn join_leaf(
+    cx: &Ctx<'_>,
+    (ti, t, mut tree): (usize, &Table, Option<&mut TreeWriter>),
+    (pgno, cells): (u32, u16),
+    f: &mut Feed<'_>,
+    j: &mut Join,
+    loader: &mut Loader,
+    tally: &mut Tally,
+) -> Result<()> {
+    let Some((cells, chain)) = read_leaf(cx, pgno, cells, &mut j.buf, &mut j.rec) else {
+        return Ok(());
+    };
+    let (Some(head), Some(tail)) = (cells.first(), cells.last()) else {
+        return Ok(());
+    };
+    let same = if t.without_rowid {
+        let (mut a, mut b) = (Record::new(), Record::new());
+        a.parse(&head.bytes).is_ok()
+            && b.parse(&tail.bytes).is_ok()
+            && f.same_keys(
+                KeyRef::Record(&a, &head.bytes),
+                KeyRef::Record(&b, &tail.bytes),
+            )
+    } else {
+        match (head.cell.rowid, tail.cell.rowid) {
+            (Some(x), Some(y)) => f.same_keys(KeyRef::Rowid(x), KeyRef::Rowid(y)),
+            _ => false,
+        }
+    };
+    if !same {
+        return Ok(());
+    }
+    for c in &cells {
+        write_joined(
+            t,
+            ti,
+            pgno,
+            c,
+            tree.as_deref_mut(),
+            &mut j.rec,
+            loader,
+            tally,
+        )?;
+    }
+    f.joined();
+    j.overflow.extend(chain);
+    Ok(())
+}
+
+/// Writes one row of a joined leaf, as a tree row from an orphaned page.
+#[allow(clippy::too_many_arguments)]
+fn write_joined(
+    t: &Table,
+    ti: usize,
+    pgno: u32,
+    c: &DecodedCell,
+    tree: Option<&mut TreeWriter>,
+    rec: &mut Record,
+    loader: &mut Loader,
+    tally: &mut Tally,
+) -> Result<()> {
+    if rec.parse(&c.bytes).is_err() {
+        return Ok(());
+    }
+    let placed = Placed {
+        table: ti,
+        rowid: c.cell.rowid,
+        page: pgno,
+        cell: c.cell.index.unwrap_or(0),
+        source: Source::Orphan,
+        truncated_col: None,
+        record: RecordRead::Whole,
+        zeroed: false,
+    };
+    loader.tree_row(t, tree, placed, rec, &c.bytes, tally)
 }
 
 /// Parses an entry's record into `rec`: `(None, _)` when whole, `(Some(c),

@@ -1,0 +1,432 @@
+//! Orphaned leaves joined to their tables' bulk loads.
+//!
+//! When interior pages of a bulk-loaded table are lost, the leaves below
+//! them are orphans: rows the candidate stage finds and, without this,
+//! inserts one by one through SQL, each into the middle of a tree already
+//! written. A walk that finds enough of them (an estimate from the lost
+//! pages' depth and the trees' fan-out, see [`worth_a_survey`]) stops
+//! writing and surveys: the walk claims the pages, the candidate stage
+//! reads the orphaned ones, and every orphaned leaf page all of whose
+//! cells are whole rows kept for one bulk-loaded table, in strictly
+//! increasing key order, is offered here ([`Splices::offer`]) with its
+//! first and last key. The next run's walk of that table takes the leaves
+//! in key order ([`Feed`]): a leaf that falls strictly between two rows
+//! of the tree (and after the leaf before it) is read again and written
+//! with the tree's rows, page by page; one that does not stays an orphan
+//! for the candidate stage, and its rows go in through SQL as before.
+//!
+//! Takes the survey's found pages and attributions; gives, per table, the
+//! leaves to join and a cursor over them for the walk.
+
+use std::cmp::Ordering;
+
+use super::attribute::{Attribution, Verdict, judge_cell, parse_cell};
+use super::candidates::{Buffers, DecodedCell, FoundPage, assemble_cell};
+use super::carve::cells_by_pointer;
+use super::context::Ctx;
+use super::index_copy::{KeyOrder, key_cmp, key_usable};
+use super::plan::LoadPlan;
+use super::report::Confidence;
+use super::sink::Source;
+use crate::schema::Table;
+use sqlite_salvage_format::kind::PageKind;
+use sqlite_salvage_format::page::BtreePage;
+use sqlite_salvage_format::record::Record;
+
+/// A WITHOUT ROWID key longer than this is not kept for a leaf: its rows
+/// go in through SQL.
+const MAX_KEY: usize = 4096;
+
+/// Whether the leaves estimated to be orphaned are worth a survey and a
+/// second run: when they are a 32nd of the file or more, their rows cost
+/// more one by one through SQL than reading the file again.
+pub(crate) fn worth_a_survey(orphaned_leaves: u64, page_count: u32) -> bool {
+    orphaned_leaves >= 2 && orphaned_leaves.saturating_mul(32) >= u64::from(page_count)
+}
+
+/// An orphaned leaf to join to its table's load.
+#[derive(Debug, Clone, Copy)]
+struct Splice {
+    /// First and last rowid; for a WITHOUT ROWID table, where the first
+    /// and last record are in [`Splices::keys`] (offset << 32 | length).
+    first: i64,
+    last: i64,
+    pgno: u32,
+    cells: u16,
+}
+
+/// The orphaned leaves a survey found, by table.
+#[derive(Default)]
+pub(crate) struct Splices {
+    by_table: Vec<Vec<Splice>>,
+    /// The first and last records of WITHOUT ROWID tables' leaves.
+    keys: Vec<u8>,
+    /// Rows on the leaves offered.
+    pub rows: u64,
+}
+
+/// A table's key of one row: its rowid, or its record (WITHOUT ROWID).
+#[derive(Clone, Copy)]
+pub(crate) enum KeyRef<'a> {
+    Rowid(i64),
+    Record(&'a Record, &'a [u8]),
+}
+
+impl Splices {
+    /// Offers orphaned page `page` (read from `raw`, attributed `a`) for
+    /// joining: taken when it is a leaf, every cell a whole row that
+    /// `judge_cell` keeps for the same bulk-loaded table on evidence, with
+    /// keys in strictly increasing order. Returns whether it was taken (the
+    /// caller then leaves its rows alone).
+    pub fn offer(
+        &mut self,
+        cx: &Ctx<'_>,
+        plan: &LoadPlan,
+        (page, raw, a): (&FoundPage, &[u8], &Attribution),
+        rec: &mut Record,
+    ) -> bool {
+        let Some((ti, Confidence::Evidence)) = a.table else {
+            return false;
+        };
+        let t = &cx.schema.tables[ti];
+        let leaf = match raw.first() {
+            Some(&0x0d) => !t.without_rowid,
+            Some(&0x0a) => t.without_rowid,
+            _ => false,
+        };
+        let ordered_keys = !t.without_rowid || KeyOrder::for_table(t).holds();
+        if page.source != Source::Orphan
+            || a.unlinked
+            || a.ambiguous
+            || !leaf
+            || !ordered_keys
+            || !plan.is_bulk(ti)
+            || page.cells.is_empty()
+        {
+            return false;
+        }
+        let Ok(cells) = u16::try_from(page.cells.len()) else {
+            return false;
+        };
+        let k = pk_columns(t);
+        let mut prev = Record::new();
+        for (i, c) in page.cells.iter().enumerate() {
+            if !whole_row(rec, c) {
+                return false;
+            }
+            let keep = judge_cell(cx, plan.not_created_set(), page, a, c, rec);
+            if !matches!(keep, Verdict::Keep(x, Confidence::Evidence) if x == ti) {
+                return false;
+            }
+            let before = i.checked_sub(1).and_then(|j| page.cells.get(j));
+            let in_order = match (t.without_rowid, before) {
+                (_, None) => !t.without_rowid || key_usable(k, rec, &c.bytes),
+                (false, Some(b)) => b.cell.rowid < c.cell.rowid,
+                (true, Some(b)) => {
+                    key_usable(k, rec, &c.bytes)
+                        && key_cmp(k, (&prev, &b.bytes), (rec, &c.bytes)) == Ordering::Less
+                }
+            };
+            if !in_order {
+                return false;
+            }
+            prev.clone_from(rec);
+        }
+        let (Some(head), Some(tail)) = (page.cells.first(), page.cells.last()) else {
+            return false;
+        };
+        let (first, last) = if t.without_rowid {
+            if head.bytes.len() > MAX_KEY || tail.bytes.len() > MAX_KEY {
+                return false;
+            }
+            (self.keep_key(&head.bytes), self.keep_key(&tail.bytes))
+        } else {
+            match (head.cell.rowid, tail.cell.rowid) {
+                (Some(f), Some(l)) => (f, l),
+                _ => return false,
+            }
+        };
+        if self.by_table.len() <= ti {
+            self.by_table.resize_with(ti + 1, Vec::new);
+        }
+        if let Some(list) = self.by_table.get_mut(ti) {
+            list.push(Splice {
+                first,
+                last,
+                pgno: page.pgno,
+                cells,
+            });
+            self.rows += u64::from(cells);
+        }
+        true
+    }
+
+    fn keep_key(&mut self, record: &[u8]) -> i64 {
+        let at = self.keys.len() as i64;
+        self.keys.extend_from_slice(record);
+        (at << 32) | record.len() as i64
+    }
+
+    /// Puts each table's leaves in key order, once the survey is over.
+    pub fn sort(&mut self, tables: &[Table]) {
+        let keys: &[u8] = &self.keys;
+        for (list, t) in self.by_table.iter_mut().zip(tables) {
+            if t.without_rowid {
+                let k = pk_columns(t);
+                let (mut ra, mut rb) = (Record::new(), Record::new());
+                list.sort_by(|x, y| {
+                    let (bx, by) = (stored(keys, x.first), stored(keys, y.first));
+                    if ra.parse(bx).is_err() || rb.parse(by).is_err() {
+                        return Ordering::Equal;
+                    }
+                    key_cmp(k, (&ra, bx), (&rb, by))
+                });
+            } else {
+                list.sort_by_key(|s| s.first);
+            }
+            list.shrink_to_fit();
+        }
+    }
+
+    /// The leaves offered for table `ti` (of table `t`), in key order
+    /// ([`Splices::sort`]), for its walk; `None` when there are none.
+    pub fn feed<'s>(&'s self, ti: usize, t: &Table) -> Option<Feed<'s>> {
+        let list = self.by_table.get(ti)?;
+        if list.is_empty() {
+            return None;
+        }
+        Some(Feed {
+            list,
+            next: 0,
+            keys: &self.keys,
+            k: pk_columns(t),
+            rowid: !t.without_rowid,
+            has_prev: false,
+            prev_rowid: 0,
+            prev: Vec::new(),
+            prev_rec: Record::new(),
+            joined: 0,
+            joined_at: vec![false; list.len()],
+            backward: false,
+            scratch: Record::new(),
+        })
+    }
+}
+
+/// The number of primary-key columns of a WITHOUT ROWID table.
+fn pk_columns(t: &Table) -> usize {
+    t.columns.iter().filter(|c| c.pk > 0).count()
+}
+
+/// Whether cell `c` reads as a whole row: its record parses, not cut
+/// short, and uses exactly its payload.
+fn whole_row(rec: &mut Record, c: &DecodedCell) -> bool {
+    !c.truncated && parse_cell(rec, &c.bytes, false) && rec.end() == c.bytes.len()
+}
+
+/// A record kept in `keys` (offset << 32 | length).
+fn stored(keys: &[u8], at: i64) -> &[u8] {
+    let start = usize::try_from(at >> 32).unwrap_or(usize::MAX);
+    let len = usize::try_from(at & 0xffff_ffff).unwrap_or(0);
+    keys.get(start..start.saturating_add(len)).unwrap_or(&[])
+}
+
+/// The walk's cursor over a table's leaves to join, in key order.
+pub(crate) struct Feed<'s> {
+    list: &'s [Splice],
+    next: usize,
+    keys: &'s [u8],
+    /// Primary-key columns (WITHOUT ROWID).
+    k: usize,
+    rowid: bool,
+    /// The last key passed: a tree row's, or a joined leaf's last.
+    has_prev: bool,
+    prev_rowid: i64,
+    prev: Vec<u8>,
+    prev_rec: Record,
+    /// Leaves joined so far, and which.
+    pub joined: u32,
+    joined_at: Vec<bool>,
+    /// A tree row came with a key not above the one before it: no leaf is
+    /// joined after that.
+    pub backward: bool,
+    scratch: Record,
+}
+
+impl Feed<'_> {
+    /// The order of kept key `at` against `key` (`Equal` when the kept
+    /// record does not parse: never joined).
+    fn cmp_kept(&mut self, at: i64, key: KeyRef<'_>) -> Ordering {
+        match key {
+            KeyRef::Rowid(r) => at.cmp(&r),
+            KeyRef::Record(rec, p) => {
+                let b = stored(self.keys, at);
+                if self.scratch.parse(b).is_err() {
+                    return Ordering::Equal;
+                }
+                key_cmp(self.k, (&self.scratch, b), (rec, p))
+            }
+        }
+    }
+
+    /// Whether the last key passed is strictly below kept key `at`.
+    fn prev_below_kept(&mut self, at: i64) -> bool {
+        if !self.has_prev {
+            return true;
+        }
+        if self.rowid {
+            return self.prev_rowid < at;
+        }
+        let b = stored(self.keys, at);
+        if self.scratch.parse(b).is_err() {
+            return false;
+        }
+        key_cmp(self.k, (&self.prev_rec, &self.prev), (&self.scratch, b)) == Ordering::Less
+    }
+
+    /// Whether the last key passed is strictly below `key`.
+    fn prev_below(&self, key: KeyRef<'_>) -> bool {
+        if !self.has_prev {
+            return true;
+        }
+        match key {
+            KeyRef::Rowid(r) => self.prev_rowid < r,
+            KeyRef::Record(rec, p) => {
+                key_cmp(self.k, (&self.prev_rec, &self.prev), (rec, p)) == Ordering::Less
+            }
+        }
+    }
+
+    /// The next leaf to join before the tree row with key `key` (or, with
+    /// `None`, after the tree's last row): its page and cell count. Leaves
+    /// that start before `key` but do not fit between the last key passed
+    /// and it are passed over (they stay orphans).
+    pub fn next_before(&mut self, key: Option<KeyRef<'_>>) -> Option<(u32, u16)> {
+        while let Some(s) = self.list.get(self.next).copied() {
+            if let Some(k) = key {
+                if self.cmp_kept(s.first, k) != Ordering::Less {
+                    return None;
+                }
+            }
+            self.next += 1;
+            let below_key = key.is_none_or(|k| self.cmp_kept(s.last, k) == Ordering::Less);
+            if !self.backward && below_key && self.prev_below_kept(s.first) {
+                return Some((s.pgno, s.cells));
+            }
+        }
+        None
+    }
+
+    /// Whether the leaf [`Feed::next_before`] gave last reads again with
+    /// the keys it was offered with.
+    pub fn same_keys(&mut self, first: KeyRef<'_>, last: KeyRef<'_>) -> bool {
+        let Some(s) = self
+            .next
+            .checked_sub(1)
+            .and_then(|i| self.list.get(i))
+            .copied()
+        else {
+            return false;
+        };
+        self.cmp_kept(s.first, first) == Ordering::Equal
+            && self.cmp_kept(s.last, last) == Ordering::Equal
+    }
+
+    /// The leaf [`Feed::next_before`] gave last was joined: its last key is
+    /// the last key passed.
+    pub fn joined(&mut self) {
+        let Some(s) = self
+            .next
+            .checked_sub(1)
+            .and_then(|i| self.list.get(i))
+            .copied()
+        else {
+            return;
+        };
+        self.joined += 1;
+        if let Some(b) = self.joined_at.get_mut(self.next - 1) {
+            *b = true;
+        }
+        self.has_prev = true;
+        if self.rowid {
+            self.prev_rowid = s.last;
+            return;
+        }
+        let b = stored(self.keys, s.last);
+        self.prev.clear();
+        self.prev.extend_from_slice(b);
+        if self.prev_rec.parse(b).is_err() {
+            self.backward = true;
+        }
+    }
+
+    /// The pages of the leaves joined.
+    pub fn joined_pages(&self) -> impl Iterator<Item = u32> + '_ {
+        self.list
+            .iter()
+            .zip(&self.joined_at)
+            .filter(|(_, j)| **j)
+            .map(|(s, _)| s.pgno)
+    }
+
+    /// Whether rowid `r` is in the range of a joined leaf (rowid tables).
+    pub fn covers(&self, r: i64) -> bool {
+        if !self.rowid {
+            return false;
+        }
+        let k = self.list.partition_point(|s| s.first <= r);
+        k.checked_sub(1).is_some_and(|i| {
+            let joined = self.joined_at.get(i).copied().unwrap_or(false);
+            joined && self.list.get(i).is_some_and(|s| r <= s.last)
+        })
+    }
+
+    /// A tree row with key `key` was passed.
+    pub fn passed(&mut self, key: KeyRef<'_>) {
+        if !self.prev_below(key) {
+            self.backward = true;
+            return;
+        }
+        self.has_prev = true;
+        match key {
+            KeyRef::Rowid(r) => self.prev_rowid = r,
+            KeyRef::Record(rec, p) => {
+                self.prev.clear();
+                self.prev.extend_from_slice(p);
+                self.prev_rec.clone_from(rec);
+            }
+        }
+    }
+}
+
+/// Reads orphaned leaf `pgno` again for joining: its cells with payloads
+/// assembled (`None` unless every one is a whole row, `cells` of them),
+/// and the overflow pages they use, for the caller to claim.
+pub(crate) fn read_leaf(
+    cx: &Ctx<'_>,
+    pgno: u32,
+    cells: u16,
+    buf: &mut Buffers,
+    rec: &mut Record,
+) -> Option<(Vec<DecodedCell>, Vec<u32>)> {
+    cx.snap.read_page(pgno, &mut buf.page).ok()?;
+    let p = BtreePage::parse(&buf.page, pgno, cx.snap.usable_size()).ok()?;
+    if !matches!(p.kind, PageKind::TableLeaf | PageKind::IndexLeaf) {
+        return None;
+    }
+    let (found, _bad) = cells_by_pointer(&p);
+    if found.len() != usize::from(cells) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(found.len());
+    let mut chain = Vec::new();
+    for c in found {
+        let (d, pages) = assemble_cell(cx, c, Source::Orphan, buf);
+        if !whole_row(rec, &d) {
+            return None;
+        }
+        chain.extend(pages);
+        out.push(d);
+    }
+    Some((out, chain))
+}
