@@ -88,6 +88,31 @@ impl Hole {
     }
 }
 
+/// A set of page numbers, one bit per page up to the highest added: a
+/// walk of a tree that spans a large file keeps an eighth of a byte per
+/// page, not a hash entry.
+#[derive(Default)]
+pub struct PageSet {
+    words: Vec<u64>,
+}
+
+impl PageSet {
+    /// Adds `pgno`; false when it was there already.
+    pub fn insert(&mut self, pgno: u32) -> bool {
+        let (w, bit) = ((pgno / 64) as usize, 1u64 << (pgno % 64));
+        if self.words.len() <= w {
+            self.words.resize(w + 1, 0);
+        }
+        match self.words.get_mut(w) {
+            Some(word) if *word & bit == 0 => {
+                *word |= bit;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// One piece of damage found while walking leniently.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Damage {
@@ -134,7 +159,7 @@ pub struct TreeCursor<'s, V: PageVisitor = NoVisitor> {
     root: u32,
     stack: Vec<Level>,
     pool: Vec<Vec<u8>>,
-    visited: HashSet<u32>,
+    visited: PageSet,
     chain_seen: HashSet<u32>,
     payload: Vec<u8>,
     scratch: Vec<u8>,
@@ -150,12 +175,6 @@ pub struct TreeCursor<'s, V: PageVisitor = NoVisitor> {
     holes: Vec<Hole>,
     suspect_pages: Vec<u32>,
     bounds: (Option<i64>, Option<i64>),
-    /// How many pages pointed at could not be used, by depth.
-    lost_at_depth: Vec<u64>,
-    lost: usize,
-    /// Interior pages read, and the children they list.
-    interior_pages: u64,
-    children_listed: u64,
     /// What the walk read, for callers that keep account.
     pub visitor: V,
 }
@@ -175,7 +194,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             root,
             stack: Vec::new(),
             pool: Vec::new(),
-            visited: HashSet::new(),
+            visited: PageSet::default(),
             chain_seen: HashSet::new(),
             payload: Vec::new(),
             scratch: Vec::new(),
@@ -191,10 +210,6 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             holes: Vec::new(),
             suspect_pages: Vec::new(),
             bounds: (None, None),
-            lost_at_depth: Vec::new(),
-            lost: 0,
-            interior_pages: 0,
-            children_listed: 0,
             visitor,
         }
     }
@@ -245,35 +260,6 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
         &self.suspect_pages
     }
 
-    /// How many pages the tree points at could not be used so far.
-    pub fn lost_pages(&self) -> usize {
-        self.lost
-    }
-
-    /// An estimate of the leaves below the interior pages that could not be
-    /// used (their rows are on pages no walk reaches): for each, the mean
-    /// fan-out of the interior pages read, to the power of the levels
-    /// between it and the leaves. 0 until a leaf was read.
-    pub fn orphaned_leaves_estimate(&self) -> u64 {
-        let Some(leaf) = self.leaf_depth else {
-            return 0;
-        };
-        let fanout = self
-            .children_listed
-            .checked_div(self.interior_pages)
-            .unwrap_or(1)
-            .max(1);
-        self.lost_at_depth
-            .iter()
-            .take(leaf)
-            .enumerate()
-            .map(|(d, &n)| {
-                let levels = u32::try_from(leaf - d).unwrap_or(u32::MAX);
-                n.saturating_mul(fanout.saturating_pow(levels))
-            })
-            .fold(0u64, u64::saturating_add)
-    }
-
     /// Whether the tree is a table (rowid) b-tree; known once the root was read.
     pub fn is_table(&self) -> Option<bool> {
         self.table
@@ -295,17 +281,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
     /// Reads page `pgno` and pushes it, after the checks that make the walk
     /// safe. Returns false (after recording damage) when it cannot be used.
     fn push(&mut self, pgno: u32, parent: Option<u32>) -> Result<bool> {
-        let depth = self.stack.len();
         let pushed = self.push_inner(pgno, parent)?;
-        if !pushed {
-            self.lost += 1;
-            if self.lost_at_depth.len() <= depth {
-                self.lost_at_depth.resize(depth + 1, 0);
-            }
-            if let Some(n) = self.lost_at_depth.get_mut(depth) {
-                *n += 1;
-            }
-        }
         // An unusable root leaves the whole key range unknown.
         if !pushed && self.table != Some(false) {
             self.holes.push(Hole {
@@ -348,8 +324,8 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             }
             return Err(e);
         }
-        let (kind, cells) = match BtreePage::parse(&buf, pgno, self.snap.usable_size()) {
-            Ok(p) => (p.kind, p.cell_count),
+        let kind = match BtreePage::parse(&buf, pgno, self.snap.usable_size()) {
+            Ok(p) => p.kind,
             Err(m) => {
                 self.pool.push(buf);
                 self.visitor.unusable_page(pgno);
@@ -385,10 +361,6 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             }
         }
         self.visitor.btree_page(pgno, kind, depth);
-        if !kind.is_leaf() {
-            self.interior_pages += 1;
-            self.children_listed += u64::from(cells) + 1;
-        }
         let suspect = self.verify
             && BtreePage::parse(&buf, pgno, self.snap.usable_size())
                 .is_ok_and(|p| !p.is_consistent());

@@ -12,6 +12,7 @@
 //!   plan         load plan: which tables bulk-load their own tree's rows
 //!   loader       the output: tables and UNIQUE indexes; bulk pages or SQL inserts
 //!   walk         tree walk: each table from its root ──▶ rows, holes, suspects
+//!   splice       orphaned leaves (surveyed by an earlier run) joined to the walk
 //!   pagemap      page map: the Owner of every page (tables, indexes, freelist, ...)
 //!   candidates   orphaned leaves and carved cells: FoundPage, DecodedCell
 //!   attribute    evidence ──▶ table, and a Verdict per cell      (scan runs both)
@@ -23,9 +24,12 @@
 //!   report       the Report, and its outcome
 //! ```
 //!
-//! A bulk attempt SQLite refuses (a UNIQUE constraint two tree rows break,
-//! a WITHOUT ROWID table's key order, quick_check) is an
-//! `Attempt::Retry`: the recovery starts over with every row through SQL.
+//! A walk that estimates many orphaned leaves stops writing and surveys
+//! them (`Attempt::Survey`): the next run joins those that fit to their
+//! tables' bulk loads. A bulk attempt SQLite refuses (a UNIQUE constraint
+//! two rows break, a WITHOUT ROWID table's key order, quick_check) is an
+//! `Attempt::Retry`: the recovery starts over without the leaves joined,
+//! then with every row through SQL ([`Step`]).
 
 mod attribute;
 mod bulk;

@@ -3,22 +3,26 @@
 //! When interior pages of a bulk-loaded table are lost, the leaves below
 //! them are orphans: rows the candidate stage finds and, without this,
 //! inserts one by one through SQL, each into the middle of a tree already
-//! written. A walk that finds enough of them (an estimate from the lost
-//! pages' depth and the trees' fan-out, see [`worth_a_survey`]) stops
-//! writing and surveys: the walk claims the pages, the candidate stage
-//! reads the orphaned ones, and every orphaned leaf page all of whose
-//! cells are whole rows kept for one bulk-loaded table, in strictly
-//! increasing key order, is offered here ([`Splices::offer`]) with its
-//! first and last key. The next run's walk of that table takes the leaves
-//! in key order ([`Feed`]): a leaf that falls strictly between two rows
-//! of the tree (and after the leaf before it) is read again and written
-//! with the tree's rows, page by page; one that does not stays an orphan
-//! for the candidate stage, and its rows go in through SQL as before.
+//! written. Before a first run's walk, the bulk-loaded tables' interior
+//! pages are read ([`orphaned_leaves`]); when the leaves below the lost
+//! ones are estimated at an eighth of the file or more
+//! ([`worth_a_survey`]), the run writes nothing and surveys: the walk
+//! claims the pages, the candidate stage reads the orphaned ones, and
+//! every orphaned leaf page all of whose cells are whole rows kept for one
+//! bulk-loaded table, in strictly increasing key order, is offered here
+//! ([`Splices::offer`]) with its first and last key. The next run's walk
+//! of that table takes the leaves in key order ([`Feed`]): a leaf that
+//! falls strictly between two rows of the tree (and after the leaf before
+//! it) is read again and written with the tree's rows, page by page; one
+//! that does not stays an orphan for the candidate stage, and its rows go
+//! in through SQL as before.
 //!
-//! Takes the survey's found pages and attributions; gives, per table, the
-//! leaves to join and a cursor over them for the walk.
+//! Takes the input's interior pages (the estimate), the survey's found
+//! pages and attributions; gives, per table, the leaves to join and a
+//! cursor over them for the walk.
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
 
 use super::attribute::{Attribution, Verdict, judge_cell, parse_cell};
 use super::candidates::{Buffers, DecodedCell, FoundPage, assemble_cell};
@@ -29,6 +33,8 @@ use super::plan::LoadPlan;
 use super::report::Confidence;
 use super::sink::Source;
 use crate::schema::Table;
+use crate::snapshot::Snapshot;
+use crate::tree::MAX_DEPTH;
 use sqlite_salvage_format::kind::PageKind;
 use sqlite_salvage_format::page::BtreePage;
 use sqlite_salvage_format::record::Record;
@@ -37,11 +43,127 @@ use sqlite_salvage_format::record::Record;
 /// go in through SQL.
 const MAX_KEY: usize = 4096;
 
-/// Whether the leaves estimated to be orphaned are worth a survey and a
-/// second run: when they are a 32nd of the file or more, their rows cost
-/// more one by one through SQL than reading the file again.
+/// Whether the leaves estimated to be orphaned ([`orphaned_leaves`]) are
+/// worth a survey and a second run: when they are an eighth of the file or
+/// more. Below that their rows cost less one by one through SQL than
+/// reading the file again.
 pub(crate) fn worth_a_survey(orphaned_leaves: u64, page_count: u32) -> bool {
-    orphaned_leaves >= 2 && orphaned_leaves.saturating_mul(32) >= u64::from(page_count)
+    orphaned_leaves >= 2 && orphaned_leaves.saturating_mul(8) >= u64::from(page_count)
+}
+
+/// Estimates the leaves of the tree rooted at `root` that its walk will
+/// not reach, reading its interior pages only (one child per level tells
+/// whether the next level is the leaves'): each interior page that cannot
+/// be used counts the mean fan-out of those read, to the power of the
+/// levels between it and the leaves. 0 when no leaf level is found (a lost
+/// root: the tree's size is unknown).
+pub(crate) fn orphaned_leaves(snap: &Snapshot, root: u32) -> u64 {
+    let mut buf = vec![0u8; snap.page_size() as usize];
+    let mut seen = HashSet::new();
+    let mut level = vec![root];
+    // By depth: pages that could not be used, interior pages read, and
+    // the children they list.
+    let mut lost_at: Vec<u64> = Vec::new();
+    let mut fanout_at: Vec<(u64, u64)> = Vec::new();
+    let mut table = None;
+    for _ in 0..MAX_DEPTH {
+        let mut next = Vec::new();
+        let (mut lost, mut read, mut listed) = (0u64, 0u64, 0u64);
+        let mut leaves_below = None;
+        for &pgno in &level {
+            let children = seen
+                .insert(pgno)
+                .then(|| interior_children(snap, pgno, &mut buf, &mut table))
+                .flatten();
+            let Some(children) = children else {
+                lost += 1;
+                continue;
+            };
+            if children.is_empty() {
+                continue;
+            }
+            read += 1;
+            listed += children.len() as u64;
+            if leaves_below.is_none() {
+                leaves_below = children
+                    .iter()
+                    .find_map(|&c| page_kind(snap, c, &mut buf).map(|k| k.is_leaf()));
+            }
+            if leaves_below != Some(true) {
+                next.extend(children);
+            }
+        }
+        lost_at.push(lost);
+        fanout_at.push((read, listed));
+        if leaves_below == Some(true) {
+            return estimate(&lost_at, &fanout_at);
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    0
+}
+
+/// The leaves below the pages lost at each depth, the leaves one level
+/// below the last: each counts the product of the mean fan-outs of the
+/// levels from its own down (a level with no page read takes the mean of
+/// all).
+fn estimate(lost_at: &[u64], fanout_at: &[(u64, u64)]) -> u64 {
+    let (read, listed) = fanout_at
+        .iter()
+        .fold((0u64, 0u64), |(r, l), &(a, b)| (r + a, l + b));
+    let overall = listed.checked_div(read).unwrap_or(1).max(1);
+    let fanout = |&(r, l): &(u64, u64)| l.checked_div(r).unwrap_or(overall).max(1);
+    lost_at
+        .iter()
+        .enumerate()
+        .map(|(d, &n)| {
+            let below = fanout_at
+                .get(d..)
+                .unwrap_or(&[])
+                .iter()
+                .map(fanout)
+                .fold(1u64, u64::saturating_mul);
+            n.saturating_mul(below)
+        })
+        .fold(0, u64::saturating_add)
+}
+
+/// The kind of page `pgno` when it reads as a b-tree page.
+fn page_kind(snap: &Snapshot, pgno: u32, buf: &mut [u8]) -> Option<PageKind> {
+    if pgno == 0 || pgno > snap.page_count() {
+        return None;
+    }
+    snap.read_page(pgno, buf).ok()?;
+    BtreePage::parse(buf, pgno, snap.usable_size())
+        .ok()
+        .map(|p| p.kind)
+}
+
+/// The children of interior page `pgno` of a tree whose pages are of the
+/// family `table` (set by the first page read); `None` when the page
+/// cannot be used as one.
+fn interior_children(
+    snap: &Snapshot,
+    pgno: u32,
+    buf: &mut [u8],
+    table: &mut Option<bool>,
+) -> Option<Vec<u32>> {
+    if pgno == 0 || pgno > snap.page_count() {
+        return None;
+    }
+    snap.read_page(pgno, buf).ok()?;
+    let p = BtreePage::parse(buf, pgno, snap.usable_size()).ok()?;
+    if *table.get_or_insert(p.kind.is_table()) != p.kind.is_table() {
+        return None;
+    }
+    if p.kind.is_leaf() {
+        // A leaf where an interior page was expected orphans nothing.
+        return Some(Vec::new());
+    }
+    p.children().ok()
 }
 
 /// An orphaned leaf to join to its table's load.
@@ -429,4 +551,29 @@ pub(crate) fn read_leaf(
         out.push(d);
     }
     Some((out, chain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_pages_count_the_fan_out_of_the_levels_below_them() {
+        // Root (3 children), 3 pages at depth 1 with 10 children each: a
+        // page lost at depth 1 stands for 10 leaves, the root for 30.
+        assert_eq!(estimate(&[0, 1], &[(1, 3), (2, 20)]), 10);
+        assert_eq!(estimate(&[1], &[(0, 0)]), 1);
+        assert_eq!(estimate(&[0, 2, 0], &[(1, 4), (2, 8), (8, 80)]), 2 * 4 * 10);
+        // No page read at a level: the mean of all.
+        assert_eq!(estimate(&[0, 1], &[(1, 9), (0, 0)]), 9);
+        assert_eq!(estimate(&[0, 0], &[(1, 3), (3, 30)]), 0);
+    }
+
+    #[test]
+    fn a_survey_is_worth_it_from_an_eighth_of_the_file() {
+        assert!(!worth_a_survey(12, 100));
+        assert!(worth_a_survey(13, 100));
+        assert!(!worth_a_survey(1, 1));
+        assert!(worth_a_survey(u64::MAX, u32::MAX));
+    }
 }

@@ -15,7 +15,7 @@ use super::loader::{Loader, TreeWriter, stored_values};
 use super::pagemap::{Owner, PageMap};
 use super::plan::LoadPlan;
 use super::sink::{Sink, Source};
-use super::splice::{Feed, KeyRef, read_leaf, worth_a_survey};
+use super::splice::{Feed, KeyRef, orphaned_leaves, read_leaf, worth_a_survey};
 use super::tally::{Lost, Placed, RecordRead, Tally};
 use crate::error::Result;
 use crate::schema::{StoredValue, Table};
@@ -84,15 +84,14 @@ pub(crate) struct Walked {
     pub suspects: Vec<Suspect>,
     /// Tree pages read in part: carved for what their pointers miss.
     pub partly_read: HashSet<u32>,
-    /// Leaves estimated to be orphaned below lost interior pages of the
-    /// bulk-loaded tables walked so far.
-    pub orphaned_estimate: u64,
     /// Orphaned leaves joined to their table's load, with the table.
     pub joined_pages: Vec<(u32, u32)>,
 }
 
 /// Walks every table: the bulk-loaded ones first, then the loader hands
-/// the file to SQLite (which may ask for a retry), then the rest.
+/// the file to SQLite (which may ask for a retry), then the rest. A first
+/// run whose bulk-loaded tables' interior pages show many orphaned leaves
+/// writes nothing: it surveys ([`super::splice`]).
 pub(crate) fn walk_tables(
     cx: &Ctx<'_>,
     plan: &LoadPlan,
@@ -101,6 +100,17 @@ pub(crate) fn walk_tables(
     map: &mut PageMap,
 ) -> Result<Result<Walked, Attempt>> {
     let mut walked = Walked::default();
+    if plan.may_survey() {
+        // Many leaves orphaned: survey first, so that they join the load.
+        let roots = plan
+            .bulk_tables()
+            .into_iter()
+            .map(|ti| cx.schema.tables[ti].root);
+        let estimate: u64 = roots.map(|r| orphaned_leaves(cx.snap, r)).sum();
+        if worth_a_survey(estimate, cx.page_count) {
+            loader.survey();
+        }
+    }
     for ti in plan.bulk_tables() {
         walk_table(cx, plan, ti, loader, tally, map, &mut walked)?;
     }
@@ -159,18 +169,7 @@ fn walk_table(
     let mut feed = plan.splices().filter(|_| bulk).and_then(|s| s.feed(ti, t));
     let mut join = Join::new(cx.snap.page_size());
     let mut rec = Record::new();
-    let mut lost_seen = 0;
-    loop {
-        if bulk && plan.may_survey() && cursor.lost_pages() != lost_seen && !loader.surveying() {
-            lost_seen = cursor.lost_pages();
-            let estimate = walked.orphaned_estimate + cursor.orphaned_leaves_estimate();
-            if worth_a_survey(estimate, cx.page_count) {
-                loader.survey();
-            }
-        }
-        let Some(e) = cursor.next()? else {
-            break;
-        };
+    while let Some(e) = cursor.next()? {
         if loader.surveying() {
             // Only the pages, holes and damage matter now.
             continue;
@@ -280,11 +279,6 @@ fn walk_table(
         .map(|d| d.page)
         .chain(cursor.suspect_pages().iter().copied())
         .collect();
-    walked.orphaned_estimate += if bulk {
-        cursor.orphaned_leaves_estimate()
-    } else {
-        0
-    };
     drop(cursor);
     for pgno in feed.iter().flat_map(Feed::joined_pages) {
         map.set(pgno, Owner::Orphan);
