@@ -13,4 +13,5 @@ mod interrupt;
 mod joined;
 mod recover;
 mod scale;
+mod torn;
 mod wal;

@@ -331,6 +331,7 @@ impl Splices {
             joined_at: vec![false; list.len()],
             backward: false,
             scratch: Record::new(),
+            scratch_holds: None,
         })
     }
 }
@@ -372,7 +373,9 @@ pub(crate) struct Feed<'s> {
     /// A tree row came with a key not above the one before it: no leaf is
     /// joined after that.
     pub backward: bool,
+    /// A kept key parsed, and which.
     scratch: Record,
+    scratch_holds: Option<i64>,
 }
 
 impl Feed<'_> {
@@ -383,12 +386,27 @@ impl Feed<'_> {
             KeyRef::Rowid(r) => at.cmp(&r),
             KeyRef::Record(rec, p) => {
                 let b = stored(self.keys, at);
-                if self.scratch.parse(b).is_err() {
+                if !self.parse_kept(at) {
                     return Ordering::Equal;
                 }
                 key_cmp(self.k, (&self.scratch, b), (rec, p))
             }
         }
+    }
+
+    /// Parses kept key `at` into `scratch` (unless it is there already:
+    /// the next leaf's first key is compared with every tree row before
+    /// it); false when it does not parse.
+    fn parse_kept(&mut self, at: i64) -> bool {
+        if self.scratch_holds == Some(at) {
+            return true;
+        }
+        self.scratch_holds = None;
+        if self.scratch.parse(stored(self.keys, at)).is_err() {
+            return false;
+        }
+        self.scratch_holds = Some(at);
+        true
     }
 
     /// Whether the last key passed is strictly below kept key `at`.
@@ -400,7 +418,7 @@ impl Feed<'_> {
             return self.prev_rowid < at;
         }
         let b = stored(self.keys, at);
-        if self.scratch.parse(b).is_err() {
+        if !self.parse_kept(at) {
             return false;
         }
         key_cmp(self.k, (&self.prev_rec, &self.prev), (&self.scratch, b)) == Ordering::Less

@@ -20,6 +20,10 @@ pub(crate) const MAX_FLAGGED: usize = 10_000;
 /// stage words it for the rows it writes through SQL).
 pub(crate) const ORPHAN_FLAG: &str = "from an orphaned page";
 
+const VOUCHED_FLAG: &str = "on a page whose space does not add up (torn?): kept on its own \
+    evidence (its cell overlaps none, its key is in order, its record fills the cell exactly \
+    with values that fit their columns)";
+
 const ZEROED_FLAG: &str =
     "an overflow page of a value is all zeros: the value may have been zeroed (or is a zeroblob)";
 
@@ -83,6 +87,9 @@ pub(crate) struct Placed {
     pub record: RecordRead,
     /// Overflow bytes that read as zeros.
     pub zeroed: bool,
+    /// From a page whose space does not add up, kept on the cell's own
+    /// evidence.
+    pub vouched: bool,
 }
 
 /// Per-table reports, flags and lost rows, as the stages hand them over.
@@ -170,6 +177,9 @@ impl Tally {
         }
         if p.truncated_col.is_some() || p.zeroed {
             rep.truncated_values += 1;
+        }
+        if p.vouched {
+            self.flag(p.table, p.rowid, p.page, || VOUCHED_FLAG.into());
         }
         let damaged = p.record != RecordRead::Whole;
         if stale || p.truncated_col.is_some() || p.zeroed || damaged {

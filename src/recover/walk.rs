@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 
 use super::candidates::{Buffers, DecodedCell};
+use super::carve::fits;
 use super::context::{Attempt, Ctx};
 use super::loader::{Loader, TreeWriter, stored_values};
 use super::pagemap::{Owner, PageMap};
@@ -222,9 +223,10 @@ fn walk_table(
             loader.not_written(e.rowid);
             continue;
         }
-        if e.suspect {
-            // The page's space does not add up (torn?): keep the row only if
-            // an index confirms it.
+        let vouched = e.suspect && vouches_for_itself(&e, &rec, (record, truncated_col), t, cx);
+        if e.suspect && !vouched {
+            // The page's space does not add up (torn?) and the cell does not
+            // stand on its own: keep the row only if an index confirms it.
             let at = (e.at.page, Some(e.at.cell), None);
             let s = Suspect::new(ti, t, &rec, e.payload, e.rowid, at, source, cx.enc);
             walked.suspects.push(s);
@@ -240,6 +242,7 @@ fn walk_table(
             truncated_col,
             record,
             zeroed: e.zeroed_overflow,
+            vouched,
         };
         loader.tree_row(t, tree.as_mut(), placed, &rec, e.payload, tally)?;
     }
@@ -382,6 +385,9 @@ fn write_joined(
     tally: &mut Tally,
 ) -> Result<()> {
     if rec.parse(&c.bytes).is_err() {
+        // `read_leaf` parsed every cell whole: not reached; counted, never
+        // dropped unseen.
+        tally.cell_lost(ti);
         return Ok(());
     }
     let placed = Placed {
@@ -393,8 +399,47 @@ fn write_joined(
         truncated_col: None,
         record: RecordRead::Whole,
         zeroed: false,
+        vouched: false,
     };
     loader.tree_row(t, tree, placed, rec, &c.bytes, tally)
+}
+
+/// Whether a row of a page whose space does not add up (torn, or
+/// damaged) vouches for itself: its cell stands on its own
+/// ([`Entry::sound`]: in the content area, overlapping no other, its key
+/// inside the page's bounds and between its neighbours'), and its record,
+/// whole, fills the cell exactly, with values that fit their columns
+/// (declared types, NOT NULL) and text valid in the database's encoding.
+fn vouches_for_itself(
+    e: &Entry<'_>,
+    rec: &Record,
+    (record, truncated_col): (RecordRead, Option<usize>),
+    t: &Table,
+    cx: &Ctx<'_>,
+) -> bool {
+    e.sound
+        && !e.truncated
+        && truncated_col.is_none()
+        && record == RecordRead::Whole
+        && rec.end() == e.payload.len()
+        && fits(t, rec, e.payload)
+        && (0..rec.len()).all(|i| match rec.value(e.payload, i) {
+            ValueRef::Text(b) => text_is_valid(b, cx.enc),
+            _ => true,
+        })
+}
+
+/// Whether `b` is valid text in encoding `enc`.
+fn text_is_valid(b: &[u8], enc: TextEncoding) -> bool {
+    let unit = |c: &[u8]| match (enc, c) {
+        (TextEncoding::Utf16le, [x, y]) => u16::from_le_bytes([*x, *y]),
+        (_, [x, y]) => u16::from_be_bytes([*x, *y]),
+        _ => 0,
+    };
+    match enc {
+        TextEncoding::Utf8 => std::str::from_utf8(b).is_ok(),
+        _ => b.len() % 2 == 0 && char::decode_utf16(b.chunks_exact(2).map(unit)).all(|c| c.is_ok()),
+    }
 }
 
 /// Parses an entry's record into `rec`: `(None, _)` when whole, `(Some(c),
