@@ -813,9 +813,17 @@ mod tests {
     fn the_longest_increasing_run_is_marked_once() {
         let keys = [1, 50, 2, 3, 3, 9, 4, 5];
         let on = longest_increasing(&keys);
-        let run: Vec<i64> = keys.iter().zip(&on).filter(|p| *p.1).map(|p| *p.0).collect();
+        let run: Vec<i64> = keys
+            .iter()
+            .zip(&on)
+            .filter(|p| *p.1)
+            .map(|p| *p.0)
+            .collect();
         assert_eq!(run, vec![1, 2, 3, 4, 5]);
         assert!(longest_increasing(&[]).is_empty());
-        assert_eq!(longest_increasing(&[7, 7]).iter().filter(|b| **b).count(), 1);
+        assert_eq!(
+            longest_increasing(&[7, 7]).iter().filter(|b| **b).count(),
+            1
+        );
     }
 }

@@ -16,6 +16,7 @@ use super::sink::Source;
 use crate::tree::{PageVisitor, assemble};
 use sqlite_salvage_format::kind::PageKind;
 use sqlite_salvage_format::page::BtreePage;
+use sqlite_salvage_format::record::Record;
 
 /// A cell found on a page, its payload assembled.
 pub(crate) struct DecodedCell {
@@ -297,4 +298,42 @@ fn touches_zero_sector(page: &[u8], off: usize, len: usize) -> bool {
         sector += 1;
     }
     false
+}
+
+/// Whether cell `c` reads as a whole row: its record parses, not cut
+/// short, and uses exactly its payload.
+pub(crate) fn whole_row(rec: &mut Record, c: &DecodedCell) -> bool {
+    !c.truncated && rec.parse(&c.bytes).is_ok() && rec.end() == c.bytes.len()
+}
+
+/// Reads orphaned leaf `pgno` again for joining: its cells with payloads
+/// assembled (`None` unless every one is a whole row, `cells` of them),
+/// and the overflow pages they use, for the caller to claim.
+pub(crate) fn read_leaf(
+    cx: &Ctx<'_>,
+    pgno: u32,
+    cells: u16,
+    buf: &mut Buffers,
+    rec: &mut Record,
+) -> Option<(Vec<DecodedCell>, Vec<u32>)> {
+    cx.snap.read_page(pgno, &mut buf.page).ok()?;
+    let p = BtreePage::parse(&buf.page, pgno, cx.snap.usable_size()).ok()?;
+    if !matches!(p.kind, PageKind::TableLeaf | PageKind::IndexLeaf) {
+        return None;
+    }
+    let (found, _bad) = cells_by_pointer(&p);
+    if found.len() != usize::from(cells) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(found.len());
+    let mut chain = Vec::new();
+    for c in found {
+        let (d, pages) = assemble_cell(cx, c, Source::Orphan, buf);
+        if !whole_row(rec, &d) {
+            return None;
+        }
+        chain.extend(pages);
+        out.push(d);
+    }
+    Some((out, chain))
 }

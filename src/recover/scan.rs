@@ -8,18 +8,21 @@
 //! ([`survey_pages`]) reads the orphaned pages only, and gives the leaves
 //! that can join their tables' loads ([`Splices`]).
 
+use std::cmp::Ordering;
+
 use super::attribute::{
     Attribution, Verdict, attribute_page, judge_cell, looks_like_index, parse_cell,
 };
-use super::candidates::{Buffers, DecodedCell, FoundPage, Pass, Scan, find_page};
+use super::candidates::{Buffers, DecodedCell, FoundPage, Pass, Scan, find_page, whole_row};
 use super::context::Ctx;
+use super::index_copy::{KeyOrder, key_cmp, key_usable};
 use super::loader::Loader;
 use super::options::ProgressFn;
 use super::pagemap::PageMap;
 use super::plan::LoadPlan;
 use super::report::Confidence;
 use super::sink::{Insert, Source};
-use super::splice::Splices;
+use super::splice::{LeafKeys, Splices, pk_columns};
 use super::tally::{Lost, ORPHAN_FLAG, Tally};
 use super::walk::{Suspect, Walked};
 use crate::error::Result;
@@ -157,10 +160,83 @@ pub(crate) fn survey_pages(
             continue;
         };
         let a = attribute_page(cx, map, &links, &tally.tables, &page, &mut rec, None)?;
-        splices.offer(cx, plan, (&page, &buf.page, &a), &mut rec);
+        offer_leaf(&mut splices, cx, plan, (&page, &buf.page, &a), &mut rec);
     }
     splices.sort(&cx.schema.tables);
     Ok(splices)
+}
+
+/// Offers orphaned page `page` (read from `raw`, attributed `a`) to
+/// `splices` for joining: taken when it is a leaf, every cell a whole row that
+/// `judge_cell` keeps for the same bulk-loaded table on evidence, with
+/// keys in strictly increasing order. Returns whether it was taken (the
+/// caller then leaves its rows alone).
+fn offer_leaf(
+    splices: &mut Splices,
+    cx: &Ctx<'_>,
+    plan: &LoadPlan,
+    (page, raw, a): (&FoundPage, &[u8], &Attribution),
+    rec: &mut Record,
+) -> bool {
+    let Some((ti, Confidence::Evidence)) = a.table else {
+        return false;
+    };
+    let t = &cx.schema.tables[ti];
+    let leaf = match raw.first() {
+        Some(&0x0d) => !t.without_rowid,
+        Some(&0x0a) => t.without_rowid,
+        _ => false,
+    };
+    let ordered_keys = !t.without_rowid || KeyOrder::for_table(t).holds();
+    if page.source != Source::Orphan
+        || a.unlinked
+        || a.ambiguous
+        || !leaf
+        || !ordered_keys
+        || !plan.is_bulk(ti)
+        || page.cells.is_empty()
+    {
+        return false;
+    }
+    let Ok(cells) = u16::try_from(page.cells.len()) else {
+        return false;
+    };
+    let k = pk_columns(t);
+    let mut prev = Record::new();
+    for (i, c) in page.cells.iter().enumerate() {
+        if !whole_row(rec, c) {
+            return false;
+        }
+        let keep = judge_cell(cx, plan.not_created_set(), page, a, c, rec);
+        if !matches!(keep, Verdict::Keep(x, Confidence::Evidence) if x == ti) {
+            return false;
+        }
+        let before = i.checked_sub(1).and_then(|j| page.cells.get(j));
+        let in_order = match (t.without_rowid, before) {
+            (_, None) => !t.without_rowid || key_usable(k, rec, &c.bytes),
+            (false, Some(b)) => b.cell.rowid < c.cell.rowid,
+            (true, Some(b)) => {
+                key_usable(k, rec, &c.bytes)
+                    && key_cmp(k, (&prev, &b.bytes), (rec, &c.bytes)) == Ordering::Less
+            }
+        };
+        if !in_order {
+            return false;
+        }
+        prev.clone_from(rec);
+    }
+    let (Some(head), Some(tail)) = (page.cells.first(), page.cells.last()) else {
+        return false;
+    };
+    let keys = if t.without_rowid {
+        LeafKeys::Records(&head.bytes, &tail.bytes)
+    } else {
+        match (head.cell.rowid, tail.cell.rowid) {
+            (Some(f), Some(l)) => LeafKeys::Rowids(f, l),
+            _ => return false,
+        }
+    };
+    splices.take(ti, page.pgno, cells, keys)
 }
 
 /// Writes a cell kept on its page's evidence, counts and flags it. A

@@ -9,29 +9,22 @@
 //! ([`worth_a_survey`]), the run writes nothing and surveys: the walk
 //! claims the pages, the candidate stage reads the orphaned ones, and
 //! every orphaned leaf page all of whose cells are whole rows kept for one
-//! bulk-loaded table, in strictly increasing key order, is offered here
-//! ([`Splices::offer`]) with its first and last key. The next run's walk
+//! bulk-loaded table, in strictly increasing key order, is taken here
+//! ([`Splices::take`], from `scan`) with its first and last key. The next run's walk
 //! of that table takes the leaves in key order ([`Feed`]): a leaf that
 //! falls strictly between two rows of the tree (and after the leaf before
 //! it) is read again and written with the tree's rows, page by page; one
 //! that does not stays an orphan for the candidate stage, and its rows go
 //! in through SQL as before.
 //!
-//! Takes the input's interior pages (the estimate), the survey's found
-//! pages and attributions; gives, per table, the leaves to join and a
-//! cursor over them for the walk.
+//! Takes the input's interior pages (the estimate) and the leaves the
+//! survey found; gives, per table, the leaves to join and a cursor over
+//! them for the walk.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
-use super::attribute::{Attribution, Verdict, judge_cell, parse_cell};
-use super::candidates::{Buffers, DecodedCell, FoundPage, assemble_cell};
-use super::carve::cells_by_pointer;
-use super::context::Ctx;
-use super::index_copy::{KeyOrder, key_cmp, key_usable};
-use super::plan::LoadPlan;
-use super::report::Confidence;
-use super::sink::Source;
+use super::index_copy::key_cmp;
 use crate::schema::Table;
 use crate::snapshot::Snapshot;
 use crate::tree::MAX_DEPTH;
@@ -187,6 +180,12 @@ pub(crate) struct Splices {
     pub rows: u64,
 }
 
+/// The first and last keys of a leaf offered for joining.
+pub(crate) enum LeafKeys<'a> {
+    Rowids(i64, i64),
+    Records(&'a [u8], &'a [u8]),
+}
+
 /// A table's key of one row: its rowid, or its record (WITHOUT ROWID).
 #[derive(Clone, Copy)]
 pub(crate) enum KeyRef<'a> {
@@ -195,91 +194,31 @@ pub(crate) enum KeyRef<'a> {
 }
 
 impl Splices {
-    /// Offers orphaned page `page` (read from `raw`, attributed `a`) for
-    /// joining: taken when it is a leaf, every cell a whole row that
-    /// `judge_cell` keeps for the same bulk-loaded table on evidence, with
-    /// keys in strictly increasing order. Returns whether it was taken (the
-    /// caller then leaves its rows alone).
-    pub fn offer(
-        &mut self,
-        cx: &Ctx<'_>,
-        plan: &LoadPlan,
-        (page, raw, a): (&FoundPage, &[u8], &Attribution),
-        rec: &mut Record,
-    ) -> bool {
-        let Some((ti, Confidence::Evidence)) = a.table else {
-            return false;
-        };
-        let t = &cx.schema.tables[ti];
-        let leaf = match raw.first() {
-            Some(&0x0d) => !t.without_rowid,
-            Some(&0x0a) => t.without_rowid,
-            _ => false,
-        };
-        let ordered_keys = !t.without_rowid || KeyOrder::for_table(t).holds();
-        if page.source != Source::Orphan
-            || a.unlinked
-            || a.ambiguous
-            || !leaf
-            || !ordered_keys
-            || !plan.is_bulk(ti)
-            || page.cells.is_empty()
-        {
-            return false;
-        }
-        let Ok(cells) = u16::try_from(page.cells.len()) else {
-            return false;
-        };
-        let k = pk_columns(t);
-        let mut prev = Record::new();
-        for (i, c) in page.cells.iter().enumerate() {
-            if !whole_row(rec, c) {
-                return false;
+    /// Takes orphaned leaf `pgno` of table `ti` (its `cells` in strictly
+    /// increasing key order) for joining: rowid tables give their first
+    /// and last rowid, WITHOUT ROWID tables their first and last record
+    /// (false, not taken, when one is longer than [`MAX_KEY`]).
+    pub fn take(&mut self, ti: usize, pgno: u32, cells: u16, keys: LeafKeys<'_>) -> bool {
+        let (first, last) = match keys {
+            LeafKeys::Rowids(f, l) => (f, l),
+            LeafKeys::Records(f, l) if f.len() <= MAX_KEY && l.len() <= MAX_KEY => {
+                (self.keep_key(f), self.keep_key(l))
             }
-            let keep = judge_cell(cx, plan.not_created_set(), page, a, c, rec);
-            if !matches!(keep, Verdict::Keep(x, Confidence::Evidence) if x == ti) {
-                return false;
-            }
-            let before = i.checked_sub(1).and_then(|j| page.cells.get(j));
-            let in_order = match (t.without_rowid, before) {
-                (_, None) => !t.without_rowid || key_usable(k, rec, &c.bytes),
-                (false, Some(b)) => b.cell.rowid < c.cell.rowid,
-                (true, Some(b)) => {
-                    key_usable(k, rec, &c.bytes)
-                        && key_cmp(k, (&prev, &b.bytes), (rec, &c.bytes)) == Ordering::Less
-                }
-            };
-            if !in_order {
-                return false;
-            }
-            prev.clone_from(rec);
-        }
-        let (Some(head), Some(tail)) = (page.cells.first(), page.cells.last()) else {
-            return false;
-        };
-        let (first, last) = if t.without_rowid {
-            if head.bytes.len() > MAX_KEY || tail.bytes.len() > MAX_KEY {
-                return false;
-            }
-            (self.keep_key(&head.bytes), self.keep_key(&tail.bytes))
-        } else {
-            match (head.cell.rowid, tail.cell.rowid) {
-                (Some(f), Some(l)) => (f, l),
-                _ => return false,
-            }
+            LeafKeys::Records(..) => return false,
         };
         if self.by_table.len() <= ti {
             self.by_table.resize_with(ti + 1, Vec::new);
         }
-        if let Some(list) = self.by_table.get_mut(ti) {
-            list.push(Splice {
-                first,
-                last,
-                pgno: page.pgno,
-                cells,
-            });
-            self.rows += u64::from(cells);
-        }
+        let Some(list) = self.by_table.get_mut(ti) else {
+            return false;
+        };
+        list.push(Splice {
+            first,
+            last,
+            pgno,
+            cells,
+        });
+        self.rows += u64::from(cells);
         true
     }
 
@@ -337,14 +276,8 @@ impl Splices {
 }
 
 /// The number of primary-key columns of a WITHOUT ROWID table.
-fn pk_columns(t: &Table) -> usize {
+pub(crate) fn pk_columns(t: &Table) -> usize {
     t.columns.iter().filter(|c| c.pk > 0).count()
-}
-
-/// Whether cell `c` reads as a whole row: its record parses, not cut
-/// short, and uses exactly its payload.
-fn whole_row(rec: &mut Record, c: &DecodedCell) -> bool {
-    !c.truncated && parse_cell(rec, &c.bytes, false) && rec.end() == c.bytes.len()
 }
 
 /// A record kept in `keys` (offset << 32 | length).
@@ -457,15 +390,18 @@ impl Feed<'_> {
         None
     }
 
-    /// Whether the leaf [`Feed::next_before`] gave last reads again with
-    /// the keys it was offered with.
-    pub fn same_keys(&mut self, first: KeyRef<'_>, last: KeyRef<'_>) -> bool {
-        let Some(s) = self
-            .next
+    /// The leaf [`Feed::next_before`] gave last.
+    fn last_given(&self) -> Option<Splice> {
+        self.next
             .checked_sub(1)
             .and_then(|i| self.list.get(i))
             .copied()
-        else {
+    }
+
+    /// Whether the leaf [`Feed::next_before`] gave last reads again with
+    /// the keys it was offered with.
+    pub fn same_keys(&mut self, first: KeyRef<'_>, last: KeyRef<'_>) -> bool {
+        let Some(s) = self.last_given() else {
             return false;
         };
         self.cmp_kept(s.first, first) == Ordering::Equal
@@ -475,12 +411,7 @@ impl Feed<'_> {
     /// The leaf [`Feed::next_before`] gave last was joined: its last key is
     /// the last key passed.
     pub fn joined(&mut self) {
-        let Some(s) = self
-            .next
-            .checked_sub(1)
-            .and_then(|i| self.list.get(i))
-            .copied()
-        else {
+        let Some(s) = self.last_given() else {
             return;
         };
         self.joined += 1;
@@ -537,38 +468,6 @@ impl Feed<'_> {
             }
         }
     }
-}
-
-/// Reads orphaned leaf `pgno` again for joining: its cells with payloads
-/// assembled (`None` unless every one is a whole row, `cells` of them),
-/// and the overflow pages they use, for the caller to claim.
-pub(crate) fn read_leaf(
-    cx: &Ctx<'_>,
-    pgno: u32,
-    cells: u16,
-    buf: &mut Buffers,
-    rec: &mut Record,
-) -> Option<(Vec<DecodedCell>, Vec<u32>)> {
-    cx.snap.read_page(pgno, &mut buf.page).ok()?;
-    let p = BtreePage::parse(&buf.page, pgno, cx.snap.usable_size()).ok()?;
-    if !matches!(p.kind, PageKind::TableLeaf | PageKind::IndexLeaf) {
-        return None;
-    }
-    let (found, _bad) = cells_by_pointer(&p);
-    if found.len() != usize::from(cells) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(found.len());
-    let mut chain = Vec::new();
-    for c in found {
-        let (d, pages) = assemble_cell(cx, c, Source::Orphan, buf);
-        if !whole_row(rec, &d) {
-            return None;
-        }
-        chain.extend(pages);
-        out.push(d);
-    }
-    Some((out, chain))
 }
 
 #[cfg(test)]

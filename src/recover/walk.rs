@@ -9,14 +9,15 @@
 
 use std::collections::HashSet;
 
-use super::candidates::{Buffers, DecodedCell};
+use super::candidates::{Buffers, DecodedCell, read_leaf};
 use super::carve::fits;
 use super::context::{Attempt, Ctx};
 use super::loader::{Loader, TreeWriter, stored_values};
 use super::pagemap::{Owner, PageMap};
 use super::plan::LoadPlan;
+use super::report::TableReport;
 use super::sink::{Sink, Source};
-use super::splice::{Feed, KeyRef, orphaned_leaves, read_leaf, worth_a_survey};
+use super::splice::{Feed, KeyRef, orphaned_leaves, worth_a_survey};
 use super::tally::{Lost, Placed, RecordRead, Tally};
 use crate::error::Result;
 use crate::schema::{StoredValue, Table};
@@ -143,18 +144,7 @@ fn walk_table(
 ) -> Result<()> {
     let t = &cx.schema.tables[ti];
     if t.root == 0 || t.root > cx.page_count {
-        // The whole tree is unknown: every rowid is in the hole.
-        let rep = &mut tally.tables[ti];
-        rep.holes.push(Hole {
-            page: t.root,
-            after: None,
-            up_to: None,
-        });
-        rep.damage.push(Damage {
-            page: t.root,
-            cell: None,
-            what: "root page unknown or out of range".into(),
-        });
+        unknown_root(&mut tally.tables[ti], t.root);
         return Ok(());
     }
     let progress = cx.opts.progress.as_ref();
@@ -166,9 +156,11 @@ fn walk_table(
     let mut tree = loader.tree_writer(plan, cx.snap, cx.schema, ti)?;
     let internal = t.name.to_ascii_lowercase().starts_with("sqlite_");
     let not_created = plan.not_created(&t.name);
-    let bulk = plan.is_bulk(ti);
-    let mut feed = plan.splices().filter(|_| bulk).and_then(|s| s.feed(ti, t));
-    let mut join = Join::new(cx.snap.page_size());
+    let feed = plan
+        .splices()
+        .filter(|_| plan.is_bulk(ti))
+        .and_then(|s| s.feed(ti, t));
+    let mut join = Join::new(feed, cx.snap.page_size());
     let mut rec = Record::new();
     while let Some(e) = cursor.next()? {
         if loader.surveying() {
@@ -176,21 +168,15 @@ fn walk_table(
             continue;
         }
         let parsed = parse_entry(&mut rec, &e, t);
-        if let Some(f) = feed.as_mut() {
-            let key = match (e.rowid, &parsed) {
-                (Some(r), _) if !t.without_rowid => Some(KeyRef::Rowid(r)),
-                (_, Some((None, RecordRead::Whole))) if t.without_rowid => {
-                    Some(KeyRef::Record(&rec, e.payload))
-                }
-                _ => None,
-            };
-            if let Some(key) = key {
-                while let Some(leaf) = f.next_before(Some(key)) {
-                    let to = (ti, t, tree.as_mut());
-                    join_leaf(cx, to, leaf, f, &mut join, loader, tally)?;
-                }
-                f.passed(key);
+        let key = match (e.rowid, &parsed) {
+            (Some(r), _) if !t.without_rowid => Some(KeyRef::Rowid(r)),
+            (_, Some((None, RecordRead::Whole))) if t.without_rowid => {
+                Some(KeyRef::Record(&rec, e.payload))
             }
+            _ => None,
+        };
+        if let Some(key) = key {
+            join.before(cx, (ti, t, tree.as_mut()), Some(key), loader, tally)?;
         }
         let Some((truncated_col, record)) = parsed else {
             tally.cell_lost(ti);
@@ -246,26 +232,18 @@ fn walk_table(
         };
         loader.tree_row(t, tree.as_mut(), placed, &rec, e.payload, tally)?;
     }
-    if let Some(f) = feed.as_mut() {
-        while let Some(leaf) = f.next_before(None) {
-            join_leaf(
-                cx,
-                (ti, t, tree.as_mut()),
-                leaf,
-                f,
-                &mut join,
-                loader,
-                tally,
-            )?;
-        }
-        if f.backward && f.joined > 0 {
-            // A tree row out of key order may share a key with a joined
-            // row: only a run without joining keeps the tree's.
-            loader.refuse(format!(
-                "a row of {}'s tree came out of key order after orphaned leaves were joined",
-                t.name
-            ));
-        }
+    join.before(cx, (ti, t, tree.as_mut()), None, loader, tally)?;
+    if join
+        .feed
+        .as_ref()
+        .is_some_and(|f| f.backward && f.joined > 0)
+    {
+        // A tree row out of key order may share a key with a joined row:
+        // only a run without joining keeps the tree's.
+        loader.refuse(format!(
+            "a row of {}'s tree came out of key order after orphaned leaves were joined",
+            t.name
+        ));
     }
     let rep = &mut tally.tables[ti];
     (rep.holes, rep.damage) = cursor.take_holes_and_damage();
@@ -283,13 +261,7 @@ fn walk_table(
         .chain(cursor.suspect_pages().iter().copied())
         .collect();
     drop(cursor);
-    for pgno in feed.iter().flat_map(Feed::joined_pages) {
-        map.set(pgno, Owner::Orphan);
-        walked.joined_pages.push((pgno, ti as u32));
-    }
-    for &pgno in &join.overflow {
-        map.claim(pgno, Owner::Overflow);
-    }
+    join.claim(map, walked, ti);
     for pgno in partly {
         if map.get(pgno) == Some(Owner::Table(ti)) {
             map.set(pgno, Owner::TableDamaged(ti));
@@ -297,12 +269,28 @@ fn walk_table(
         }
     }
     let holes = &tally.tables[ti].holes;
-    let joined = |r: i64| feed.as_ref().is_some_and(|f| f.covers(r));
+    let joined = |r: i64| join.feed.as_ref().is_some_and(|f| f.covers(r));
     loader.finish_tree(tree, cx.snap, (cx.schema, t), (holes, &joined))
 }
 
-/// What joining orphaned leaves to a table's load keeps.
-struct Join {
+/// A table whose root page is unknown: every rowid is in the hole.
+fn unknown_root(rep: &mut TableReport, root: u32) {
+    rep.holes.push(Hole {
+        page: root,
+        after: None,
+        up_to: None,
+    });
+    let what = "root page unknown or out of range".into();
+    rep.damage.push(Damage {
+        page: root,
+        cell: None,
+        what,
+    });
+}
+
+/// Orphaned leaves joining a table's load, and what joining them keeps.
+struct Join<'s> {
+    feed: Option<Feed<'s>>,
     buf: Buffers,
     rec: Record,
     /// The overflow pages of the joined leaves' cells: claimed once the
@@ -310,12 +298,60 @@ struct Join {
     overflow: Vec<u32>,
 }
 
-impl Join {
-    fn new(page_size: u32) -> Join {
+impl<'s> Join<'s> {
+    fn new(feed: Option<Feed<'s>>, page_size: u32) -> Join<'s> {
         Join {
+            feed,
             buf: Buffers::new(page_size),
             rec: Record::new(),
             overflow: Vec::new(),
+        }
+    }
+
+    /// Writes the leaves due before the tree row with key `key` (`None`:
+    /// after the last), and passes the key.
+    fn before(
+        &mut self,
+        cx: &Ctx<'_>,
+        (ti, t, mut tree): (usize, &Table, Option<&mut TreeWriter>),
+        key: Option<KeyRef<'_>>,
+        loader: &mut Loader,
+        tally: &mut Tally,
+    ) -> Result<()> {
+        let Some(mut f) = self.feed.take() else {
+            return Ok(());
+        };
+        let mut done = Ok(());
+        while let Some(leaf) = f.next_before(key) {
+            done = join_leaf(
+                cx,
+                (ti, t, tree.as_deref_mut()),
+                leaf,
+                &mut f,
+                self,
+                loader,
+                tally,
+            );
+            if done.is_err() {
+                break;
+            }
+        }
+        if let Some(key) = key {
+            f.passed(key);
+        }
+        self.feed = Some(f);
+        done
+    }
+
+    /// Claims the joined leaves and their overflow pages in the map, and
+    /// lists the leaves for the report.
+    fn claim(&self, map: &mut PageMap, walked: &mut Walked, ti: usize) {
+        for pgno in self.feed.iter().flat_map(Feed::joined_pages) {
+            map.set(pgno, Owner::Orphan);
+            walked.joined_pages.push((pgno, ti as u32));
+        }
+        for &pgno in &self.overflow {
+            map.claim(pgno, Owner::Overflow);
         }
     }
 }
@@ -328,7 +364,7 @@ fn join_leaf(
     (ti, t, mut tree): (usize, &Table, Option<&mut TreeWriter>),
     (pgno, cells): (u32, u16),
     f: &mut Feed<'_>,
-    j: &mut Join,
+    j: &mut Join<'_>,
     loader: &mut Loader,
     tally: &mut Tally,
 ) -> Result<()> {
