@@ -118,7 +118,14 @@ pub fn recover(input: &Path, output: &Path, opts: &RecoverOptions) -> Result<Rep
             how,
         )? {
             Attempt::Done(mut r) => {
-                r.restarted = sql_why.map(|w| first_lines(&w, 3));
+                if let Some(why) = sql_why {
+                    // What SQLite refused (rows that break a UNIQUE
+                    // constraint or the key order) is the input's damage.
+                    r.restarted = Some(first_lines(&why, 3));
+                    if r.outcome == Outcome::Complete {
+                        r.outcome = Outcome::Partial;
+                    }
+                }
                 break r;
             }
             Attempt::Survey(s) if surveys => Step::Joined(s),
