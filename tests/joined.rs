@@ -186,6 +186,15 @@ fn orphaned_leaves_under_lost_interior_pages_join_their_tables_loads() {
                 "{what}: orphaned pages not listed once, in page order"
             );
             assert!(report.restarted.is_none(), "{what}: {:?}", report.restarted);
+            // The joined cells' overflow pages are theirs, not loose; the
+            // pages zeroed are the only ones that do not read.
+            let unreadable = report.unreadable_pages.iter().all(|p| lost.contains(p));
+            assert!(
+                report.loose_overflow_pages.is_empty() && unreadable,
+                "{what}: loose {:?}, unreadable {:?}",
+                report.loose_overflow_pages,
+                report.unreadable_pages
+            );
         }
     }
 }
