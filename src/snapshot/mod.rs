@@ -363,6 +363,7 @@ impl Database {
             page_size: self.page_size,
             overlay,
             journal,
+            ahead: Default::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::Exactness;
 use crate::error::{Error, Result};
@@ -26,6 +26,39 @@ pub(crate) struct PageReader {
     pub(super) overlay: HashMap<u32, u64>,
     /// Original pages from a hot rollback journal: (journal, page -> offset).
     pub(super) journal: Option<(Arc<File>, HashMap<u32, u64>)>,
+    /// Database-file pages read ahead (shared by clones: one snapshot).
+    pub(super) ahead: Arc<Mutex<ReadAhead>>,
+}
+
+/// Pages of the database file read ahead of the reader: a walk that goes
+/// forward through the file gets them from one read of
+/// [`ReadAhead::BYTES`], not one read each.
+#[derive(Debug, Default)]
+pub(crate) struct ReadAhead {
+    /// The first page held, and how many.
+    first: u32,
+    count: u32,
+    bytes: Vec<u8>,
+    /// The page asked for last.
+    last: u32,
+}
+
+impl ReadAhead {
+    const BYTES: usize = 64 * 1024;
+
+    /// Pages read at once: none ahead when a page is 64 KiB.
+    fn pages(page_size: usize) -> u32 {
+        u32::try_from(Self::BYTES / page_size.max(1))
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// Page `pgno` when it is held.
+    fn get(&self, pgno: u32, page_size: usize) -> Option<&[u8]> {
+        let k = pgno.checked_sub(self.first).filter(|&k| k < self.count)?;
+        let at = k as usize * page_size;
+        self.bytes.get(at..at + page_size)
+    }
 }
 
 impl PageReader {
@@ -65,7 +98,32 @@ impl PageReader {
             return read_full_at(wal, buf, *off).map_err(|e| Error::io(&self.db_path, e));
         }
         let off = u64::from(pgno.saturating_sub(1)) * u64::from(self.page_size);
-        read_full_at(&self.db_file, buf, off).map_err(|e| Error::io(&self.db_path, e))
+        let Ok(mut ahead) = self.ahead.lock() else {
+            return read_full_at(&self.db_file, buf, off).map_err(|e| Error::io(&self.db_path, e));
+        };
+        let ps = self.page_size as usize;
+        if let Some(held) = ahead.get(pgno, ps) {
+            buf.copy_from_slice(held);
+            ahead.last = pgno;
+            return Ok(());
+        }
+        // Going forward (the next page, or one a few pages on): read ahead.
+        let forward = pgno > ahead.last && pgno - ahead.last <= 4;
+        ahead.last = pgno;
+        let pages = ReadAhead::pages(ps);
+        if !forward || pages == 1 {
+            return read_full_at(&self.db_file, buf, off).map_err(|e| Error::io(&self.db_path, e));
+        }
+        let ahead = &mut *ahead;
+        ahead.bytes.resize(pages as usize * ps, 0);
+        ahead.count = 0;
+        read_full_at(&self.db_file, &mut ahead.bytes, off)
+            .map_err(|e| Error::io(&self.db_path, e))?;
+        (ahead.first, ahead.count) = (pgno, pages);
+        if let Some(first) = ahead.bytes.get(..ps) {
+            buf.copy_from_slice(first);
+        }
+        Ok(())
     }
 }
 
