@@ -59,7 +59,8 @@ pub struct Entry<'c> {
     /// [`TreeCursor::verify_pages`]): its bytes may be from another version.
     pub suspect: bool,
     /// A suspect entry of a table leaf whose key is inside its bounds and
-    /// whose cell stands on its own ([`sound_cells`]): its record alone
+    /// whose cell stands on its own (within one sector, overlapping no
+    /// other cell, its rowid on the page's increasing run): its record alone
     /// can vouch for it.
     pub sound: bool,
 }

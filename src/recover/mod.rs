@@ -29,7 +29,7 @@
 //! tables' bulk loads. A bulk attempt SQLite refuses (a UNIQUE constraint
 //! two rows break, a WITHOUT ROWID table's key order, quick_check) is an
 //! `Attempt::Retry`: the recovery starts over without the leaves joined,
-//! then with every row through SQL ([`Step`]).
+//! then with every row through SQL (`Step`).
 
 mod attribute;
 mod bulk;
