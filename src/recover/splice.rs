@@ -10,8 +10,8 @@
 //! claims the pages, the candidate stage reads the orphaned ones, and
 //! every orphaned leaf page all of whose cells are whole rows kept for one
 //! bulk-loaded table, in strictly increasing key order, is taken here
-//! ([`Splices::take`], from `scan`) with its first and last key. The next run's walk
-//! of that table takes the leaves in key order ([`Feed`]): a leaf that
+//! ([`Splices::take`], from `scan`) with its first and last key. The next
+//! run's walk of that table takes the leaves in key order ([`Feed`]): a leaf that
 //! falls strictly between two rows of the tree (and after the leaf before
 //! it) is read again and written with the tree's rows, page by page; one
 //! that does not stays an orphan for the candidate stage, and its rows go
@@ -32,9 +32,11 @@ use sqlite_salvage_format::kind::PageKind;
 use sqlite_salvage_format::page::BtreePage;
 use sqlite_salvage_format::record::Record;
 
-/// A WITHOUT ROWID key longer than this is not kept for a leaf: its rows
-/// go in through SQL.
+/// A WITHOUT ROWID key longer than this is not kept for a leaf, nor any
+/// once the keys kept reach `MAX_KEYS` bytes: those leaves' rows go in
+/// through SQL (the memory kept does not follow what the pages claim).
 const MAX_KEY: usize = 4096;
+const MAX_KEYS: usize = 16 << 20;
 
 /// Whether the leaves estimated to be orphaned ([`orphaned_leaves`]) are
 /// worth a survey and a second run: when they are an eighth of the file or
@@ -47,12 +49,13 @@ pub(crate) fn worth_a_survey(orphaned_leaves: u64, page_count: u32) -> bool {
 /// Estimates the leaves of the tree rooted at `root` that its walk will
 /// not reach, reading its interior pages only (one child per level tells
 /// whether the next level is the leaves'): each interior page that cannot
-/// be used counts the mean fan-out of those read, to the power of the
-/// levels between it and the leaves. 0 when no leaf level is found (a lost
-/// root: the tree's size is unknown).
+/// be used counts the product of the mean fan-outs of the levels from its
+/// own down to the leaves ([`estimate`]). 0 when no leaf level is found (a
+/// lost root: the tree's size is unknown). Each page is queued once, so
+/// the work is bounded by the file's pages whatever the pages say.
 pub(crate) fn orphaned_leaves(snap: &Snapshot, root: u32) -> u64 {
     let mut buf = vec![0u8; snap.page_size() as usize];
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::from([root]);
     let mut level = vec![root];
     // By depth: pages that could not be used, interior pages read, and
     // the children they list.
@@ -64,10 +67,7 @@ pub(crate) fn orphaned_leaves(snap: &Snapshot, root: u32) -> u64 {
         let (mut lost, mut read, mut listed) = (0u64, 0u64, 0u64);
         let mut leaves_below = None;
         for &pgno in &level {
-            let children = seen
-                .insert(pgno)
-                .then(|| interior_children(snap, pgno, &mut buf, &mut table))
-                .flatten();
+            let children = interior_children(snap, pgno, &mut buf, &mut table);
             let Some(children) = children else {
                 lost += 1;
                 continue;
@@ -83,7 +83,7 @@ pub(crate) fn orphaned_leaves(snap: &Snapshot, root: u32) -> u64 {
                     .find_map(|&c| page_kind(snap, c, &mut buf).map(|k| k.is_leaf()));
             }
             if leaves_below != Some(true) {
-                next.extend(children);
+                next.extend(children.into_iter().filter(|&c| seen.insert(c)));
             }
         }
         lost_at.push(lost);
@@ -197,11 +197,16 @@ impl Splices {
     /// Takes orphaned leaf `pgno` of table `ti` (its `cells` in strictly
     /// increasing key order) for joining: rowid tables give their first
     /// and last rowid, WITHOUT ROWID tables their first and last record
-    /// (false, not taken, when one is longer than [`MAX_KEY`]).
+    /// (false, not taken, when one is longer than [`MAX_KEY`] or the keys
+    /// kept would pass [`MAX_KEYS`]).
     pub fn take(&mut self, ti: usize, pgno: u32, cells: u16, keys: LeafKeys<'_>) -> bool {
         let (first, last) = match keys {
             LeafKeys::Rowids(f, l) => (f, l),
-            LeafKeys::Records(f, l) if f.len() <= MAX_KEY && l.len() <= MAX_KEY => {
+            LeafKeys::Records(f, l)
+                if f.len() <= MAX_KEY
+                    && l.len() <= MAX_KEY
+                    && self.keys.len() + f.len() + l.len() <= MAX_KEYS =>
+            {
                 (self.keep_key(f), self.keep_key(l))
             }
             LeafKeys::Records(..) => return false,
