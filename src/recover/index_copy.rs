@@ -179,18 +179,23 @@ pub(crate) struct KeyOrder {
 
 impl KeyOrder {
     pub fn for_table(t: &Table) -> KeyOrder {
-        let k = t.columns.iter().filter(|c| c.pk > 0).count();
         KeyOrder {
-            k,
+            k: pk_columns(t),
             prev: Vec::new(),
             prev_rec: Record::new(),
             seen: false,
-            holds: k > 0
-                && t.parsed
-                && t.without_rowid
-                && !has_word(&t.sql, "COLLATE")
-                && !has_word(&t.sql, "DESC"),
+            holds: KeyOrder::known(t),
         }
+    }
+
+    /// Whether this module knows the key order of table `t`: a WITHOUT
+    /// ROWID table with a primary key, without COLLATE or DESC.
+    pub fn known(t: &Table) -> bool {
+        pk_columns(t) > 0
+            && t.parsed
+            && t.without_rowid
+            && !has_word(&t.sql, "COLLATE")
+            && !has_word(&t.sql, "DESC")
     }
 
     /// The next row written, its record parsed from `payload`.
@@ -219,6 +224,12 @@ impl KeyOrder {
     pub fn holds(&self) -> bool {
         self.holds
     }
+}
+
+/// The number of primary-key columns of a WITHOUT ROWID table (the first
+/// values of its records).
+pub(crate) fn pk_columns(t: &Table) -> usize {
+    t.columns.iter().filter(|c| c.pk > 0).count()
 }
 
 /// Whether a record has its first `k` values, none of them NULL: a key

@@ -15,14 +15,14 @@ use super::attribute::{
 };
 use super::candidates::{Buffers, DecodedCell, FoundPage, Pass, Scan, find_page, whole_row};
 use super::context::Ctx;
-use super::index_copy::{KeyOrder, key_cmp, key_usable};
+use super::index_copy::{KeyOrder, key_cmp, key_usable, pk_columns};
 use super::loader::Loader;
 use super::options::ProgressFn;
 use super::pagemap::PageMap;
 use super::plan::LoadPlan;
 use super::report::Confidence;
 use super::sink::{Insert, Source};
-use super::splice::{LeafKeys, Splices, pk_columns};
+use super::splice::{LeafKeys, Splices};
 use super::tally::{Lost, ORPHAN_FLAG, Tally};
 use super::walk::{Suspect, Walked};
 use crate::error::Result;
@@ -187,7 +187,7 @@ fn offer_leaf(
         Some(&0x0a) => t.without_rowid,
         _ => false,
     };
-    let ordered_keys = !t.without_rowid || KeyOrder::for_table(t).holds();
+    let ordered_keys = !t.without_rowid || KeyOrder::known(t);
     if page.source != Source::Orphan
         || a.unlinked
         || a.ambiguous

@@ -24,7 +24,7 @@
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
-use super::index_copy::key_cmp;
+use super::index_copy::{key_cmp, pk_columns};
 use crate::schema::Table;
 use crate::snapshot::Snapshot;
 use crate::tree::MAX_DEPTH;
@@ -176,8 +176,6 @@ pub(crate) struct Splices {
     by_table: Vec<Vec<Splice>>,
     /// The first and last records of WITHOUT ROWID tables' leaves.
     keys: Vec<u8>,
-    /// Rows on the leaves offered.
-    pub rows: u64,
 }
 
 /// The first and last keys of a leaf offered for joining.
@@ -223,7 +221,6 @@ impl Splices {
             pgno,
             cells,
         });
-        self.rows += u64::from(cells);
         true
     }
 
@@ -278,11 +275,6 @@ impl Splices {
             scratch_holds: None,
         })
     }
-}
-
-/// The number of primary-key columns of a WITHOUT ROWID table.
-pub(crate) fn pk_columns(t: &Table) -> usize {
-    t.columns.iter().filter(|c| c.pk > 0).count()
 }
 
 /// A record kept in `keys` (offset << 32 | length).
