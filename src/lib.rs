@@ -55,6 +55,7 @@ pub mod replay;
 pub mod rows;
 pub mod schema;
 pub mod snapshot;
+pub mod torn;
 pub mod tree;
 pub mod wal;
 

@@ -18,11 +18,11 @@ use std::collections::HashSet;
 
 use crate::error::{Error, Result};
 use crate::snapshot::Snapshot;
+use crate::torn::{KeyBytes, sound_cells};
 use sqlite_salvage_format::Malformed;
 use sqlite_salvage_format::be32;
 use sqlite_salvage_format::cell::{Cell, Payload};
 use sqlite_salvage_format::page::{BtreePage, PageKind};
-use sqlite_salvage_format::record::Record;
 
 /// Deepest b-tree walked. SQLite refuses trees deeper than 20 levels.
 pub const MAX_DEPTH: usize = 32;
@@ -58,10 +58,11 @@ pub struct Entry<'c> {
     /// outside the bounds its parents give (only with
     /// [`TreeCursor::verify_pages`]): its bytes may be from another version.
     pub suspect: bool,
-    /// A suspect entry of a table leaf whose key is inside its bounds and
-    /// whose cell stands on its own (within one sector, overlapping no
-    /// other cell, its rowid on the page's increasing run): its record alone
-    /// can vouch for it.
+    /// A suspect entry of a leaf whose key is inside its bounds and whose
+    /// cell stands on its own (within one sector, overlapping no other
+    /// cell, its key on the page's increasing run; see [`crate::torn`]):
+    /// its record alone can vouch for it. Index leaves' cells only with
+    /// [`TreeCursor::key_order`].
     pub sound: bool,
 }
 
@@ -91,140 +92,6 @@ impl Hole {
         k.checked_sub(1)
             .and_then(|i| holes.get(i))
             .filter(|h| h.contains(rowid))
-    }
-}
-
-/// The unit a torn write tears at: the smallest sector SQLite assumes.
-const SECTOR: usize = 512;
-
-/// For each cell of a table leaf whose space does not add up (torn, or
-/// damaged): whether it stands on its own: its bytes inside the content
-/// area and within one 512-byte sector, overlapping no other cell's, and
-/// its rowid above the one of the
-/// cell before it and below the one after it (by the pointer array, among
-/// the cells that parse). Every cell of other kinds of page: false.
-fn sound_cells(page: &BtreePage<'_>) -> Vec<bool> {
-    let n = page.cell_count;
-    if page.kind != PageKind::TableLeaf {
-        return vec![false; usize::from(n)];
-    }
-    let content = page.cell_pointers_end()..page.usable() as usize;
-    // A torn write tears at sector boundaries: a cell within one sector is
-    // all of one version.
-    let one_sector = |start: usize, end: usize| start / SECTOR == (end - 1) / SECTOR;
-    let extent = |i: u16| {
-        let start = page.cell_offset(i).ok()?;
-        let end = start.checked_add(page.cell_size(i).ok()?)?;
-        (content.start <= start && end <= content.end && start < end && one_sector(start, end))
-            .then_some((start, end))
-    };
-    let extents: Vec<Option<(usize, usize)>> = (0..n).map(extent).collect();
-    let mut sound: Vec<bool> = extents.iter().map(Option::is_some).collect();
-    // Overlaps: by start, each cell against the furthest end before it.
-    let mut by_start: Vec<(usize, usize, usize)> = extents
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| e.map(|(s, t)| (s, t, i)))
-        .collect();
-    by_start.sort_unstable();
-    // Of two cells that overlap, one whose record fills it exactly is
-    // kept over one whose record does not (bytes misread from another
-    // version); two alike are both given up.
-    let fills: Vec<bool> = (0..n).map(|i| record_fills(page, i)).collect();
-    let fill = |i: usize| fills.get(i).copied().unwrap_or(false);
-    let mut reach: Option<(usize, usize)> = None;
-    for &(start, end, i) in &by_start {
-        if let Some((far, j)) = reach {
-            // Two pointers to the same cell (a torn pointer array) are
-            // one cell: the key order below keeps it once.
-            let same = extents.get(j).copied().flatten() == Some((start, end));
-            if start < far && !same {
-                if fill(i) == fill(j) || !fill(i) {
-                    unset(&mut sound, i);
-                }
-                if fill(i) == fill(j) || !fill(j) {
-                    unset(&mut sound, j);
-                }
-            }
-        }
-        if reach.is_none_or(|(far, _)| end > far) {
-            reach = Some((end, i));
-        }
-    }
-    let rowids: Vec<Option<i64>> = (0..n)
-        .map(|i| match page.cell(i) {
-            Ok(Cell::TableLeaf { rowid, .. }) => Some(rowid),
-            _ => None,
-        })
-        .collect();
-    // In order: on the longest run of strictly increasing rowids through
-    // the cells whose bytes are where they should be (a cell misread from
-    // another version's bytes is off it, and does not push the others off).
-    let placed: Vec<(usize, i64)> = rowids
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.filter(|_| sound.get(i) == Some(&true)).map(|r| (i, r)))
-        .collect();
-    let keys: Vec<i64> = placed.iter().map(|p| p.1).collect();
-    let on_run = longest_increasing(&keys);
-    for (k, &(i, _)) in placed.iter().enumerate() {
-        if !on_run.get(k).copied().unwrap_or(false) {
-            unset(&mut sound, i);
-        }
-    }
-    for (i, r) in rowids.iter().enumerate() {
-        if r.is_none() {
-            unset(&mut sound, i);
-        }
-    }
-    sound
-}
-
-/// Whether cell `i` holds all of its payload and that payload is a record
-/// that fills it exactly.
-fn record_fills(page: &BtreePage<'_>, i: u16) -> bool {
-    let Ok(cell) = page.cell(i) else {
-        return false;
-    };
-    let Some(p) = cell.payload() else {
-        return false;
-    };
-    let mut rec = Record::new();
-    !p.spills() && rec.parse(p.local).is_ok() && rec.end() == p.local.len()
-}
-
-/// Which of `keys` are on a longest strictly increasing subsequence
-/// (patience sorting, O(n log n)).
-fn longest_increasing(keys: &[i64]) -> Vec<bool> {
-    // tails[l]: index of the smallest last key of an increasing run of
-    // length l + 1; prev[i]: the index before i on its run.
-    let mut tails: Vec<usize> = Vec::new();
-    let mut prev: Vec<Option<usize>> = vec![None; keys.len()];
-    for (i, &k) in keys.iter().enumerate() {
-        let l = tails.partition_point(|&t| keys.get(t).is_some_and(|&x| x < k));
-        if let Some(p) = prev.get_mut(i) {
-            *p = l.checked_sub(1).and_then(|j| tails.get(j).copied());
-        }
-        if l == tails.len() {
-            tails.push(i);
-        } else if let Some(t) = tails.get_mut(l) {
-            *t = i;
-        }
-    }
-    let mut on = vec![false; keys.len()];
-    let mut at = tails.last().copied();
-    while let Some(i) = at {
-        if let Some(b) = on.get_mut(i) {
-            *b = true;
-        }
-        at = prev.get(i).copied().flatten();
-    }
-    on
-}
-
-fn unset(flags: &mut [bool], i: usize) {
-    if let Some(b) = flags.get_mut(i) {
-        *b = false;
     }
 }
 
@@ -317,6 +184,7 @@ pub struct TreeCursor<'s, V: PageVisitor = NoVisitor> {
     holes: Vec<Hole>,
     suspect_pages: Vec<u32>,
     bounds: (Option<i64>, Option<i64>),
+    key_of: Option<Box<KeyBytes<'s>>>,
     /// What the walk read, for callers that keep account.
     pub visitor: V,
 }
@@ -352,6 +220,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             holes: Vec::new(),
             suspect_pages: Vec::new(),
             bounds: (None, None),
+            key_of: None,
             visitor,
         }
     }
@@ -375,6 +244,14 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
     /// lenient walks, record each such page as damage).
     pub fn verify_pages(mut self, yes: bool) -> Self {
         self.verify = yes;
+        self
+    }
+
+    /// How an index tree's keys order, as bytes (`key_of` of a record): with
+    /// it, the cells of a suspect index leaf can stand on their own
+    /// ([`Entry::sound`]) as a table leaf's can by their rowids.
+    pub fn key_order(mut self, key_of: Box<KeyBytes<'s>>) -> Self {
+        self.key_of = Some(key_of);
         self
     }
 
@@ -506,7 +383,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
         let parsed = BtreePage::parse(&buf, pgno, self.snap.usable_size());
         let suspect = self.verify && parsed.is_ok_and(|p| !p.is_consistent());
         let sound = match parsed {
-            Ok(p) if suspect => sound_cells(&p),
+            Ok(p) if suspect => sound_cells(&p, self.key_of.as_deref()),
             _ => Vec::new(),
         };
         if suspect {
@@ -804,27 +681,4 @@ pub fn assemble<V: PageVisitor>(
         ));
     }
     Ok(zero_pages)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_longest_increasing_run_is_marked_once() {
-        let keys = [1, 50, 2, 3, 3, 9, 4, 5];
-        let on = longest_increasing(&keys);
-        let run: Vec<i64> = keys
-            .iter()
-            .zip(&on)
-            .filter(|p| *p.1)
-            .map(|p| *p.0)
-            .collect();
-        assert_eq!(run, vec![1, 2, 3, 4, 5]);
-        assert!(longest_increasing(&[]).is_empty());
-        assert_eq!(
-            longest_increasing(&[7, 7]).iter().filter(|b| **b).count(),
-            1
-        );
-    }
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, params};
-use sqlite_salvage::recover::{Outcome, RecoverOptions, Report, recover};
+use sqlite_salvage::recover::{Evidence, Outcome, RecoverOptions, Report, recover};
 
 use crate::common::*;
 
@@ -113,6 +113,7 @@ fn recovered(db: &Path, schema_sql: Option<&str>) -> (Report, HashSet<String>) {
     assert_eq!(dir_hashes(db.parent().unwrap()), before, "inputs changed");
     let conn = Connection::open(&out).unwrap();
     assert_eq!(integrity(&conn), "ok");
+    assert_report_adds_up(&report, &out, &db.display().to_string());
     (report, keys(&sqlite_state(&conn)))
 }
 
@@ -629,7 +630,7 @@ fn a_record_whose_values_run_past_its_cell_keeps_its_leading_values() {
         assert!(flags.iter().all(|f| f.contains("Text(\"b\")")), "{what}");
         let t = report.tables.iter().find(|t| t.name == "t").unwrap();
         assert_eq!(t.cells_lost, 0, "{what}");
-        assert_eq!(t.truncated_values, damaged, "{what}: {t:?}");
+        assert_eq!(t.partial, damaged, "{what}: {t:?}");
         let flagged = report
             .flagged
             .iter()
@@ -990,6 +991,12 @@ fn rows_of_cross_linked_trees_go_back_to_the_table_whose_index_lists_them() {
         assert!(lost * 20 < want.len(), "{what}: {lost} in lost_and_found");
         let moved: u64 = report.tables.iter().map(|t| t.cross_linked).sum();
         assert!(moved > 0, "{what}: no row moved");
+        let by_index: u64 = report
+            .tables
+            .iter()
+            .filter_map(|t| t.by_evidence.get(&Evidence::CrossLinked))
+            .sum();
+        assert_eq!(by_index, moved, "{what}");
         assert_eq!(report.outcome, Outcome::Partial, "{what}");
     }
 }

@@ -368,3 +368,23 @@ pub fn recover_no_sync(
     };
     sqlite_salvage::recover::recover(db, out, &opts)
 }
+
+/// Asserts that a recovery's report adds up and matches its output: per
+/// table, the rows counted by source, by evidence and by confidence are
+/// the rows in the output table, and each is exact or partial.
+pub fn assert_report_adds_up(report: &sqlite_salvage::recover::Report, out: &Path, what: &str) {
+    let conn = Connection::open(out).unwrap();
+    for t in &report.tables {
+        let rows: u64 = t.by_source.values().sum();
+        let q = format!("SELECT count(*) FROM \"{}\"", t.name.replace('"', "\"\""));
+        if let Ok(n) = conn.query_row(&q, [], |r| r.get::<_, i64>(0)) {
+            let name = t.name.to_ascii_lowercase();
+            if !name.starts_with("sqlite_") {
+                assert_eq!(n as u64, rows, "{what}: {}: rows in the output", t.name);
+            }
+        }
+        assert_eq!(t.by_evidence.values().sum::<u64>(), rows, "{what}: {t:?}");
+        assert_eq!(t.by_confidence.values().sum::<u64>(), rows, "{what}: {t:?}");
+        assert_eq!(t.exact + t.partial, rows, "{what}: {t:?}");
+    }
+}

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, params};
-use sqlite_salvage::recover::{ProgressFn, RecoverOptions, Report, Source, recover};
+use sqlite_salvage::recover::{Evidence, ProgressFn, RecoverOptions, Report, Source, recover};
 
 use crate::common::*;
 
@@ -108,6 +108,7 @@ fn recovered(db: &Path) -> (Report, HashSet<String>, Vec<String>) {
     assert_eq!(dir_hashes(db.parent().unwrap()), before, "inputs changed");
     let conn = Connection::open(&out).unwrap();
     assert_eq!(integrity(&conn), "ok");
+    assert_report_adds_up(&report, &out, &db.display().to_string());
     let phases = phases.lock().unwrap().clone();
     (report, keys(&sqlite_state(&conn)), phases)
 }
@@ -175,6 +176,11 @@ fn orphaned_leaves_under_lost_interior_pages_join_their_tables_loads() {
             assert!(joined(&phases), "{what}: no leaf joined; phases {phases:?}");
             for t in ["notes", "kv"] {
                 assert!(orphan_rows(&report, t) > 0, "{what}: no orphan rows in {t}");
+                // Orphaned rows are placed on evidence, never as tree rows.
+                let rep = report.tables.iter().find(|r| r.name == t).unwrap();
+                let tree = rep.by_evidence.get(&Evidence::Tree).copied().unwrap_or(0);
+                let rows: u64 = rep.by_source.values().sum();
+                assert_eq!(tree + orphan_rows(&report, t), rows, "{what}: {rep:?}");
             }
             let flagged = report
                 .flagged

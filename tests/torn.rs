@@ -4,14 +4,16 @@
 //! with no row that was never committed. The generator's two versions are
 //! the oracle, at page sizes 1024, 4096 and 65536 (a 512-byte page cannot
 //! tear) in UTF-8 and UTF-16, with the older sectors taken at even and at
-//! odd positions.
+//! odd positions, for a rowid table and a WITHOUT ROWID one.
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use rusqlite::{Connection, params};
-use sqlite_salvage::recover::{RecoverOptions, recover};
+use sqlite_salvage::recover::{Evidence, RecoverOptions, recover};
+use sqlite_salvage_format::cell::Cell;
 use sqlite_salvage_format::page::BtreePage;
+use sqlite_salvage_format::record::{Record, ValueRef};
 
 use crate::common::*;
 
@@ -23,12 +25,14 @@ const LAYOUTS: [(u32, &str); 5] = [
     (65536, "UTF-8"),
 ];
 
-/// A table of rows of varied length, in rollback-journal mode.
-fn store(db: &Path, ps: u32, enc: &str) {
+/// A table of rows of varied length, in rollback-journal mode; keyed by
+/// its rowid, or WITHOUT ROWID.
+fn store(db: &Path, ps: u32, enc: &str, without_rowid: bool) {
     let c = Connection::open(db).unwrap();
+    let wr = if without_rowid { "WITHOUT ROWID" } else { "" };
     c.execute_batch(&format!(
         "PRAGMA page_size={ps}; PRAGMA encoding='{enc}';
-         CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT NOT NULL, n INTEGER, note TEXT);
+         CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT NOT NULL, n INTEGER, note TEXT) {wr};
          CREATE INDEX t_name ON t(name);
          BEGIN;"
     ))
@@ -70,17 +74,53 @@ fn rows_of(db: &Path) -> HashSet<String> {
         .collect()
 }
 
+/// The id of a row of `t` by its key in [`sqlite_state`]'s terms.
+fn id_of(key: &str) -> Option<i64> {
+    let rest = key
+        .strip_prefix("t|(Some(")
+        .or_else(|| key.strip_prefix("t|(None, [Integer("))?;
+    rest.split(')').next()?.parse().ok()
+}
+
+/// The id of cell `i` of a leaf of `t`: its rowid, or its record's first
+/// value.
+fn cell_id(page: &BtreePage<'_>, i: u16) -> Option<i64> {
+    match page.cell(i).ok()? {
+        Cell::TableLeaf { rowid, .. } => Some(rowid),
+        Cell::IndexLeaf { payload } if !payload.spills() => {
+            let mut rec = Record::new();
+            rec.parse(payload.local).ok()?;
+            match rec.value(payload.local, 0) {
+                ValueRef::Integer(id) => Some(id),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 #[test]
 fn a_torn_leaf_keeps_every_intact_cell_and_invents_none() {
+    torn_leaves(false);
+}
+
+#[test]
+fn a_torn_without_rowid_leaf_keeps_every_intact_cell_and_invents_none() {
+    torn_leaves(true);
+}
+
+fn torn_leaves(without_rowid: bool) {
     let mut torn_seen = 0usize;
     for (ps, enc) in LAYOUTS {
         for odd in [true, false] {
-            let what = format!("{ps} {enc}, older sectors at odd places: {odd}");
+            let what = format!(
+                "{ps} {enc}, WITHOUT ROWID {without_rowid}, older sectors at odd places: {odd}"
+            );
             let tmp = tempfile::tempdir().unwrap();
             let dir = tmp.path().join("in");
             std::fs::create_dir_all(&dir).unwrap();
             let db = dir.join("memory.db");
-            store(&db, ps, enc);
+            store(&db, ps, enc, without_rowid);
             let p = leaves(&db)[1];
             let old_rows = rows_of(&db);
             let old = std::fs::read(&db).unwrap();
@@ -91,10 +131,7 @@ fn a_torn_leaf_keeps_every_intact_cell_and_invents_none() {
             let mut on_p: Vec<i64> = locate(&db)
                 .iter()
                 .filter(|(_, on)| on.last() == Some(&p))
-                .filter_map(|(k, _)| {
-                    let id = k.strip_prefix("t|(Some(")?.split(')').next()?;
-                    id.parse().ok()
-                })
+                .filter_map(|(k, _)| id_of(k))
                 .collect();
             on_p.sort_unstable();
             assert!(on_p.len() >= 6, "{what}: too few rows on the leaf");
@@ -139,11 +176,7 @@ fn a_torn_leaf_keeps_every_intact_cell_and_invents_none() {
                 let same = torn[start..end] == new_page[start..end]
                     && torn[ptr..ptr + 2] == new_page[ptr..ptr + 2];
                 if same && start / 512 == (end - 1) / 512 {
-                    if let Ok(sqlite_salvage_format::cell::Cell::TableLeaf { rowid, .. }) =
-                        page.cell(i)
-                    {
-                        intact.push(rowid);
-                    }
+                    intact.extend(cell_id(&page, i));
                 }
             }
             assert!(!intact.is_empty(), "{what}: no intact cell to look for");
@@ -157,15 +190,13 @@ fn a_torn_leaf_keeps_every_intact_cell_and_invents_none() {
             assert_eq!(dir_hashes(&dir), before, "{what}: inputs changed");
             let conn = Connection::open(&out).unwrap();
             assert_eq!(integrity(&conn), "ok", "{what}");
+            assert_report_adds_up(&report, &out, &what);
             let got: HashSet<String> = keys(&sqlite_state(&conn))
                 .into_iter()
                 .filter(|k| k.starts_with("t|"))
                 .collect();
             for id in &intact {
-                let row = new_rows
-                    .iter()
-                    .find(|k| k.starts_with(&format!("t|(Some({id}),")))
-                    .unwrap();
+                let row = new_rows.iter().find(|k| id_of(k) == Some(*id)).unwrap();
                 assert!(got.contains(row), "{what}: intact row {id} missing");
             }
             let invented: Vec<&String> = got
@@ -187,6 +218,12 @@ fn a_torn_leaf_keeps_every_intact_cell_and_invents_none() {
                 !seen || flagged > 0,
                 "{what}: rows kept on their own evidence not flagged"
             );
+            let own: u64 = report
+                .tables
+                .iter()
+                .filter_map(|t| t.by_evidence.get(&Evidence::OwnCell))
+                .sum();
+            assert_eq!(own as usize, flagged, "{what}: rows on their own evidence");
             torn_seen += usize::from(seen);
         }
     }

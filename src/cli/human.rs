@@ -235,7 +235,7 @@ pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
     writeln!(
         out,
         "  {:<28} {:>9} {:>7} {:>7} {:>7} {:>8} {:>7}",
-        "table", "rows", "tree", "wal", "orphan", "carved", "flagged"
+        "table", "rows", "tree", "wal", "orphan", "carved", "partial"
     )?;
     for t in &r.tables {
         use sqlite_salvage::recover::Source;
@@ -250,16 +250,33 @@ pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
             n(Source::Wal),
             n(Source::Orphan),
             n(Source::Carved),
-            t.truncated_values + t.possibly_stale
+            t.partial
+        )?;
+    }
+    let stale: u64 = r.tables.iter().map(|t| t.possibly_stale).sum();
+    if stale > 0 {
+        writeln!(
+            out,
+            "  {stale} rows read from an older page version (the newest is damaged): possibly stale"
         )?;
     }
     let by_shape: u64 = r.inferred_tables.iter().map(|(_, n)| n).sum();
     if let Some(t) = &r.lost_and_found_table {
+        let unconfirmed: u64 = r.tables.iter().map(|t| t.unconfirmed).sum();
+        let conflicts: u64 = r.tables.iter().map(|t| t.conflicts).sum();
+        let unattributed = r
+            .lost_and_found
+            .saturating_sub(by_shape + unconfirmed + conflicts);
         writeln!(
             out,
-            "  {} rows could not be attributed: table {t}",
-            r.lost_and_found.saturating_sub(by_shape)
+            "  {unattributed} rows could not be attributed: table {t}"
         )?;
+        if unconfirmed > 0 {
+            writeln!(
+                out,
+                "  {unconfirmed} rows of damaged pages that neither stood on their own nor had an index confirm them: table {t}"
+            )?;
+        }
     }
     let moved: u64 = r.tables.iter().map(|t| t.cross_linked).sum();
     if moved > 0 {

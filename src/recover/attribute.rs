@@ -10,7 +10,7 @@ use super::candidates::{DecodedCell, FoundPage};
 use super::carve::{fits, value_fits};
 use super::context::Ctx;
 use super::pagemap::{Owner, PageMap, UnreachedLinks};
-use super::report::{Confidence, TableReport};
+use super::report::{Evidence, TableReport};
 use super::sink::{Sink, Source};
 use crate::error::Result;
 use crate::schema::{Index, Table};
@@ -22,8 +22,8 @@ use sqlite_salvage_format::record::{Record, ValueRef};
 /// Which table a found page's rows belong to, and on what evidence.
 #[derive(Default)]
 pub(crate) struct Attribution {
-    /// The table and the confidence; `None`: not sure (lost_and_found).
-    pub table: Option<(usize, Confidence)>,
+    /// The table and the evidence; `None`: not sure (lost_and_found).
+    pub table: Option<(usize, Evidence)>,
     /// Taken although nothing links to the page and the freelist is lost
     /// with page 1: its rows may be stale.
     pub unlinked: bool,
@@ -47,15 +47,17 @@ pub(crate) fn attribute_page(
     rec: &mut Record,
     sink: Option<&Sink>,
 ) -> Result<Attribution> {
-    let found = |t| Attribution {
-        table: Some((t, Confidence::Evidence)),
+    let found = |t, ev| Attribution {
+        table: Some((t, ev)),
         ..Default::default()
     };
     if let Some(t) = page.owner {
-        return Ok(found(t));
+        return Ok(found(t, Evidence::TreePage));
     }
     match map.ptrmap_tree(cx.snap, page.pgno) {
-        Some(Owner::Table(t) | Owner::TableDamaged(t)) => return Ok(found(t)),
+        Some(Owner::Table(t) | Owner::TableDamaged(t)) => {
+            return Ok(found(t, Evidence::PointerMap));
+        }
         Some(Owner::Index | Owner::IndexDamaged | Owner::Schema) => {
             return Ok(Attribution {
                 index_page: true,
@@ -196,7 +198,7 @@ fn by_shape_and_holes(
     page: &FoundPage,
     rec: &mut Record,
     linked: bool,
-) -> Option<(usize, Confidence)> {
+) -> Option<(usize, Evidence)> {
     let cells = &page.cells;
     let schema = cx.schema;
     let mut candidates: Vec<usize> = Vec::new();
@@ -235,12 +237,12 @@ fn by_shape_and_holes(
             .filter(|&t| cells.iter().all(|c| in_a_hole(&reports[t], c, linked)))
             .collect();
         return match in_hole.as_slice() {
-            [t] => Some((*t, Confidence::Evidence)),
+            [t] => Some((*t, Evidence::TreeHole)),
             _ => None,
         };
     }
     match damaged.as_slice() {
-        [t] if linked || !has_unlinked_hole(&reports[*t]) => Some((*t, Confidence::Evidence)),
+        [t] if linked || !has_unlinked_hole(&reports[*t]) => Some((*t, Evidence::Shape)),
         _ => None,
     }
 }
@@ -264,7 +266,7 @@ fn has_unlinked_hole(rep: &TableReport) -> bool {
 /// What becomes of one cell of an attributed page.
 pub(crate) enum Verdict {
     /// Written to table `t`, on the page's evidence.
-    Keep(usize, Confidence),
+    Keep(usize, Evidence),
     /// Table `t`'s, if an index confirms it: the page cannot vouch for it.
     Confirm(usize),
     /// To lost_and_found.
@@ -283,7 +285,7 @@ pub(crate) fn judge_cell(
     cell: &DecodedCell,
     rec: &Record,
 ) -> Verdict {
-    let Some((ti, conf)) = attribution.table else {
+    let Some((ti, ev)) = attribution.table else {
         return Verdict::Lost;
     };
     let t = &cx.schema.tables[ti];
@@ -293,7 +295,7 @@ pub(crate) fn judge_cell(
     if !page.consistent || cell.near_zero_sector {
         return Verdict::Confirm(ti);
     }
-    Verdict::Keep(ti, conf)
+    Verdict::Keep(ti, ev)
 }
 
 /// Whether the records of a page's cells that decode all satisfy `pred`,

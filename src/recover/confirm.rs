@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::loader::Loader;
-use super::report::Confidence;
+use super::report::Evidence;
 use super::sink::Insert;
 use super::tally::Tally;
 use super::walk::Suspect;
@@ -29,7 +29,7 @@ pub(crate) fn place_suspects(
     let confirmed = confirm(snap, schema, &suspects)?;
     for (sus, ok) in suspects.into_iter().zip(confirmed) {
         if !ok {
-            tally.lose(sus.into_lost());
+            tally.unconfirmed(sus.table, sus.into_lost());
             continue;
         }
         let t = &schema.tables[sus.table];
@@ -39,7 +39,7 @@ pub(crate) fn place_suspects(
             tally.refused(table, how, || sus.into_lost());
             continue;
         }
-        tally.evidence_row(table, source, Confidence::Evidence, false);
+        tally.evidence_row(table, source, Evidence::IndexEntry, false);
         let flag = || "from a damaged page; confirmed by an index entry".to_string();
         tally.flag(table, rowid, page, flag);
     }

@@ -298,11 +298,9 @@ fn apply_moves(
             .sink
             .conn
             .execute(&sql, rusqlite::params_from_iter(params.iter()))?;
-        uncount(&mut tally.tables[from].by_source);
+        tally.cross_linked(from, to, n == 1);
         let (tname, uname) = (&schema.tables[from].name, &u.name);
         if n == 1 {
-            *tally.tables[to].by_source.entry(Source::Tree).or_default() += 1;
-            tally.tables[to].cross_linked += 1;
             let flag = format!(
                 "found in {tname}'s tree; {uname}'s index lists it (the trees are cross-linked)"
             );
@@ -322,15 +320,6 @@ fn apply_moves(
 }
 
 /// One row fewer from the table's own tree (or, failing that, the WAL).
-fn uncount(by_source: &mut std::collections::BTreeMap<Source, u64>) {
-    for s in [Source::Tree, Source::Wal] {
-        if let Some(n) = by_source.get_mut(&s).filter(|n| **n > 0) {
-            *n -= 1;
-            return;
-        }
-    }
-}
-
 fn owned(v: SqlValue) -> Value {
     match v {
         SqlValue::Null => Value::Null,

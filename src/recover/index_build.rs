@@ -230,6 +230,26 @@ fn push_key(out: &mut Vec<u8>, v: ValueRef<'_>) -> Option<bool> {
     Some(false)
 }
 
+/// A WITHOUT ROWID record's primary key (its first `k` values) as bytes
+/// whose order is the table's BINARY ascending key order; `None` when a
+/// key value is missing, NULL or NaN (such a record cannot be placed).
+pub(crate) fn primary_key_bytes(k: usize, payload: &[u8]) -> Option<Vec<u8>> {
+    let mut rec = Record::new();
+    rec.parse(payload).ok()?;
+    if rec.len() < k {
+        return None;
+    }
+    let mut out = Vec::new();
+    for c in 0..k {
+        let v = rec.value(payload, c);
+        if v == ValueRef::Null {
+            return None;
+        }
+        push_key(&mut out, v)?;
+    }
+    Some(out)
+}
+
 /// Decodes the value of a sort key at `at` into its record form: appends
 /// its bytes to `body`; gives its serial type and where the next value
 /// starts.

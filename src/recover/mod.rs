@@ -58,7 +58,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 pub use options::{ProgressCallback, ProgressFn, RecoverOptions};
-pub use report::{Confidence, FlaggedRow, Outcome, Report, TableReport};
+pub use report::{Confidence, Evidence, FlaggedRow, Outcome, Report, TableReport};
 pub use sink::Source;
 
 use crate::error::{Error, Result};
@@ -263,6 +263,8 @@ fn run(
     drop(loader);
     for t in &mut tally.tables {
         t.stand_ins = stand_ins.get(&t.name).copied().unwrap_or(0);
+        let rows: u64 = t.by_source.values().sum();
+        t.exact = rows.saturating_sub(t.partial);
     }
     let parts = Parts {
         db,
@@ -331,7 +333,7 @@ fn report_of(p: Parts<'_>) -> Report {
             !r.damage.is_empty()
                 || r.cells_lost > 0
                 || r.possibly_stale > 0
-                || r.truncated_values > 0
+                || r.partial > 0
                 || r.stand_ins > 0
                 || r.cross_linked > 0
         })

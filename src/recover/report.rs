@@ -21,6 +21,44 @@ pub enum Confidence {
     Unattributed,
 }
 
+/// The evidence that put a row in its table, finer than [`Confidence`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Evidence {
+    /// Read through the table's tree, from a page whose space adds up.
+    Tree,
+    /// Read through the table's tree from a page whose space does not add
+    /// up (torn?): its cell and record stood on their own (confidence
+    /// root).
+    OwnCell,
+    /// From a damaged page; an index entry with its rowid and values
+    /// confirmed it.
+    IndexEntry,
+    /// Carved from a page of the table's own tree whose pointers are
+    /// damaged.
+    TreePage,
+    /// Its page's pointer-map parents lead into the table's tree.
+    PointerMap,
+    /// Its rowids lie in an unreadable part of the table's tree, and its
+    /// records fit this table alone.
+    TreeHole,
+    /// Its records fit this table alone (a WITHOUT ROWID table's leaf,
+    /// whose tree is damaged).
+    Shape,
+    /// Found in another table's tree; this table's index lists it.
+    CrossLinked,
+}
+
+impl Evidence {
+    /// How sure a row placed on this evidence is.
+    pub fn confidence(self) -> Confidence {
+        match self {
+            Evidence::Tree | Evidence::OwnCell => Confidence::Root,
+            _ => Confidence::Evidence,
+        }
+    }
+}
+
 /// Outcome of a recovery, for scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -55,19 +93,29 @@ pub struct TableReport {
     pub by_source: BTreeMap<Source, u64>,
     /// Rows written, by confidence.
     pub by_confidence: BTreeMap<Confidence, u64>,
+    /// Rows written, by the evidence that placed them in this table.
+    pub by_evidence: BTreeMap<Evidence, u64>,
+    /// Rows written with every value read whole.
+    pub exact: u64,
     /// Rows not written because a row with the same key came first from a
     /// more trusted source.
     pub duplicates_skipped: u64,
     /// Rows that break a UNIQUE constraint with another row of the table
     /// (another key): kept in lost_and_found instead.
     pub conflicts: u64,
-    /// Rows with a value read only in part (broken overflow chain).
-    pub truncated_values: u64,
+    /// Rows written with a value read only in part or lost (a broken
+    /// overflow chain, a record damaged inside its cell); each such value
+    /// is in the report's flags, and where a stand-in took its place, in
+    /// the output's flags table.
+    pub partial: u64,
     /// Rows read from a page version older than the newest committed one
     /// (whose newest version is damaged): possibly stale.
     pub possibly_stale: u64,
     /// Cells that could not be decoded at all.
     pub cells_lost: u64,
+    /// Rows of this table's damaged pages that neither stood on their own
+    /// nor had an index confirm them: kept in lost_and_found.
+    pub unconfirmed: u64,
     /// Rows written with a stand-in for a value that could not be read,
     /// where the column is NOT NULL (each value listed in the flags table).
     pub stand_ins: u64,

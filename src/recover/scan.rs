@@ -20,7 +20,7 @@ use super::loader::Loader;
 use super::options::ProgressFn;
 use super::pagemap::PageMap;
 use super::plan::LoadPlan;
-use super::report::Confidence;
+use super::report::Evidence;
 use super::sink::{Insert, Source};
 use super::splice::{LeafKeys, Splices};
 use super::tally::{Lost, ORPHAN_FLAG, Tally};
@@ -99,8 +99,8 @@ pub(crate) fn scan_pages(
                     continue;
                 };
                 match judge_cell(cx, plan.not_created_set(), &page, &a, cell, &rec) {
-                    Verdict::Keep(ti, conf) => {
-                        let how = (ti, conf, refit);
+                    Verdict::Keep(ti, ev) => {
+                        let how = (ti, ev, refit);
                         keep(cx, loader, tally, &page, &a, cell, &rec, how)?;
                     }
                     Verdict::Confirm(ti) => {
@@ -178,7 +178,7 @@ fn offer_leaf(
     (page, raw, a): (&FoundPage, &[u8], &Attribution),
     rec: &mut Record,
 ) -> bool {
-    let Some((ti, Confidence::Evidence)) = a.table else {
+    let Some((ti, ev)) = a.table else {
         return false;
     };
     let t = &cx.schema.tables[ti];
@@ -208,7 +208,7 @@ fn offer_leaf(
             return false;
         }
         let keep = judge_cell(cx, plan.not_created_set(), page, a, c, rec);
-        if !matches!(keep, Verdict::Keep(x, Confidence::Evidence) if x == ti) {
+        if !matches!(keep, Verdict::Keep(x, _) if x == ti) {
             return false;
         }
         let before = i.checked_sub(1).and_then(|j| page.cells.get(j));
@@ -236,7 +236,7 @@ fn offer_leaf(
             _ => return false,
         }
     };
-    splices.take(ti, page.pgno, cells, keys)
+    splices.take(ti, (page.pgno, cells, ev), keys)
 }
 
 /// Writes a cell kept on its page's evidence, counts and flags it. A
@@ -250,7 +250,7 @@ fn keep(
     a: &Attribution,
     cell: &DecodedCell,
     rec: &Record,
-    (ti, conf, refit): (usize, Confidence, bool),
+    (ti, ev, refit): (usize, Evidence, bool),
 ) -> Result<()> {
     let t = &cx.schema.tables[ti];
     let rowid = cell.cell.rowid;
@@ -274,7 +274,7 @@ fn keep(
         });
         return Ok(());
     }
-    tally.evidence_row(ti, page.source, conf, cell.truncated);
+    tally.evidence_row(ti, page.source, ev, cell.truncated);
     let from = if page.source == Source::Carved {
         "carved from a damaged page"
     } else if a.unlinked {

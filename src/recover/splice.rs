@@ -25,6 +25,7 @@ use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use super::index_copy::{key_cmp, pk_columns};
+use super::report::Evidence;
 use crate::schema::Table;
 use crate::snapshot::Snapshot;
 use crate::tree::MAX_DEPTH;
@@ -168,6 +169,8 @@ struct Splice {
     last: i64,
     pgno: u32,
     cells: u16,
+    /// What attributed the leaf to the table.
+    evidence: Evidence,
 }
 
 /// The orphaned leaves a survey found, by table.
@@ -193,11 +196,16 @@ pub(crate) enum KeyRef<'a> {
 
 impl Splices {
     /// Takes orphaned leaf `pgno` of table `ti` (its `cells` in strictly
-    /// increasing key order) for joining: rowid tables give their first
+    /// increasing key order), attributed on `evidence`, for joining: rowid tables give their first
     /// and last rowid, WITHOUT ROWID tables their first and last record
     /// (false, not taken, when one is longer than [`MAX_KEY`] or the keys
     /// kept would pass [`MAX_KEYS`]).
-    pub fn take(&mut self, ti: usize, pgno: u32, cells: u16, keys: LeafKeys<'_>) -> bool {
+    pub fn take(
+        &mut self,
+        ti: usize,
+        (pgno, cells, evidence): (u32, u16, Evidence),
+        keys: LeafKeys<'_>,
+    ) -> bool {
         let (first, last) = match keys {
             LeafKeys::Rowids(f, l) => (f, l),
             LeafKeys::Records(f, l)
@@ -220,6 +228,7 @@ impl Splices {
             last,
             pgno,
             cells,
+            evidence,
         });
         true
     }
@@ -368,10 +377,11 @@ impl Feed<'_> {
     }
 
     /// The next leaf to join before the tree row with key `key` (or, with
-    /// `None`, after the tree's last row): its page and cell count. Leaves
+    /// `None`, after the tree's last row): its page, cell count and the
+    /// evidence that attributed it. Leaves
     /// that start before `key` but do not fit between the last key passed
     /// and it are passed over (they stay orphans).
-    pub fn next_before(&mut self, key: Option<KeyRef<'_>>) -> Option<(u32, u16)> {
+    pub fn next_before(&mut self, key: Option<KeyRef<'_>>) -> Option<(u32, u16, Evidence)> {
         while let Some(s) = self.list.get(self.next).copied() {
             if let Some(k) = key {
                 if self.cmp_kept(s.first, k) != Ordering::Less {
@@ -381,7 +391,7 @@ impl Feed<'_> {
             self.next += 1;
             let below_key = key.is_none_or(|k| self.cmp_kept(s.last, k) == Ordering::Less);
             if !self.backward && below_key && self.prev_below_kept(s.first) {
-                return Some((s.pgno, s.cells));
+                return Some((s.pgno, s.cells, s.evidence));
             }
         }
         None

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use super::report::{Confidence, FlaggedRow, TableReport};
+use super::report::{Confidence, Evidence, FlaggedRow, TableReport};
 use super::sink::{Insert, Source};
 use crate::schema::Schema;
 use sqlite_salvage_format::header::TextEncoding;
@@ -87,9 +87,10 @@ pub(crate) struct Placed {
     pub record: RecordRead,
     /// Overflow bytes that read as zeros.
     pub zeroed: bool,
-    /// From a page whose space does not add up, kept on the cell's own
-    /// evidence.
-    pub vouched: bool,
+    /// What placed it: [`Evidence::Tree`]; [`Evidence::OwnCell`] from a
+    /// page whose space does not add up, kept on the cell's own evidence;
+    /// for a joined orphaned leaf, the evidence that attributed it.
+    pub evidence: Evidence,
 }
 
 /// Per-table reports, flags and lost rows, as the stages hand them over.
@@ -165,20 +166,22 @@ impl Tally {
     pub fn tree_row(&mut self, p: &Placed) {
         let rep = &mut self.tables[p.table];
         *rep.by_source.entry(p.source).or_default() += 1;
+        *rep.by_evidence.entry(p.evidence).or_default() += 1;
+        *rep.by_confidence
+            .entry(p.evidence.confidence())
+            .or_default() += 1;
         if p.source == Source::Orphan {
-            *rep.by_confidence.entry(Confidence::Evidence).or_default() += 1;
             self.flag(p.table, p.rowid, p.page, || ORPHAN_FLAG.into());
             return;
         }
-        *rep.by_confidence.entry(Confidence::Root).or_default() += 1;
         let stale = self.fallback.contains(&p.page);
         if stale {
             rep.possibly_stale += 1;
         }
         if p.truncated_col.is_some() || p.zeroed {
-            rep.truncated_values += 1;
+            rep.partial += 1;
         }
-        if p.vouched {
+        if p.evidence == Evidence::OwnCell {
             self.flag(p.table, p.rowid, p.page, || VOUCHED_FLAG.into());
         }
         let damaged = p.record != RecordRead::Whole;
@@ -206,12 +209,54 @@ impl Tally {
 
     /// Counts a row written on evidence (an orphaned or carved page, or a
     /// damaged one an index confirmed).
-    pub fn evidence_row(&mut self, table: usize, source: Source, conf: Confidence, partial: bool) {
+    pub fn evidence_row(&mut self, table: usize, source: Source, ev: Evidence, partial: bool) {
         let rep = &mut self.tables[table];
         *rep.by_source.entry(source).or_default() += 1;
-        *rep.by_confidence.entry(conf).or_default() += 1;
+        *rep.by_evidence.entry(ev).or_default() += 1;
+        *rep.by_confidence.entry(ev.confidence()).or_default() += 1;
         if partial {
-            rep.truncated_values += 1;
+            rep.partial += 1;
+        }
+    }
+
+    /// A row of a damaged page that nothing confirmed: to lost_and_found.
+    pub fn unconfirmed(&mut self, table: usize, lost: Lost) {
+        if let Some(rep) = self.tables.get_mut(table) {
+            rep.unconfirmed += 1;
+        }
+        self.lost.push(lost);
+    }
+
+    /// A tree row of table `from` that table `to`'s index lists (the trees
+    /// are cross-linked): no longer counted in `from`; counted in `to`
+    /// when it was written there.
+    pub fn cross_linked(&mut self, from: usize, to: usize, written: bool) {
+        let rep = &mut self.tables[from];
+        for s in [Source::Tree, Source::Wal] {
+            if let Some(n) = rep.by_source.get_mut(&s).filter(|n| **n > 0) {
+                *n -= 1;
+                break;
+            }
+        }
+        for ev in [Evidence::Tree, Evidence::OwnCell] {
+            if let Some(n) = rep.by_evidence.get_mut(&ev).filter(|n| **n > 0) {
+                *n -= 1;
+                break;
+            }
+        }
+        if let Some(n) = rep
+            .by_confidence
+            .get_mut(&Confidence::Root)
+            .filter(|n| **n > 0)
+        {
+            *n -= 1;
+        }
+        if written {
+            let rep = &mut self.tables[to];
+            *rep.by_source.entry(Source::Tree).or_default() += 1;
+            *rep.by_evidence.entry(Evidence::CrossLinked).or_default() += 1;
+            *rep.by_confidence.entry(Confidence::Evidence).or_default() += 1;
+            rep.cross_linked += 1;
         }
     }
 
@@ -228,7 +273,7 @@ impl Tally {
             return false;
         }
         let rep = &mut self.tables[table];
-        rep.truncated_values = rep.truncated_values.saturating_sub(1);
+        rep.partial = rep.partial.saturating_sub(1);
         true
     }
 

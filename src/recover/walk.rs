@@ -12,10 +12,12 @@ use std::collections::HashSet;
 use super::candidates::{Buffers, DecodedCell, read_leaf};
 use super::carve::fits;
 use super::context::{Attempt, Ctx};
+use super::index_build::primary_key_bytes;
+use super::index_copy::{KeyOrder, pk_columns};
 use super::loader::{Loader, TreeWriter, stored_values};
 use super::pagemap::{Owner, PageMap};
 use super::plan::LoadPlan;
-use super::report::TableReport;
+use super::report::{Evidence, TableReport};
 use super::sink::{Sink, Source};
 use super::splice::{Feed, KeyRef, orphaned_leaves, worth_a_survey};
 use super::tally::{Lost, Placed, RecordRead, Tally};
@@ -153,6 +155,11 @@ fn walk_table(
         .lenient(true)
         .keep_partial(true)
         .verify_pages(true);
+    if KeyOrder::known(t) {
+        // A torn leaf's cells can then stand on their own by their keys.
+        let k = pk_columns(t);
+        cursor = cursor.key_order(Box::new(move |p: &[u8]| primary_key_bytes(k, p)));
+    }
     let mut tree = loader.tree_writer(plan, cx.snap, cx.schema, ti)?;
     let internal = t.name.to_ascii_lowercase().starts_with("sqlite_");
     let not_created = plan.not_created(&t.name);
@@ -228,7 +235,11 @@ fn walk_table(
             truncated_col,
             record,
             zeroed: e.zeroed_overflow,
-            vouched,
+            evidence: if vouched {
+                Evidence::OwnCell
+            } else {
+                Evidence::Tree
+            },
         };
         loader.tree_row(t, tree.as_mut(), placed, &rec, e.payload, tally)?;
     }
@@ -362,7 +373,7 @@ impl<'s> Join<'s> {
 fn join_leaf(
     cx: &Ctx<'_>,
     (ti, t, mut tree): (usize, &Table, Option<&mut TreeWriter>),
-    (pgno, cells): (u32, u16),
+    (pgno, cells, evidence): (u32, u16, Evidence),
     f: &mut Feed<'_>,
     j: &mut Join<'_>,
     loader: &mut Loader,
@@ -394,7 +405,7 @@ fn join_leaf(
     for c in &cells {
         write_joined(
             t,
-            ti,
+            (ti, evidence),
             pgno,
             c,
             tree.as_deref_mut(),
@@ -412,7 +423,7 @@ fn join_leaf(
 #[allow(clippy::too_many_arguments)]
 fn write_joined(
     t: &Table,
-    ti: usize,
+    (ti, evidence): (usize, Evidence),
     pgno: u32,
     c: &DecodedCell,
     tree: Option<&mut TreeWriter>,
@@ -435,7 +446,7 @@ fn write_joined(
         truncated_col: None,
         record: RecordRead::Whole,
         zeroed: false,
-        vouched: false,
+        evidence,
     };
     loader.tree_row(t, tree, placed, rec, &c.bytes, tally)
 }
