@@ -127,6 +127,9 @@ impl PageVisitor for Marker<'_> {
             }
         }
     }
+    fn misplaced_page(&mut self, pgno: u32) {
+        self.unusable_page(pgno);
+    }
 }
 
 /// Checks `snap`. Only I/O errors end the check early; damage is reported.

@@ -95,6 +95,28 @@ impl Hole {
     }
 }
 
+/// Whether a table page (whose space adds up) has keys outside the range
+/// `(after, up_to]` its parent gives it: two or more, or every one. Such a
+/// page is not where its parent's pointer says (a pointer into another
+/// tree, or to another version of the page); one key out of range on a
+/// page of many is damage to that cell, judged by the cell.
+fn misplaced(page: &BtreePage<'_>, (after, up_to): (Option<i64>, Option<i64>)) -> bool {
+    if (after.is_none() && up_to.is_none()) || !page.kind.is_table() {
+        return false;
+    }
+    let mut out = 0u32;
+    for i in 0..page.cell_count {
+        let key = match page.cell(i) {
+            Ok(Cell::TableLeaf { rowid, .. } | Cell::TableInterior { rowid, .. }) => rowid,
+            _ => continue,
+        };
+        if after.is_some_and(|a| key <= a) || up_to.is_some_and(|u| key > u) {
+            out += 1;
+        }
+    }
+    out >= 2 || (out >= 1 && out == u32::from(page.cell_count))
+}
+
 /// A set of page numbers, one bit per page up to the highest added: a
 /// walk of a tree that spans a large file keeps an eighth of a byte per
 /// page, not a hash entry.
@@ -156,6 +178,10 @@ pub trait PageVisitor {
     /// A page the tree points at that could not be used as a b-tree page
     /// of this tree (unreadable, not a b-tree page, wrong kind or depth).
     fn unusable_page(&mut self, _pgno: u32) {}
+    /// A page the tree points at whose keys lie outside the range its
+    /// parent gives it (with [`TreeCursor::verify_pages`]): a page of
+    /// another tree, or of another version, not read as this tree's.
+    fn misplaced_page(&mut self, _pgno: u32) {}
 }
 
 /// A visitor that records nothing.
@@ -379,9 +405,17 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
                 Some(_) => {}
             }
         }
-        self.visitor.btree_page(pgno, kind, depth);
         let parsed = BtreePage::parse(&buf, pgno, self.snap.usable_size());
         let suspect = self.verify && parsed.is_ok_and(|p| !p.is_consistent());
+        if self.verify && !suspect && parsed.is_ok_and(|p| misplaced(&p, self.bounds)) {
+            self.pool.push(buf);
+            self.visitor.misplaced_page(pgno);
+            let what = "its keys lie outside the range its parent gives it \
+                (a page of another tree or version)";
+            self.fail(pgno, None, ctx(what))?;
+            return Ok(false);
+        }
+        self.visitor.btree_page(pgno, kind, depth);
         let sound = match parsed {
             Ok(p) if suspect => sound_cells(&p, self.key_of.as_deref()),
             _ => Vec::new(),

@@ -11,6 +11,7 @@ mod hostile;
 mod indexes;
 mod interrupt;
 mod joined;
+mod misplaced;
 mod recover;
 mod scale;
 mod torn;

@@ -33,6 +33,9 @@ pub(crate) struct Attribution {
     /// Its records fit a WITHOUT ROWID table and an index of a rowid table
     /// alike: neither can be told, so its rows go to lost_and_found.
     pub ambiguous: bool,
+    /// Placed by the table's holes: whether a hole with no page to say
+    /// what it held (an unknown root, a child pointer of 0) counts.
+    pub any_hole: bool,
 }
 
 /// Attributes a found page by the first rule that gives a table: the
@@ -77,7 +80,8 @@ pub(crate) fn attribute_page(
     // and its rows flagged as possibly stale.
     let freelist_lost = cx.salvage.header_from != HeaderSource::Page1;
     let linked = links.linked(page.pgno) || (links.freelist_sound && !freelist_lost);
-    let table = by_shape_and_holes(cx, reports, page, rec, linked || freelist_lost);
+    let any_hole = linked || freelist_lost;
+    let table = by_shape_and_holes(cx, reports, page, rec, any_hole);
     if table.is_some() && page.kind == PageKind::IndexLeaf {
         match index_entries(cx, page, rec, sink)? {
             IndexEvidence::Agree => {
@@ -98,6 +102,7 @@ pub(crate) fn attribute_page(
     Ok(Attribution {
         unlinked: table.is_some() && !linked,
         table,
+        any_hole,
         ..Default::default()
     })
 }
@@ -232,12 +237,26 @@ fn by_shape_and_holes(
         damaged = exact;
     }
     if page.kind == PageKind::TableLeaf {
-        let in_hole: Vec<usize> = damaged
-            .into_iter()
-            .filter(|&t| cells.iter().all(|c| in_a_hole(&reports[t], c, linked)))
+        // Every row in a hole of one table; else most of them in a hole of
+        // one: a leaf a bad key or two does not take from its table (those
+        // rows are judged one by one).
+        let inside = |t: usize| {
+            let n = cells.iter().filter(|c| in_a_hole(&reports[t], c, linked));
+            n.count()
+        };
+        let counts: Vec<(usize, usize)> = damaged.into_iter().map(|t| (t, inside(t))).collect();
+        let all: Vec<usize> = counts
+            .iter()
+            .filter(|c| c.1 == cells.len())
+            .map(|c| c.0)
             .collect();
-        return match in_hole.as_slice() {
-            [t] => Some((*t, Evidence::TreeHole)),
+        let most: Vec<usize> = counts
+            .iter()
+            .filter(|c| c.1 * 2 > cells.len())
+            .map(|c| c.0)
+            .collect();
+        return match (all.as_slice(), most.as_slice()) {
+            ([t], _) | ([], [t]) => Some((*t, Evidence::TreeHole)),
             _ => None,
         };
     }
@@ -275,11 +294,12 @@ pub(crate) enum Verdict {
 
 /// Judges a cell whose record is parsed into `rec`: it must fit the
 /// attributed table (which must exist in the output); and a page whose
-/// space does not add up, or a carved cell over a zeroed sector, cannot
-/// vouch for it.
+/// space does not add up, a carved cell over a zeroed sector, or a page
+/// placed by the table's holes for a row whose rowid is in none of them,
+/// cannot vouch for it.
 pub(crate) fn judge_cell(
     cx: &Ctx<'_>,
-    not_created: &std::collections::HashSet<String>,
+    (not_created, reports): (&std::collections::HashSet<String>, &[TableReport]),
     page: &FoundPage,
     attribution: &Attribution,
     cell: &DecodedCell,
@@ -292,7 +312,11 @@ pub(crate) fn judge_cell(
     if !fits(t, rec, &cell.bytes) || not_created.contains(&t.name) {
         return Verdict::Lost;
     }
-    if !page.consistent || cell.near_zero_sector {
+    let outside_holes = ev == Evidence::TreeHole
+        && reports
+            .get(ti)
+            .is_none_or(|r| !in_a_hole(r, cell, attribution.any_hole));
+    if !page.consistent || cell.near_zero_sector || outside_holes {
         return Verdict::Confirm(ti);
     }
     Verdict::Keep(ti, ev)

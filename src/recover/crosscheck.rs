@@ -17,7 +17,7 @@
 //! there) goes to lost_and_found with its values. Runs only when two rowid
 //! tables of one shape have a plain index each, and only for a table whose
 //! index was not copied from the input whole (a copied index matched the
-//! rows written exactly).
+//! rows written exactly) or that took rows on evidence after its tree's.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hasher;
@@ -68,7 +68,8 @@ pub(crate) fn cross_check(
                 (u.columns.len(), u.rowid_alias) == shape
             })
             .collect();
-        if partners.is_empty() || all_copied(schema, loader, t) {
+        let copied = all_copied(schema, loader, t) && !tally.had_evidence_rows(tables[i].table);
+        if partners.is_empty() || copied {
             continue;
         }
         let unlisted = unlisted_rows(snap, loader, &mut tables[i], t, key, enc)?;
@@ -298,7 +299,7 @@ fn apply_moves(
             .sink
             .conn
             .execute(&sql, rusqlite::params_from_iter(params.iter()))?;
-        tally.cross_linked(from, to, n == 1);
+        tally.cross_linked((from, rowid), to, n == 1);
         let (tname, uname) = (&schema.tables[from].name, &u.name);
         if n == 1 {
             let flag = format!(

@@ -9,6 +9,7 @@
 //! that can join their tables' loads ([`Splices`]).
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
 
 use super::attribute::{
     Attribution, Verdict, attribute_page, judge_cell, looks_like_index, parse_cell,
@@ -20,7 +21,7 @@ use super::loader::Loader;
 use super::options::ProgressFn;
 use super::pagemap::PageMap;
 use super::plan::LoadPlan;
-use super::report::Evidence;
+use super::report::{Evidence, TableReport};
 use super::sink::{Insert, Source};
 use super::splice::{LeafKeys, Splices};
 use super::tally::{Lost, ORPHAN_FLAG, Tally};
@@ -98,7 +99,8 @@ pub(crate) fn scan_pages(
                 } else {
                     continue;
                 };
-                match judge_cell(cx, plan.not_created_set(), &page, &a, cell, &rec) {
+                let judged = (plan.not_created_set(), &tally.tables[..]);
+                match judge_cell(cx, judged, &page, &a, cell, &rec) {
                     Verdict::Keep(ti, ev) => {
                         let how = (ti, ev, refit);
                         keep(cx, loader, tally, &page, &a, cell, &rec, how)?;
@@ -160,7 +162,15 @@ pub(crate) fn survey_pages(
             continue;
         };
         let a = attribute_page(cx, map, &links, &tally.tables, &page, &mut rec, None)?;
-        offer_leaf(&mut splices, cx, plan, (&page, &buf.page, &a), &mut rec);
+        let judged = (plan.not_created_set(), &tally.tables[..]);
+        offer_leaf(
+            &mut splices,
+            cx,
+            judged,
+            plan,
+            (&page, &buf.page, &a),
+            &mut rec,
+        );
     }
     splices.sort(&cx.schema.tables);
     Ok(splices)
@@ -174,6 +184,7 @@ pub(crate) fn survey_pages(
 fn offer_leaf(
     splices: &mut Splices,
     cx: &Ctx<'_>,
+    judged: (&HashSet<String>, &[TableReport]),
     plan: &LoadPlan,
     (page, raw, a): (&FoundPage, &[u8], &Attribution),
     rec: &mut Record,
@@ -207,7 +218,7 @@ fn offer_leaf(
         if !whole_row(rec, c) {
             return false;
         }
-        let keep = judge_cell(cx, plan.not_created_set(), page, a, c, rec);
+        let keep = judge_cell(cx, judged, page, a, c, rec);
         if !matches!(keep, Verdict::Keep(x, _) if x == ti) {
             return false;
         }

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use super::report::{Confidence, Evidence, FlaggedRow, TableReport};
 use super::sink::{Insert, Source};
 use crate::schema::Schema;
+use crate::tree::Hole;
 use sqlite_salvage_format::header::TextEncoding;
 use sqlite_salvage_format::record::{Record, Value};
 
@@ -93,6 +94,31 @@ pub(crate) struct Placed {
     pub evidence: Evidence,
 }
 
+const TREE_SOURCES: &[Source] = &[Source::Tree, Source::Wal];
+const EVIDENCE_SOURCES: &[Source] = &[Source::Orphan, Source::Carved];
+const TREE_EVIDENCE: &[Evidence] = &[Evidence::Tree, Evidence::OwnCell, Evidence::IndexEntry];
+const EVIDENCE_ONLY: &[Evidence] = &[
+    Evidence::TreeHole,
+    Evidence::PointerMap,
+    Evidence::Shape,
+    Evidence::TreePage,
+    Evidence::CrossLinked,
+];
+
+/// Takes one from the first of `keys` counted in `counts`; which one.
+fn uncount<'k, K: Ord + Copy + 'k>(
+    counts: &mut std::collections::BTreeMap<K, u64>,
+    keys: impl Iterator<Item = &'k K>,
+) -> Option<K> {
+    for k in keys {
+        if let Some(n) = counts.get_mut(k).filter(|n| **n > 0) {
+            *n -= 1;
+            return Some(*k);
+        }
+    }
+    None
+}
+
 /// Per-table reports, flags and lost rows, as the stages hand them over.
 pub(crate) struct Tally {
     pub tables: Vec<TableReport>,
@@ -102,6 +128,8 @@ pub(crate) struct Tally {
     fallback: HashSet<u32>,
     /// Rows written from a copy read only in part: (table, rowid).
     partial_rows: HashSet<(usize, i64)>,
+    /// Tables that rows went into on evidence, after their own tree's.
+    on_evidence: HashSet<usize>,
 }
 
 impl Tally {
@@ -120,6 +148,7 @@ impl Tally {
             lost: Vec::new(),
             fallback,
             partial_rows: HashSet::new(),
+            on_evidence: HashSet::new(),
         }
     }
 
@@ -210,6 +239,7 @@ impl Tally {
     /// Counts a row written on evidence (an orphaned or carved page, or a
     /// damaged one an index confirmed).
     pub fn evidence_row(&mut self, table: usize, source: Source, ev: Evidence, partial: bool) {
+        self.on_evidence.insert(table);
         let rep = &mut self.tables[table];
         *rep.by_source.entry(source).or_default() += 1;
         *rep.by_evidence.entry(ev).or_default() += 1;
@@ -217,6 +247,13 @@ impl Tally {
         if partial {
             rep.partial += 1;
         }
+    }
+
+    /// Whether rows went into `table` on evidence ([`Tally::evidence_row`]),
+    /// after its tree's: an index copied whole no longer lists all of its
+    /// rows.
+    pub fn had_evidence_rows(&self, table: usize) -> bool {
+        self.on_evidence.contains(&table)
     }
 
     /// A row of a damaged page that nothing confirmed: to lost_and_found.
@@ -227,33 +264,34 @@ impl Tally {
         self.lost.push(lost);
     }
 
-    /// A tree row of table `from` that table `to`'s index lists (the trees
-    /// are cross-linked): no longer counted in `from`; counted in `to`
-    /// when it was written there.
-    pub fn cross_linked(&mut self, from: usize, to: usize, written: bool) {
+    /// Row `rowid` of table `from`, which table `to`'s index lists (the
+    /// trees are cross-linked): no longer counted in `from`; counted in
+    /// `to` when it was written there. A rowid in one of `from`'s holes was
+    /// placed there on evidence (no tree row lies in a hole); any other, by
+    /// its tree.
+    pub fn cross_linked(&mut self, (from, rowid): (usize, i64), to: usize, written: bool) {
         let rep = &mut self.tables[from];
-        for s in [Source::Tree, Source::Wal] {
-            if let Some(n) = rep.by_source.get_mut(&s).filter(|n| **n > 0) {
-                *n -= 1;
-                break;
+        let by_tree = Hole::find(&rep.holes, rowid).is_none();
+        let (sources, evidence) = if by_tree {
+            (
+                TREE_SOURCES.iter().chain(EVIDENCE_SOURCES),
+                TREE_EVIDENCE.iter().chain(EVIDENCE_ONLY),
+            )
+        } else {
+            (
+                EVIDENCE_SOURCES.iter().chain(TREE_SOURCES),
+                EVIDENCE_ONLY.iter().chain(TREE_EVIDENCE),
+            )
+        };
+        let source = uncount(&mut rep.by_source, sources).unwrap_or(Source::Tree);
+        if let Some(ev) = uncount(&mut rep.by_evidence, evidence) {
+            if let Some(n) = rep.by_confidence.get_mut(&ev.confidence()) {
+                *n = n.saturating_sub(1);
             }
-        }
-        for ev in [Evidence::Tree, Evidence::OwnCell] {
-            if let Some(n) = rep.by_evidence.get_mut(&ev).filter(|n| **n > 0) {
-                *n -= 1;
-                break;
-            }
-        }
-        if let Some(n) = rep
-            .by_confidence
-            .get_mut(&Confidence::Root)
-            .filter(|n| **n > 0)
-        {
-            *n -= 1;
         }
         if written {
             let rep = &mut self.tables[to];
-            *rep.by_source.entry(Source::Tree).or_default() += 1;
+            *rep.by_source.entry(source).or_default() += 1;
             *rep.by_evidence.entry(Evidence::CrossLinked).or_default() += 1;
             *rep.by_confidence.entry(Confidence::Evidence).or_default() += 1;
             rep.cross_linked += 1;
