@@ -1,6 +1,7 @@
 //! One integration-test binary (links once): differential tests against
 //! SQLite, WAL snapshots, the CLI and its effect on inputs.
 
+mod attribution;
 mod backup;
 mod classes;
 mod cli;

@@ -9,6 +9,8 @@
 use super::candidates::{DecodedCell, FoundPage};
 use super::carve::{fits, value_fits};
 use super::context::Ctx;
+use super::index_copy::plain_indexes;
+use super::lookup::{Probe, index_lists};
 use super::pagemap::{Owner, PageMap, UnreachedLinks};
 use super::report::{Evidence, TableReport};
 use super::sink::{Sink, Source};
@@ -244,7 +246,7 @@ fn by_shape_and_holes(
             let n = cells.iter().filter(|c| in_a_hole(&reports[t], c, linked));
             n.count()
         };
-        let counts: Vec<(usize, usize)> = damaged.into_iter().map(|t| (t, inside(t))).collect();
+        let counts: Vec<(usize, usize)> = damaged.iter().map(|&t| (t, inside(t))).collect();
         let all: Vec<usize> = counts
             .iter()
             .filter(|c| c.1 == cells.len())
@@ -257,13 +259,56 @@ fn by_shape_and_holes(
             .collect();
         return match (all.as_slice(), most.as_slice()) {
             ([t], _) | ([], [t]) => Some((*t, Evidence::TreeHole)),
-            _ => None,
+            // No one table's holes tell: the tables' indexes may.
+            _ => by_index_entries(cx, &damaged, page, rec),
         };
     }
     match damaged.as_slice() {
         [t] if linked || !has_unlinked_hole(&reports[*t]) => Some((*t, Evidence::Shape)),
         _ => None,
     }
+}
+
+/// Most rows of a page looked up in each candidate table's indexes.
+const ROWS_LOOKED_UP: usize = 16;
+
+/// The one table among `candidates` whose plain indexes in the input list
+/// every row of the page looked up (at least one; its key values and
+/// rowid, by [`index_lists`]), while no other candidate's index lists any.
+fn by_index_entries(
+    cx: &Ctx<'_>,
+    candidates: &[usize],
+    page: &FoundPage,
+    rec: &mut Record,
+) -> Option<(usize, Evidence)> {
+    let mut owner = None;
+    for &ti in candidates {
+        let t = &cx.schema.tables[ti];
+        let mut listed = (0usize, 0usize);
+        for p in plain_indexes(cx.schema, t, cx.page_count, |_| Some(0)) {
+            let root = cx.schema.indexes.get(p.index).map_or(0, |ix| ix.root);
+            for c in page.cells.iter().take(ROWS_LOOKED_UP) {
+                let Some(rowid) = c.cell.rowid else { continue };
+                if c.truncated || rec.parse(&c.bytes).is_err() {
+                    continue;
+                }
+                let Some(probe) = Probe::new(t, &p.cols, (rec, &c.bytes), rowid) else {
+                    continue;
+                };
+                match index_lists(cx.snap, root, &probe) {
+                    Some(true) => listed.0 += 1,
+                    Some(false) => listed.1 += 1,
+                    None => {}
+                }
+            }
+        }
+        match listed {
+            (0, _) => {}
+            (_, 0) if owner.is_none() => owner = Some(ti),
+            _ => return None,
+        }
+    }
+    owner.map(|t| (t, Evidence::IndexEntry))
 }
 
 /// Whether the cell's rowid lies in one of the table's holes. A hole left

@@ -336,7 +336,7 @@ pub(crate) fn hash_value(h: &mut impl Hasher, v: ValueRef<'_>) {
 }
 
 /// SQLite's order of two values under BINARY collation.
-fn compare(a: ValueRef<'_>, b: ValueRef<'_>) -> Ordering {
+pub(crate) fn compare(a: ValueRef<'_>, b: ValueRef<'_>) -> Ordering {
     use ValueRef::*;
     let class = |v: &ValueRef<'_>| match v {
         Null => 0,

@@ -43,6 +43,7 @@ mod history;
 mod index_build;
 mod index_copy;
 mod loader;
+mod lookup;
 mod options;
 mod pagemap;
 mod plan;
