@@ -100,3 +100,76 @@ fn orphaned_leaves_of_two_tables_of_one_shape_go_where_their_indexes_list_them()
         }
     }
 }
+
+#[test]
+fn orphaned_rows_whose_chains_broke_name_their_lost_values() {
+    for (ps, enc) in LAYOUTS {
+        let what = format!("{ps} {enc}");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("in");
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("memory.db");
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch(&format!(
+            "PRAGMA page_size={ps}; PRAGMA encoding='{enc}';
+             CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT NOT NULL, data BLOB, tail TEXT);
+             BEGIN;"
+        ))
+        .unwrap();
+        for i in 1..=120i64 {
+            let data = vec![(i % 256) as u8; 3 * ps as usize + i as usize];
+            c.execute(
+                "INSERT INTO t VALUES(?1, ?2, ?3, ?4)",
+                params![i, format!("n{i}"), data, format!("tail{i}")],
+            )
+            .unwrap();
+        }
+        c.execute_batch("COMMIT").unwrap();
+        let pages = |kind: &str| -> Vec<u32> {
+            let mut st = c
+                .prepare("SELECT pageno FROM dbstat WHERE name = 't' AND pagetype = ?1")
+                .unwrap();
+            st.query_map([kind], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        let (internal, overflow) = (pages("internal"), pages("overflow"));
+        drop(c);
+        assert!(!internal.is_empty(), "{what}: t's tree has one level");
+        // Every interior page and every fifth overflow page zeroed: every
+        // leaf an orphan, some of its rows' chains broken.
+        let mut b = std::fs::read(&db).unwrap();
+        for p in internal
+            .iter()
+            .chain(overflow.iter().filter(|p| *p % 5 == 0))
+        {
+            let at = (*p as usize - 1) * ps as usize;
+            b[at..at + ps as usize].fill(0);
+        }
+        std::fs::write(&db, b).unwrap();
+        let out = tmp.path().join("recovered.db");
+        let opts = RecoverOptions {
+            no_sync: true,
+            ..Default::default()
+        };
+        let report = recover(&db, &out, &opts).unwrap();
+        assert_report_adds_up(&report, &out, &what);
+        let t = report.tables.iter().find(|r| r.name == "t").unwrap();
+        assert_eq!(report.lost_and_found, 0, "{what}");
+        assert!(t.partial > 0, "{what}: no row read in part: {t:?}");
+        let orphans = t.by_source.get(&sqlite_salvage::recover::Source::Orphan);
+        assert_eq!(orphans.copied().unwrap_or(0), 120, "{what}: {t:?}");
+        // Each partial row names its lost values in the flags table: data,
+        // whose chain broke or read as zeros, and tail, whose bytes follow.
+        let conn = Connection::open(&out).unwrap();
+        let flags = report.flags_table.clone().expect("a flags table");
+        let named = |col: &str| -> u64 {
+            let q = format!("SELECT count(DISTINCT row) FROM {flags} WHERE tbl = 't' AND col = ?1");
+            conn.query_row(&q, [col], |r| r.get::<_, i64>(0)).unwrap() as u64
+        };
+        assert_eq!(named("data"), t.partial, "{what}");
+        assert_eq!(named("tail"), t.partial, "{what}");
+        assert_eq!(named("name"), 0, "{what}");
+    }
+}

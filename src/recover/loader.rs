@@ -489,10 +489,22 @@ fn flag_partial(sink: &mut Sink, t: &Table, p: &Placed) -> Result<()> {
         RecordRead::ValuesRunPast => "read only in part: the record's values run past its cell",
         _ => "read only in part: the overflow chain is broken",
     };
-    let rowid = if t.without_rowid { None } else { p.rowid };
+    flag_columns(sink, t, p.rowid, |slot| slot >= cut, what)
+}
+
+/// Lists in the output's flags table, as `what`, the values of a written
+/// row of `t` whose record column (slot) `flagged` picks.
+pub(crate) fn flag_columns(
+    sink: &mut Sink,
+    t: &Table,
+    rowid: Option<i64>,
+    flagged: impl Fn(usize) -> bool,
+    what: &str,
+) -> Result<()> {
+    let rowid = if t.without_rowid { None } else { rowid };
     for (i, c) in t.columns.iter().enumerate() {
         // The rowid alias comes from the cell's key, not the record.
-        if t.rowid_alias != Some(i) && c.slot.is_some_and(|s| s >= cut) {
+        if t.rowid_alias != Some(i) && c.slot.is_some_and(&flagged) {
             sink.flag_value(t, rowid, &c.name, what)?;
         }
     }

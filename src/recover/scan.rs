@@ -17,7 +17,7 @@ use super::attribute::{
 use super::candidates::{Buffers, DecodedCell, FoundPage, Pass, Scan, find_page, whole_row};
 use super::context::Ctx;
 use super::index_copy::{KeyOrder, key_cmp, key_usable, pk_columns};
-use super::loader::Loader;
+use super::loader::{Loader, flag_columns};
 use super::options::ProgressFn;
 use super::pagemap::PageMap;
 use super::plan::LoadPlan;
@@ -27,6 +27,7 @@ use super::splice::{LeafKeys, Splices};
 use super::tally::{Lost, ORPHAN_FLAG, Tally};
 use super::walk::{Suspect, Walked};
 use crate::error::Result;
+use crate::schema::Table;
 use sqlite_salvage_format::kind::PageKind;
 use sqlite_salvage_format::record::Record;
 
@@ -286,6 +287,9 @@ fn keep(
         return Ok(());
     }
     tally.evidence_row(ti, page.source, ev, cell.truncated);
+    if cell.truncated {
+        flag_lost_values(loader, t, rowid, cell)?;
+    }
     let from = if page.source == Source::Carved {
         "carved from a damaged page"
     } else if a.unlinked {
@@ -302,4 +306,30 @@ fn keep(
     };
     tally.flag(ti, rowid, page.pgno, || format!("{from}{part}"));
     Ok(())
+}
+
+/// Lists in the output's flags table the values of a row written from a
+/// cell whose payload is cut short (from the first value its broken chain
+/// took) or whose overflow read as zeros (every value that reaches into
+/// its overflow pages).
+fn flag_lost_values(
+    loader: &mut Loader,
+    t: &Table,
+    rowid: Option<i64>,
+    cell: &DecodedCell,
+) -> Result<()> {
+    let mut r = Record::new();
+    let cut = match r.parse_partial(&cell.bytes) {
+        Ok(Some(cut)) => cut,
+        Ok(None) if r.len() < t.stored_columns() => r.len(),
+        Ok(None) => {
+            let local = cell.cell.local.len() as u64;
+            let what = "an overflow page of the value is all zeros: the value may have been zeroed";
+            let past = |slot: usize| r.span(slot).is_some_and(|s| s.end > local);
+            return flag_columns(&mut loader.sink, t, rowid, past, what);
+        }
+        Err(_) => 0,
+    };
+    let what = "read only in part: the overflow chain is broken";
+    flag_columns(&mut loader.sink, t, rowid, |slot| slot >= cut, what)
 }

@@ -290,6 +290,14 @@ impl Record {
         self.columns.get(i).map(|c| c.0)
     }
 
+    /// Where column `i`'s value lies in the payload, as a byte range
+    /// (possibly past its end, for a record parsed in part).
+    pub fn span(&self, i: usize) -> Option<std::ops::Range<u64>> {
+        let &(serial, off) = self.columns.get(i)?;
+        let start = off as u64;
+        Some(start..start.saturating_add(serial_len(serial)))
+    }
+
     /// Value of column `i` read from `payload` (the same bytes given to
     /// [`Record::parse`]). Out-of-range columns read as NULL.
     #[inline]
