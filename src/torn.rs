@@ -30,7 +30,7 @@ pub type KeyBytes<'a> = dyn Fn(&[u8]) -> Option<Vec<u8>> + 'a;
 pub(crate) fn sound_cells(page: &BtreePage<'_>, key_of: Option<&KeyBytes<'_>>) -> Vec<bool> {
     let n = page.cell_count;
     let mut sound = match (page.kind, key_of) {
-        (PageKind::TableLeaf, _) | (PageKind::IndexLeaf, Some(_)) => apart(page),
+        (PageKind::TableLeaf, _) | (PageKind::IndexLeaf, Some(_)) => apart(page, &extents(page)),
         _ => return vec![false; usize::from(n)],
     };
     // In order: on the longest run of strictly increasing keys through the
@@ -79,15 +79,17 @@ fn on_run<K: Ord + Clone>(sound: &[bool], keys: &[Option<K>]) -> Vec<bool> {
     out
 }
 
-/// Per cell: its bytes inside the content area and within one sector, and
-/// overlapping no other cell's. Of two that overlap, one whose record
-/// fills it exactly is kept over one whose record does not (bytes misread
-/// from another version); two alike are both given up.
-fn apart(page: &BtreePage<'_>) -> Vec<bool> {
-    let n = page.cell_count;
+/// Per cell of a leaf: whether its bytes lie inside the content area and
+/// within one 512-byte sector. A torn write tears at sector boundaries: such
+/// a cell is all of one version.
+pub(crate) fn one_sector_cells(page: &BtreePage<'_>) -> Vec<bool> {
+    extents(page).iter().map(Option::is_some).collect()
+}
+
+/// Each cell's extent on the page, when inside the content area and
+/// within one sector.
+fn extents(page: &BtreePage<'_>) -> Vec<Option<(usize, usize)>> {
     let content = page.cell_pointers_end()..page.usable() as usize;
-    // A torn write tears at sector boundaries: a cell within one sector is
-    // all of one version.
     let one_sector = |start: usize, end: usize| start / SECTOR == (end - 1) / SECTOR;
     let extent = |i: u16| {
         let start = page.cell_offset(i).ok()?;
@@ -95,7 +97,15 @@ fn apart(page: &BtreePage<'_>) -> Vec<bool> {
         (content.start <= start && end <= content.end && start < end && one_sector(start, end))
             .then_some((start, end))
     };
-    let extents: Vec<Option<(usize, usize)>> = (0..n).map(extent).collect();
+    (0..page.cell_count).map(extent).collect()
+}
+
+/// Per cell: its bytes inside the content area and within one sector
+/// (`extents`), and overlapping no other cell's. Of two that overlap, one
+/// whose record fills it exactly is kept over one whose record does not
+/// (bytes misread from another version); two alike are both given up.
+fn apart(page: &BtreePage<'_>, extents: &[Option<(usize, usize)>]) -> Vec<bool> {
+    let n = page.cell_count;
     let mut sound: Vec<bool> = extents.iter().map(Option::is_some).collect();
     // Overlaps: by start, each cell against the furthest end before it.
     let mut by_start: Vec<(usize, usize, usize)> = extents

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use crate::error::{Error, Result};
 use crate::snapshot::Snapshot;
-use crate::torn::{KeyBytes, sound_cells};
+use crate::torn::{KeyBytes, one_sector_cells, sound_cells};
 use sqlite_salvage_format::Malformed;
 use sqlite_salvage_format::be32;
 use sqlite_salvage_format::cell::{Cell, Payload};
@@ -64,6 +64,10 @@ pub struct Entry<'c> {
     /// its record alone can vouch for it. Index leaves' cells only with
     /// [`TreeCursor::key_order`].
     pub sound: bool,
+    /// The entry's bytes are all of one version: its page's space adds
+    /// up, or (with [`TreeCursor::verify_pages`]) its cell lies within one
+    /// 512-byte sector of a page whose space does not.
+    pub one_version: bool,
 }
 
 /// A part of a table b-tree that could not be read: the rowids in
@@ -163,6 +167,8 @@ struct Level {
     suspect: bool,
     /// On such a page, the cells that stand on their own ([`sound_cells`]).
     sound: Vec<bool>,
+    /// On such a page, the cells within one sector ([`one_sector_cells`]).
+    one_sector: Vec<bool>,
     /// Next step: table interior pages take one step per child; index
     /// interior pages two per cell (child, then the cell's own record);
     /// leaves one per cell.
@@ -416,9 +422,12 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             return Ok(false);
         }
         self.visitor.btree_page(pgno, kind, depth);
-        let sound = match parsed {
-            Ok(p) if suspect => sound_cells(&p, self.key_of.as_deref()),
-            _ => Vec::new(),
+        let (sound, one_sector) = match parsed {
+            Ok(p) if suspect => (
+                sound_cells(&p, self.key_of.as_deref()),
+                one_sector_cells(&p),
+            ),
+            _ => (Vec::new(), Vec::new()),
         };
         if suspect {
             self.suspect_pages.push(pgno);
@@ -437,6 +446,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             up_to: self.bounds.1,
             suspect,
             sound,
+            one_sector,
             step: 0,
         });
         Ok(true)
@@ -571,15 +581,19 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
                 .unwrap_or(&[]),
             PayloadLoc::Assembled => &self.payload,
         };
-        let (suspect, out_of_bounds, sound) = match self.stack.last() {
+        let (suspect, out_of_bounds, sound, one_sector) = match self.stack.last() {
             Some(l) => (
                 l.suspect,
                 rowid.is_some_and(|r| {
                     l.after.is_some_and(|a| r <= a) || l.up_to.is_some_and(|u| r > u)
                 }),
                 l.sound.get(usize::from(cell)).copied().unwrap_or(false),
+                l.one_sector
+                    .get(usize::from(cell))
+                    .copied()
+                    .unwrap_or(false),
             ),
-            None => (false, false, false),
+            None => (false, false, false, false),
         };
         Entry {
             rowid,
@@ -589,6 +603,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             zeroed_overflow: matches!(loc, PayloadLoc::Assembled) && !self.truncated && self.zeroed,
             suspect: self.verify && (suspect || out_of_bounds),
             sound: self.verify && suspect && !out_of_bounds && sound,
+            one_version: !suspect || one_sector,
         }
     }
 

@@ -8,6 +8,7 @@
 use crate::schema::{Affinity, Column, Table};
 use sqlite_salvage_format::Malformed;
 use sqlite_salvage_format::cell::{Payload, local_size};
+use sqlite_salvage_format::header::TextEncoding;
 use sqlite_salvage_format::page::{BtreePage, PageKind};
 use sqlite_salvage_format::record::{Record, ValueRef};
 use sqlite_salvage_format::varint::{read_varint, read_varint_i64};
@@ -295,6 +296,28 @@ pub fn value_fits(col: &Column, v: ValueRef<'_>) -> bool {
         }
         _ => true,
     }
+}
+
+/// Whether `b` is valid text in encoding `enc`.
+pub(crate) fn text_is_valid(b: &[u8], enc: TextEncoding) -> bool {
+    let unit = |c: &[u8]| match (enc, c) {
+        (TextEncoding::Utf16le, [x, y]) => u16::from_le_bytes([*x, *y]),
+        (_, [x, y]) => u16::from_be_bytes([*x, *y]),
+        _ => 0,
+    };
+    match enc {
+        TextEncoding::Utf8 => std::str::from_utf8(b).is_ok(),
+        _ => b.len() % 2 == 0 && char::decode_utf16(b.chunks_exact(2).map(unit)).all(|c| c.is_ok()),
+    }
+}
+
+/// Whether every text value of record `rec` (parsed from `payload`) is
+/// valid in encoding `enc`.
+pub(crate) fn texts_valid(rec: &Record, payload: &[u8], enc: TextEncoding) -> bool {
+    (0..rec.len()).all(|i| match rec.value(payload, i) {
+        ValueRef::Text(b) => text_is_valid(b, enc),
+        _ => true,
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::index_copy::plain_indexes;
 use super::loader::Loader;
+use super::lookup::{Probe, index_lists};
 use super::report::Evidence;
 use super::sink::Insert;
 use super::tally::Tally;
@@ -26,8 +28,16 @@ pub(crate) fn place_suspects(
     loader: &mut Loader,
     tally: &mut Tally,
 ) -> Result<()> {
-    let confirmed = confirm(snap, schema, &suspects)?;
-    for (sus, ok) in suspects.into_iter().zip(confirmed) {
+    let mut confirmed = confirm(snap, schema, &suspects)?;
+    let listed: Vec<bool> = suspects
+        .iter()
+        .zip(&confirmed)
+        .map(|(s, &ok)| !ok && s.alone && listed_by_an_index(snap, schema, s))
+        .collect();
+    for (c, l) in confirmed.iter_mut().zip(&listed) {
+        *c |= *l;
+    }
+    for ((sus, ok), by_key) in suspects.into_iter().zip(confirmed).zip(listed) {
         if !ok {
             tally.unconfirmed(sus.table, sus.into_lost());
             continue;
@@ -40,10 +50,38 @@ pub(crate) fn place_suspects(
             continue;
         }
         tally.evidence_row(table, source, Evidence::IndexEntry, false);
-        let flag = || "from a damaged page; confirmed by an index entry".to_string();
+        let flag = || {
+            if by_key {
+                "from a damaged page; its cell stands on its own and an index lists its key and rowid"
+            } else {
+                "from a damaged page; confirmed by an index entry"
+            }
+            .to_string()
+        };
         tally.flag(table, rowid, page, flag);
     }
     Ok(())
+}
+
+/// Whether a plain index of the suspect's (rowid) table lists its key
+/// values and rowid in the input.
+fn listed_by_an_index(snap: &Snapshot, schema: &Schema, s: &Suspect) -> bool {
+    let (Some(t), Some(rowid)) = (schema.tables.get(s.table), s.rowid) else {
+        return false;
+    };
+    if t.without_rowid {
+        return false;
+    }
+    plain_indexes(schema, t, snap.page_count(), |_| Some(0))
+        .iter()
+        .any(|p| {
+            let root = schema.indexes.get(p.index).map_or(0, |ix| ix.root);
+            let key = p
+                .cols
+                .iter()
+                .map(|&c| s.values.get(c).map_or(ValueRef::Null, StoredValue::as_ref));
+            index_lists(snap, root, &Probe::of_values(key, rowid)) == Some(true)
+        })
 }
 
 /// Indexes that can confirm whole rows of `t`: not partial, on plain

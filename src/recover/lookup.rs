@@ -50,6 +50,14 @@ impl<'r> Probe<'r> {
         Some(Probe { key, rowid })
     }
 
+    /// The entry of key values `key` and `rowid`.
+    pub fn of_values(key: impl Iterator<Item = ValueRef<'r>>, rowid: i64) -> Probe<'r> {
+        Probe {
+            key: key.collect(),
+            rowid,
+        }
+    }
+
     /// The order of an index entry (its record `e` parsed from `p`) against
     /// this probe; `None` when the entry is not one of this index's.
     fn cmp_entry(&self, e: &Record, p: &[u8]) -> Option<Ordering> {

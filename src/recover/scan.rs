@@ -15,6 +15,7 @@ use super::attribute::{
     Attribution, Verdict, attribute_page, judge_cell, looks_like_index, parse_cell,
 };
 use super::candidates::{Buffers, DecodedCell, FoundPage, Pass, Scan, find_page, whole_row};
+use super::carve::texts_valid;
 use super::context::Ctx;
 use super::index_copy::{KeyOrder, key_cmp, key_usable, pk_columns};
 use super::loader::{Loader, flag_columns};
@@ -110,7 +111,7 @@ pub(crate) fn scan_pages(
                         let t = &cx.schema.tables[ti];
                         let c = &cell.cell;
                         let at = (pgno, c.index, Some(c.offset));
-                        let s = Suspect::new(
+                        let mut s = Suspect::new(
                             ti,
                             t,
                             &rec,
@@ -120,6 +121,7 @@ pub(crate) fn scan_pages(
                             page.source,
                             cx.enc,
                         );
+                        s.alone = stands_alone(cx, &page, cell, &rec);
                         walked.suspects.push(s);
                     }
                     Verdict::Lost => tally.lose(Lost {
@@ -332,4 +334,16 @@ fn flag_lost_values(
     };
     let what = "read only in part: the overflow chain is broken";
     flag_columns(&mut loader.sink, t, rowid, |slot| slot >= cut, what)
+}
+
+/// Whether a cell held for confirmation is all of one version, its record
+/// whole and filling it, its text valid ([`Suspect::alone`]).
+fn stands_alone(cx: &Ctx<'_>, page: &FoundPage, cell: &DecodedCell, rec: &Record) -> bool {
+    let c = &cell.cell;
+    let one_sector = c.size > 0 && c.offset / 512 == (c.offset + c.size - 1) / 512;
+    let one_version = page.consistent || (c.overflow == 0 && !cell.near_zero_sector && one_sector);
+    one_version
+        && !cell.truncated
+        && rec.end() == cell.bytes.len()
+        && texts_valid(rec, &cell.bytes, cx.enc)
 }

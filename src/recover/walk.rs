@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 
 use super::candidates::{Buffers, DecodedCell, read_leaf};
-use super::carve::fits;
+use super::carve::{fits, texts_valid};
 use super::context::{Attempt, Ctx};
 use super::index_build::primary_key_bytes;
 use super::index_copy::{KeyOrder, pk_columns};
@@ -40,6 +40,12 @@ pub(crate) struct Suspect {
     pub cell: Option<u16>,
     pub offset: Option<usize>,
     pub source: Source,
+    /// Its cell is all of one version (its page's space adds up, or the
+    /// cell lies within one 512-byte sector) and its record, whole, fills
+    /// it with valid text: an index entry with its key and rowid then
+    /// shows that version is live, though the index covers not every
+    /// column.
+    pub alone: bool,
 }
 
 impl Suspect {
@@ -64,6 +70,7 @@ impl Suspect {
             cell: at.1,
             offset: at.2,
             source,
+            alone: false,
         }
     }
 }
@@ -221,7 +228,8 @@ fn walk_table(
             // The page's space does not add up (torn?) and the cell does not
             // stand on its own: keep the row only if an index confirms it.
             let at = (e.at.page, Some(e.at.cell), None);
-            let s = Suspect::new(ti, t, &rec, e.payload, e.rowid, at, source, cx.enc);
+            let mut s = Suspect::new(ti, t, &rec, e.payload, e.rowid, at, source, cx.enc);
+            s.alone = e.one_version && whole_and_fitting(&e, &rec, (record, truncated_col), t, cx);
             walked.suspects.push(s);
             loader.not_written(e.rowid);
             continue;
@@ -464,29 +472,25 @@ fn vouches_for_itself(
     t: &Table,
     cx: &Ctx<'_>,
 ) -> bool {
-    e.sound
-        && !e.truncated
+    e.sound && whole_and_fitting(e, rec, (record, truncated_col), t, cx)
+}
+
+/// Whether an entry's record, whole, fills its cell exactly, with values
+/// that fit their columns (declared types, NOT NULL) and text valid in the
+/// database's encoding.
+fn whole_and_fitting(
+    e: &Entry<'_>,
+    rec: &Record,
+    (record, truncated_col): (RecordRead, Option<usize>),
+    t: &Table,
+    cx: &Ctx<'_>,
+) -> bool {
+    !e.truncated
         && truncated_col.is_none()
         && record == RecordRead::Whole
         && rec.end() == e.payload.len()
         && fits(t, rec, e.payload)
-        && (0..rec.len()).all(|i| match rec.value(e.payload, i) {
-            ValueRef::Text(b) => text_is_valid(b, cx.enc),
-            _ => true,
-        })
-}
-
-/// Whether `b` is valid text in encoding `enc`.
-fn text_is_valid(b: &[u8], enc: TextEncoding) -> bool {
-    let unit = |c: &[u8]| match (enc, c) {
-        (TextEncoding::Utf16le, [x, y]) => u16::from_le_bytes([*x, *y]),
-        (_, [x, y]) => u16::from_be_bytes([*x, *y]),
-        _ => 0,
-    };
-    match enc {
-        TextEncoding::Utf8 => std::str::from_utf8(b).is_ok(),
-        _ => b.len() % 2 == 0 && char::decode_utf16(b.chunks_exact(2).map(unit)).all(|c| c.is_ok()),
-    }
+        && texts_valid(rec, e.payload, cx.enc)
 }
 
 /// Parses an entry's record into `rec`: `(None, _)` when whole, `(Some(c),
