@@ -77,6 +77,7 @@ pub fn files(data: &[u8], beside: &str) {
     let opts = sqlite_salvage::recover::RecoverOptions {
         no_sync: true,
         history: true,
+        deleted: true,
         ..Default::default()
     };
     let _ = sqlite_salvage::recover::recover(&db, &dir.path().join("out.db"), &opts);

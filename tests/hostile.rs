@@ -26,6 +26,7 @@ fn exercise(db: &Path) -> Option<HashSet<String>> {
     let opts = sqlite_salvage::recover::RecoverOptions {
         no_sync: true,
         history: true,
+        deleted: true,
         ..Default::default()
     };
     let mut recovered = None;

@@ -7,6 +7,7 @@ mod classes;
 mod cli;
 mod common;
 mod corpus;
+mod deleted;
 mod differential;
 mod hostile;
 mod indexes;

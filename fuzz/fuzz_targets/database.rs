@@ -1,7 +1,7 @@
 #![no_main]
 //! A whole database file, or a database and its WAL split from one input
 //! (see `entries::split`): through info and check, dump in every format,
-//! replay, and recover with --history (see `entries::files`).
+//! replay, and recover with --history and --deleted (see `entries::files`).
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../entries.rs"]

@@ -82,6 +82,10 @@ pub struct RecoverArgs {
     /// file's copies of pages the WAL replaced) in <table>__history.
     #[arg(long)]
     pub history: bool,
+    /// Also give back rows that were deleted (free space of the tables'
+    /// leaves, freelist pages, older page versions) in <table>__deleted.
+    #[arg(long)]
+    pub deleted: bool,
     #[command(flatten)]
     pub wal: WalOptions,
 }
@@ -290,6 +294,7 @@ pub fn recover(a: RecoverArgs, json: bool) -> Result<u8, Error> {
         force: a.force,
         no_sync: a.no_sync,
         history: a.history,
+        deleted: a.deleted,
         progress,
     };
     let r = recover::recover(&a.db, &a.output, &opts);

@@ -318,6 +318,13 @@ pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
     for (name, why) in r.tables_not_created.iter().chain(&r.objects_not_created) {
         writeln!(out, "  not created: {name}: {why}")?;
     }
+    for d in &r.deleted {
+        writeln!(
+            out,
+            "  deleted: {} rows of {} found, in table {} (not among the rows above)",
+            d.rows, d.table, d.name
+        )?;
+    }
     if let Some(why) = &r.restarted {
         writeln!(
             out,

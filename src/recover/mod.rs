@@ -19,6 +19,7 @@
 //!   confirm      suspects confirmed by an index entry, or lost
 //!   crosscheck   rows of cross-linked trees back to the table whose index lists them
 //!   history      older row versions, on request
+//!   deleted      deleted rows (free space, freelist, older versions), on request
 //!   tally        counts, flags and lost rows, in one place
 //!   finish       lost_and_found, indexes, views, triggers, quick_check
 //!   report       the Report, and its outcome
@@ -38,10 +39,13 @@ mod carve;
 mod confirm;
 mod context;
 mod crosscheck;
+mod deleted;
 mod finish;
+mod freespace;
 mod history;
 mod index_build;
 mod index_copy;
+mod live;
 mod loader;
 mod lookup;
 mod options;
@@ -59,7 +63,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 pub use options::{ProgressCallback, ProgressFn, RecoverOptions};
-pub use report::{Confidence, Evidence, FlaggedRow, Outcome, Report, TableReport};
+pub use report::{Confidence, DeletedTable, Evidence, FlaggedRow, Outcome, Report, TableReport};
 pub use sink::Source;
 
 use crate::error::{Error, Result};
@@ -228,9 +232,12 @@ fn run(
         return Ok(Attempt::Survey(splices));
     }
     let mut scanned = candidates::Scan::default();
-    if needs_scan(&cx, &found, &walked, &tally, &damage) {
+    let scan = needs_scan(&cx, &found, &walked, &tally, &damage);
+    if scan || opts.deleted {
         let progress = opts.progress.as_ref();
         map.claim_the_rest(snap, cx.schema, &found.pages, &mut damage, progress)?;
+    }
+    if scan {
         scanned = scan::scan_pages(&cx, &plan, &mut map, &mut walked, &mut loader, &mut tally)?;
     }
     // The orphaned leaves joined to their tables' loads, in page order
@@ -248,6 +255,12 @@ fn run(
     };
     confirm::place_suspects(snap, cx.schema, walked.suspects, &mut loader, &mut tally)?;
     crosscheck::cross_check(snap, cx.schema, &mut loader, &mut tally)?;
+    let deleted = if opts.deleted {
+        let not_created = plan.not_created_set();
+        deleted::write_deleted(salvage, cx.schema, &map, &loader.sink, not_created)?
+    } else {
+        Vec::new()
+    };
     let finished = match finish::finish(
         &mut loader,
         cx.schema,
@@ -275,6 +288,7 @@ fn run(
         tally,
         scan: scanned,
         history,
+        deleted,
         tables_not_created: plan.tables_not_created,
         finished,
         flags_table,
@@ -317,6 +331,7 @@ struct Parts<'a> {
     pub tally: Tally,
     pub scan: Scan,
     pub history: Vec<(String, u64)>,
+    pub deleted: Vec<DeletedTable>,
     pub tables_not_created: Vec<(String, String)>,
     pub finished: Finished,
     /// The table listing every stood-in value, when one was written.
@@ -371,6 +386,7 @@ fn report_of(p: Parts<'_>) -> Report {
         tables: tally.tables,
         lost_and_found: tally.lost.len() as u64,
         history: p.history,
+        deleted: p.deleted,
         lost_and_found_table: p.finished.lost_table,
         flags_table: p.flags_table,
         inferred_tables: p.finished.inferred,

@@ -21,6 +21,9 @@ pub struct RecoverOptions {
     /// database file's copies of pages the WAL replaced) in a side table
     /// `<table>__history` per table.
     pub history: bool,
+    /// Also give back rows that were deleted, in a side table
+    /// `<table>__deleted` per table (see the README's "Deleted rows").
+    pub deleted: bool,
     /// Called as recovery proceeds.
     pub progress: Option<ProgressFn>,
 }

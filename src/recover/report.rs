@@ -128,6 +128,20 @@ pub struct TableReport {
     pub damage: Vec<Damage>,
 }
 
+/// Deleted rows found for one table (with `--deleted`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DeletedTable {
+    /// The table.
+    pub table: String,
+    /// The table in the output that holds them: `<table>__deleted`.
+    pub name: String,
+    /// Rows in it.
+    pub rows: u64,
+    /// Rows by where they were found: `unallocated`, `freeblock`,
+    /// `freeblock-rebuilt`, `freelist`, `older-version`.
+    pub by_source: BTreeMap<String, u64>,
+}
+
 /// What a recovery did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
@@ -159,6 +173,10 @@ pub struct Report {
     pub lost_and_found: u64,
     /// With history: older row versions kept, per history table.
     pub history: Vec<(String, u64)>,
+    /// With `--deleted`: the deleted rows found, per table (never counted
+    /// among the rows recovered).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<DeletedTable>,
     /// Name of the lost-and-found table, when created.
     pub lost_and_found_table: Option<String>,
     /// The table in the output that lists every stood-in value (table,

@@ -1,0 +1,541 @@
+//! Stage (with `--deleted`): rows that were deleted, into tables of their
+//! own.
+//!
+//! Takes the input, the page map (which pages are whose) and the output
+//! with every live row in it; gives, per rowid table, a `<table>__deleted`
+//! table with the table's own columns under their own names, then where
+//! each row was found (`salvage_rowid`, `salvage_page`, `salvage_offset`,
+//! `salvage_source`, `salvage_evidence`), and the counts for the report.
+//! Sources: the free space of the table's leaves (the gap below the cell
+//! content, freeblocks: [`super::freespace`]); freelist pages that read as
+//! leaves whose records fit the table alone; older versions of the table's
+//! pages (superseded WAL frames, the database file's copies of pages the
+//! WAL replaced).
+//!
+//! A row is deleted only when no live row has its rowid (a row whose rowid
+//! is live is the live row or an older version of it: an update, not a
+//! delete) and, its rowid lost, when no live row has all its values but at
+//! most one ([`super::live`]: b-tree rebalancing leaves copies of live
+//! cells in free space, and an update that moves a cell leaves the older
+//! version there). A deleted row is
+//! never written into the live table, never counted among the recovered
+//! rows.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rusqlite::types::Value as SqlValue;
+
+use super::carve::{cells_by_pointer, fits, texts_valid};
+use super::freespace::{FreeCell, Place, free_cells, headless_free_cells};
+use super::live::LiveRows;
+use super::pagemap::{Owner, PageMap};
+use super::report::DeletedTable;
+use super::sink::{Sink, to_sql};
+use crate::error::Result;
+use crate::rows::column_value;
+use crate::schema::{Affinity, Schema, Table, quote_ident};
+use crate::snapshot::Salvage;
+use crate::tree::{NoVisitor, assemble};
+use sqlite_salvage_format::cell::Payload;
+use sqlite_salvage_format::page::{BtreePage, PageKind};
+use sqlite_salvage_format::record::{Record, ValueRef};
+
+/// Where a deleted row was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum From {
+    Unallocated,
+    Freeblock,
+    FreeblockRebuilt,
+    Freelist,
+    OlderVersion,
+}
+
+impl From {
+    fn name(self) -> &'static str {
+        match self {
+            From::Unallocated => "unallocated",
+            From::Freeblock => "freeblock",
+            From::FreeblockRebuilt => "freeblock-rebuilt",
+            From::Freelist => "freelist",
+            From::OlderVersion => "older-version",
+        }
+    }
+
+    fn evidence(self) -> &'static str {
+        match self {
+            From::Unallocated => "a whole cell in a leaf's unallocated space; its rowid not live",
+            From::Freeblock => "a whole cell in a leaf's freeblock; its rowid not live",
+            From::FreeblockRebuilt => {
+                "a freeblock's head, its record rebuilt (payload size and rowid lost); \
+                 no live row has its values (all, or all but one)"
+            }
+            From::Freelist => {
+                "a cell of a freed leaf whose records fit this table alone; its rowid not live"
+            }
+            From::OlderVersion => {
+                "a cell of an older version of the table's page; its rowid not live"
+            }
+        }
+    }
+}
+
+/// A table's `__deleted` table: its name, insert statement, and the
+/// table's columns the statement takes.
+struct Made {
+    name: String,
+    sql: String,
+    cols: Vec<usize>,
+}
+
+/// What the stage keeps while it runs.
+struct Writer<'a> {
+    salvage: &'a Salvage,
+    schema: &'a Schema,
+    map: &'a PageMap,
+    sink: &'a Sink,
+    made: BTreeMap<usize, Made>,
+    /// Per table: its live rows' values, hashed (made when first asked,
+    /// for rows whose rowid is lost).
+    live: HashMap<usize, LiveRows>,
+    counts: BTreeMap<(usize, From), u64>,
+    rec: Record,
+}
+
+/// Writes the deleted rows found (see the module doc); gives a report per
+/// table with any.
+pub(super) fn write_deleted(
+    salvage: &Salvage,
+    schema: &Schema,
+    map: &PageMap,
+    sink: &Sink,
+    not_created: &HashSet<String>,
+) -> Result<Vec<DeletedTable>> {
+    let mut w = Writer {
+        salvage,
+        schema,
+        map,
+        sink,
+        made: BTreeMap::new(),
+        live: HashMap::new(),
+        counts: BTreeMap::new(),
+        rec: Record::new(),
+    };
+    let usable = |t: &Table| !t.without_rowid && t.parsed && !not_created.contains(&t.name);
+    let snap = &salvage.snapshot;
+    let mut buf = vec![0u8; snap.page_size() as usize];
+    for pgno in 2..=snap.page_count() {
+        let owner = map.get(pgno);
+        let table = match owner {
+            Some(Owner::Table(t) | Owner::TableDamaged(t)) => Some(t),
+            Some(Owner::Free) => None,
+            _ => continue,
+        };
+        if snap.read_page(pgno, &mut buf).is_err() {
+            continue;
+        }
+        match table {
+            Some(ti) if schema.tables.get(ti).is_some_and(usable) => {
+                w.page_free_space(ti, pgno, &buf, From::Unallocated)?;
+            }
+            Some(_) => {}
+            None => w.freelist_page(pgno, &buf, &usable)?,
+        }
+    }
+    for pgno in salvage.pages_with_older_versions() {
+        let Some(ti) = map
+            .table_of(pgno)
+            .filter(|&t| schema.tables.get(t).is_some_and(usable))
+        else {
+            continue;
+        };
+        w.older_versions(ti, pgno, &mut buf)?;
+    }
+    w.finish()
+}
+
+impl Writer<'_> {
+    /// The cells in the free space of table `ti`'s page `pgno`.
+    fn page_free_space(&mut self, ti: usize, pgno: u32, raw: &[u8], gap: From) -> Result<()> {
+        let usable = self.salvage.snapshot.usable_size();
+        let Ok(page) = BtreePage::parse(raw, pgno, usable) else {
+            return Ok(());
+        };
+        // An interior page's free space holds leaf cells too: a root leaf
+        // that split kept its bytes.
+        if !matches!(page.kind, PageKind::TableLeaf | PageKind::TableInterior) {
+            return Ok(());
+        }
+        let t = &self.schema.tables[ti];
+        let enc = self.salvage.snapshot.header().encoding;
+        for c in free_cells(raw, &page, usable, t, enc) {
+            let from = match (c.place, gap) {
+                (_, From::OlderVersion) => From::OlderVersion,
+                (Place::Gap, _) => From::Unallocated,
+                (Place::Freeblock, _) => From::Freeblock,
+                (Place::Rebuilt, _) => From::FreeblockRebuilt,
+            };
+            self.offer(ti, pgno, &c, from)?;
+        }
+        Ok(())
+    }
+
+    /// A freelist page that reads as a table leaf: its cells and the cells
+    /// in its free space are a table's when their records fit that table
+    /// alone (as wide as its stored columns).
+    fn freelist_page(
+        &mut self,
+        pgno: u32,
+        raw: &[u8],
+        usable_table: &dyn Fn(&Table) -> bool,
+    ) -> Result<()> {
+        let usable = self.salvage.snapshot.usable_size();
+        let enc = self.salvage.snapshot.header().encoding;
+        let page = BtreePage::parse(raw, pgno, usable)
+            .ok()
+            .filter(|p| p.kind == PageKind::TableLeaf);
+        let Some(page) = page else {
+            return self.trunk_page(pgno, raw, usable_table);
+        };
+        let cells: Vec<FreeCell> = cells_by_pointer(&page)
+            .0
+            .into_iter()
+            .map(|c| FreeCell {
+                offset: c.offset,
+                rowid: c.rowid,
+                payload: c.local,
+                overflow: c.overflow,
+                total: c.total,
+                place: Place::Gap,
+            })
+            .collect();
+        let mut rec = Record::new();
+        let mut fitting: Vec<(usize, Vec<FreeCell>)> = Vec::new();
+        for (ti, t) in self.schema.tables.iter().enumerate() {
+            if !usable_table(t) || t.name.to_ascii_lowercase().starts_with("sqlite_") {
+                continue;
+            }
+            let width = t.stored_columns();
+            let fit = |rec: &mut Record, c: &FreeCell| {
+                let ok = if c.overflow == 0 {
+                    rec.parse(&c.payload).is_ok()
+                } else {
+                    rec.parse_partial(&c.payload).is_ok()
+                };
+                ok && rec.len() == width && fits(t, rec, &c.payload)
+            };
+            if !cells.iter().all(|c| fit(&mut rec, c)) {
+                continue;
+            }
+            let free: Vec<FreeCell> = free_cells(raw, &page, usable, t, enc)
+                .into_iter()
+                .filter(|c| fit(&mut rec, c))
+                .collect();
+            if !cells.is_empty() || !free.is_empty() {
+                fitting.push((ti, free));
+            }
+        }
+        let [(ti, _)] = fitting[..] else {
+            return Ok(());
+        };
+        let Some((_, free)) = fitting.pop() else {
+            return Ok(());
+        };
+        for c in cells.iter().chain(&free) {
+            self.offer(ti, pgno, c, From::Freelist)?;
+        }
+        Ok(())
+    }
+
+    /// A freelist page that does not read as a leaf (a trunk page, its
+    /// first bytes rewritten with the list): the freeblocks still in its
+    /// content, a table's when their cells fit that table alone.
+    fn trunk_page(
+        &mut self,
+        pgno: u32,
+        raw: &[u8],
+        usable_table: &dyn Fn(&Table) -> bool,
+    ) -> Result<()> {
+        let snap = &self.salvage.snapshot;
+        let (usable, enc) = (snap.usable_size(), snap.header().encoding);
+        // Past the trunk's list of leaf pages.
+        let listed = raw
+            .get(4..8)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        let first = 8usize.saturating_add(listed.saturating_mul(4));
+        let mut fitting: Vec<(usize, Vec<FreeCell>)> = Vec::new();
+        for (ti, t) in self.schema.tables.iter().enumerate() {
+            if !usable_table(t) || t.name.to_ascii_lowercase().starts_with("sqlite_") {
+                continue;
+            }
+            let found = headless_free_cells(raw, first, usable, t, enc);
+            if !found.is_empty() {
+                fitting.push((ti, found));
+            }
+        }
+        if fitting.len() != 1 {
+            return Ok(());
+        }
+        let Some((ti, found)) = fitting.pop() else {
+            return Ok(());
+        };
+        for c in &found {
+            self.offer(ti, pgno, c, From::Freelist)?;
+        }
+        Ok(())
+    }
+
+    /// Older versions of table `ti`'s page `pgno`: their cells and free
+    /// space.
+    fn older_versions(&mut self, ti: usize, pgno: u32, buf: &mut [u8]) -> Result<()> {
+        let salvage = self.salvage;
+        let snap = &salvage.snapshot;
+        let mut versions: Vec<Option<u64>> = Vec::new();
+        if snap.wal_offset(pgno).is_some() {
+            versions.push(None);
+        }
+        versions.extend(salvage.older_versions(pgno).iter().map(|&o| Some(o)));
+        for v in versions {
+            let ok = match v {
+                None => salvage.read_file_page(pgno, buf).is_ok(),
+                Some(off) => salvage.read_version(off, buf).is_ok(),
+            };
+            let Ok(page) = BtreePage::parse(buf, pgno, snap.usable_size()) else {
+                continue;
+            };
+            if !ok || page.kind != PageKind::TableLeaf || !page.is_consistent() {
+                continue;
+            }
+            for c in cells_by_pointer(&page).0 {
+                // Older chains may be reused since: whole local records only.
+                if c.overflow != 0 {
+                    continue;
+                }
+                let cell = FreeCell {
+                    offset: c.offset,
+                    rowid: c.rowid,
+                    payload: c.local,
+                    overflow: 0,
+                    total: c.total,
+                    place: Place::Gap,
+                };
+                self.offer(ti, pgno, &cell, From::OlderVersion)?;
+            }
+            let raw = buf.to_vec();
+            self.page_free_space(ti, pgno, &raw, From::OlderVersion)?;
+        }
+        Ok(())
+    }
+
+    /// Writes cell `c` of page `pgno` as a deleted row of table `ti`, unless
+    /// a live row says it is not deleted.
+    fn offer(&mut self, ti: usize, pgno: u32, c: &FreeCell, from: From) -> Result<()> {
+        let t = &self.schema.tables[ti];
+        let snap = &self.salvage.snapshot;
+        let enc = snap.header().encoding;
+        let mut payload = c.payload.clone();
+        let mut whole = true;
+        if c.overflow != 0 {
+            // A freed cell's chain went to the freelist with it: read it
+            // only through pages no live tree owns.
+            let p = Payload {
+                total: c.total,
+                local: &c.payload,
+                overflow: c.overflow,
+            };
+            let (mut out, mut scratch, mut seen) = (Vec::new(), Vec::new(), HashSet::new());
+            let read = assemble(snap, &p, &mut out, &mut scratch, &mut seen, &mut NoVisitor);
+            let free = seen
+                .iter()
+                .all(|&o| matches!(self.map.get(o), Some(Owner::Free | Owner::Unclaimed)));
+            whole = read.is_ok_and(|zeros| !zeros) && free;
+            if whole {
+                payload = out;
+            }
+        }
+        let parsed = if whole {
+            self.rec.parse(&payload).is_ok() && self.rec.end() == payload.len()
+        } else {
+            self.rec.parse_partial(&payload).is_ok()
+        };
+        if !parsed
+            || !fits(t, &self.rec, &payload)
+            || !texts_valid(&self.rec, &payload, enc)
+            || self.rec.body_is_empty()
+            || blob_in_typed(t, &self.rec, &payload)
+        {
+            return Ok(());
+        }
+        let values: Vec<SqlValue> = (0..t.columns.len())
+            .map(|col| to_sql(column_value(t, &self.rec, &payload, c.rowid, col), enc))
+            .collect();
+        if self.is_live(ti, c.rowid, &values)? {
+            return Ok(());
+        }
+        self.insert(ti, (c.rowid, pgno, c.offset), &values, from, whole)
+    }
+
+    /// Whether a live row says the row is not deleted: one has its rowid;
+    /// or, its rowid lost, one has every value of it.
+    fn is_live(&mut self, ti: usize, rowid: Option<i64>, values: &[SqlValue]) -> Result<bool> {
+        let t = &self.schema.tables[ti];
+        let Some(rid) = t.rowid_name() else {
+            return Ok(true);
+        };
+        if let Some(r) = rowid {
+            let q = format!(
+                "SELECT count(*) FROM {} WHERE {rid} = ?1",
+                quote_ident(&t.name)
+            );
+            let n: i64 = self
+                .sink
+                .conn
+                .prepare_cached(&q)?
+                .query_row([r], |row| row.get(0))?;
+            return Ok(n > 0);
+        }
+        if !self.live.contains_key(&ti) {
+            let rows = LiveRows::read(self.sink, t)?;
+            self.live.insert(ti, rows);
+        }
+        Ok(self
+            .live
+            .get(&ti)
+            .is_some_and(|l| l.has_version_of(t, values)))
+    }
+
+    fn insert(
+        &mut self,
+        ti: usize,
+        (rowid, pgno, offset): (Option<i64>, u32, usize),
+        values: &[SqlValue],
+        from: From,
+        whole: bool,
+    ) -> Result<()> {
+        let t = &self.schema.tables[ti];
+        if !self.made.contains_key(&ti) {
+            let m = make_table(self.sink, self.schema, t)?;
+            self.made.insert(ti, m);
+        }
+        let Some(m) = self.made.get(&ti) else {
+            return Ok(());
+        };
+        let evidence = if whole {
+            from.evidence().to_string()
+        } else {
+            format!(
+                "{}; a value read only in part (its overflow chain reused or broken)",
+                from.evidence()
+            )
+        };
+        let mut params: Vec<SqlValue> = m.cols.iter().map(|&c| values[c].clone()).collect();
+        params.extend([
+            rowid.map_or(SqlValue::Null, SqlValue::Integer),
+            SqlValue::Integer(i64::from(pgno)),
+            SqlValue::Integer(offset as i64),
+            SqlValue::Text(from.name().into()),
+            SqlValue::Text(evidence),
+        ]);
+        self.sink
+            .conn
+            .prepare_cached(&m.sql)?
+            .execute(rusqlite::params_from_iter(params))?;
+        *self.counts.entry((ti, from)).or_default() += 1;
+        Ok(())
+    }
+
+    /// Keeps each deleted row once (the first place it was found; a row
+    /// with its rowid over the same values without), and reports.
+    fn finish(self) -> Result<Vec<DeletedTable>> {
+        let mut out = Vec::new();
+        for (ti, m) in &self.made {
+            let t = &self.schema.tables[*ti];
+            let cols: Vec<String> = m
+                .cols
+                .iter()
+                .map(|&c| quote_ident(&t.columns[c].name))
+                .collect();
+            // A row without its rowid is the same as one with it when every
+            // value but the rowid alias is.
+            let same = m
+                .cols
+                .iter()
+                .filter(|&&c| t.rowid_alias != Some(c))
+                .map(|&c| quote_ident(&t.columns[c].name))
+                .map(|c| format!("d.{c} IS o.{c}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let h = quote_ident(&m.name);
+            self.sink.conn.execute_batch(&format!(
+                "DELETE FROM {h} WHERE rowid NOT IN (SELECT min(rowid) FROM {h} GROUP BY salvage_rowid, {all});
+                 DELETE FROM {h} AS d WHERE d.salvage_rowid IS NULL AND EXISTS
+                   (SELECT 1 FROM {h} AS o WHERE o.salvage_rowid IS NOT NULL AND {same});",
+                all = cols.join(", ")
+            ))?;
+            let mut by_source = BTreeMap::new();
+            let mut st = self.sink.conn.prepare(&format!(
+                "SELECT salvage_source, count(*) FROM {h} GROUP BY 1"
+            ))?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                by_source.insert(r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64);
+            }
+            let rows: u64 = by_source.values().sum();
+            out.push(DeletedTable {
+                table: t.name.clone(),
+                name: m.name.clone(),
+                rows,
+                by_source,
+            });
+        }
+        let _ = &self.counts;
+        Ok(out)
+    }
+}
+
+/// Whether a value of the record is a blob in a column declared with a
+/// type (TEXT, INTEGER, REAL, NUMERIC affinity): legal, but what bytes read
+/// at a wrong place look like, and no evidence of a row.
+fn blob_in_typed(t: &Table, rec: &Record, payload: &[u8]) -> bool {
+    t.columns.iter().any(|c| {
+        c.affinity != Affinity::Blob
+            && c.slot
+                .is_some_and(|s| matches!(rec.value(payload, s), ValueRef::Blob(_)))
+    })
+}
+
+/// Creates `<table>__deleted` (a free name): the table's columns (declared
+/// types, no constraints), then the provenance columns.
+fn make_table(sink: &Sink, schema: &Schema, t: &Table) -> Result<Made> {
+    let mut name = format!("{}__deleted", t.name);
+    let mut k = 0;
+    while schema.table(&name).is_some() {
+        k += 1;
+        name = format!("{}__deleted{k}", t.name);
+    }
+    let cols: Vec<usize> = (0..t.columns.len())
+        .filter(|&c| !t.columns[c].generated)
+        .collect();
+    let decl = |c: usize| {
+        let col = &t.columns[c];
+        format!("{} {}", quote_ident(&col.name), col.decl_type)
+    };
+    let decls: Vec<String> = cols.iter().map(|&c| decl(c)).collect();
+    let names: Vec<String> = cols
+        .iter()
+        .map(|&c| quote_ident(&t.columns[c].name))
+        .collect();
+    sink.conn.execute_batch(&format!(
+        "CREATE TABLE {}({}, salvage_rowid INTEGER, salvage_page INTEGER, salvage_offset INTEGER, \
+         salvage_source TEXT, salvage_evidence TEXT)",
+        quote_ident(&name),
+        decls.join(", ")
+    ))?;
+    let sql = format!(
+        "INSERT INTO {}({}, salvage_rowid, salvage_page, salvage_offset, salvage_source, \
+         salvage_evidence) VALUES({})",
+        quote_ident(&name),
+        names.join(", "),
+        vec!["?"; cols.len() + 5].join(",")
+    );
+    Ok(Made { name, sql, cols })
+}

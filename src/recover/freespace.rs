@@ -1,0 +1,385 @@
+//! Deleted cells in a table leaf's free space.
+//!
+//! Takes a table b-tree page (its bytes) and a table; gives the leaf cells
+//! found in its free space whose records fit the table: in the gap between the
+//! cell pointers and the cell content (a cell freed at the start of the
+//! content area is left whole there) and in its freeblocks. A freed cell
+//! that became a freeblock's head lost its first four bytes to the
+//! freeblock header (next block, size): its payload size and rowid, and
+//! often its record header's length byte and first serial type. Such a
+//! cell is rebuilt where that can be told: the record header is whole past
+//! those bytes; or only its length byte is lost (then the serial types are
+//! counted up to the table's width); or also the first serial type, when
+//! that column is the rowid alias (always NULL in the record). Its rowid
+//! stays unknown. Nothing here decides whether a row is deleted: the caller
+//! checks it against the live rows.
+
+use super::carve::{FoundCell, cell_at, fits, texts_valid};
+use crate::schema::Table;
+use sqlite_salvage_format::header::TextEncoding;
+use sqlite_salvage_format::page::{BtreePage, PageKind};
+use sqlite_salvage_format::record::Record;
+use sqlite_salvage_format::varint::read_varint;
+
+/// Where in the free space a cell was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// The gap between the cell pointers and the cell content: whole.
+    Gap,
+    /// A freeblock, the cell whole (freed after the one before it).
+    Freeblock,
+    /// A freeblock's head, rebuilt: its rowid lost.
+    Rebuilt,
+}
+
+/// A cell found in free space: its offset, rowid when known, and payload
+/// (the local bytes; for a rebuilt cell, the rebuilt record).
+pub(crate) struct FreeCell {
+    pub offset: usize,
+    pub rowid: Option<i64>,
+    pub payload: Vec<u8>,
+    /// The first overflow page, when the cell spills.
+    pub overflow: u32,
+    /// The payload size the cell claims (0 when rebuilt).
+    pub total: u64,
+    pub place: Place,
+}
+
+/// Most freeblocks followed on one page (a loop is damage).
+const MAX_FREEBLOCKS: usize = 4096;
+
+/// The cells of table b-tree page `page` (usable size `usable`; a leaf, or
+/// an interior page that was a leaf) in its free space whose records fit
+/// `t` (see the module doc).
+pub(crate) fn free_cells(
+    raw: &[u8],
+    page: &BtreePage<'_>,
+    usable: u32,
+    t: &Table,
+    enc: TextEncoding,
+) -> Vec<FreeCell> {
+    let mut out = Vec::new();
+    let end = (usable as usize).min(raw.len());
+    let gap = page.cell_pointers_end()..(page.content_start as usize).min(end);
+    let mut rec = Record::new();
+    let mut at = gap.start;
+    // A freeblock next to the content's start joins the gap: the gap
+    // holds whole cells and freed heads alike.
+    while at + 4 <= gap.end {
+        if let Some(c) = whole_cell(raw, at, gap.end, usable, t, enc, &mut rec) {
+            at += c.size.max(1);
+            out.push(free(c, Place::Gap));
+        } else if let Some((c, next)) = rebuilt(raw, (at, gap.end, usable), t, enc, &mut rec) {
+            out.push(c);
+            at = next.max(at + 1);
+        } else {
+            at += 1;
+        }
+    }
+    let Ok(blocks) = page.freeblocks() else {
+        return out;
+    };
+    for (start, size) in blocks.into_iter().take(MAX_FREEBLOCKS) {
+        let stop = start.saturating_add(size).min(end);
+        freeblock_cells(raw, (start, stop), usable, t, enc, &mut out);
+    }
+    out
+}
+
+fn free(c: FoundCell, place: Place) -> FreeCell {
+    FreeCell {
+        offset: c.offset,
+        rowid: c.rowid,
+        payload: c.local,
+        overflow: c.overflow,
+        total: c.total,
+        place,
+    }
+}
+
+/// The cells of one freeblock `[start, stop)`, one after another: each
+/// whole, or rebuilt at its head. Gives where the last one ended.
+fn freeblock_cells(
+    raw: &[u8],
+    (start, stop): (usize, usize),
+    usable: u32,
+    t: &Table,
+    enc: TextEncoding,
+    out: &mut Vec<FreeCell>,
+) -> usize {
+    let mut rec = Record::new();
+    let mut at = start;
+    // Bounded: each step moves on by at least one byte.
+    while at + 4 <= stop {
+        if at > start {
+            if let Some(c) = whole_cell(raw, at, stop, usable, t, enc, &mut rec) {
+                at += c.size.max(1);
+                out.push(free(c, Place::Freeblock));
+                continue;
+            }
+        }
+        match rebuilt(raw, (at, stop, usable), t, enc, &mut rec) {
+            Some((c, next)) => {
+                out.push(c);
+                at = next;
+            }
+            None => break,
+        }
+    }
+    at
+}
+
+/// The cells of a page whose header is gone (a freelist trunk page, its
+/// first bytes rewritten), from byte `first`: in each run of bytes that
+/// reads as a freeblock (a next offset past it or 0, a size of at least
+/// four that stays in the page) and that cells fitting `t` fill to its
+/// end (at most three bytes short).
+pub(crate) fn headless_free_cells(
+    raw: &[u8],
+    first: usize,
+    usable: u32,
+    t: &Table,
+    enc: TextEncoding,
+) -> Vec<FreeCell> {
+    let end = (usable as usize).min(raw.len());
+    let mut out = Vec::new();
+    let mut at = first;
+    while at + 4 <= end {
+        let be16 = |o: usize| {
+            raw.get(o..o + 2)
+                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        };
+        let (Some(next), Some(size)) = (be16(at), be16(at + 2)) else {
+            break;
+        };
+        if let Some(c) = whole_cell(raw, at, end, usable, t, enc, &mut Record::new()) {
+            at += c.size.max(1);
+            out.push(free(c, Place::Freeblock));
+            continue;
+        }
+        let stop = at.saturating_add(size);
+        if size >= 4 && stop <= end && (next == 0 || next >= stop) {
+            let mut cells = Vec::new();
+            let reached = freeblock_cells(raw, (at, stop), usable, t, enc, &mut cells);
+            if !cells.is_empty() && stop - reached.min(stop) <= 3 {
+                out.extend(cells);
+                at = stop;
+                continue;
+            }
+        }
+        at += 1;
+    }
+    out
+}
+
+/// A whole cell at `at`, ending by `stop`, whose record fits `t`.
+fn whole_cell(
+    raw: &[u8],
+    at: usize,
+    stop: usize,
+    usable: u32,
+    t: &Table,
+    enc: TextEncoding,
+    rec: &mut Record,
+) -> Option<FoundCell> {
+    let c = cell_at(raw.get(..stop)?, at, PageKind::TableLeaf, usable).ok()?;
+    let ok = if c.overflow == 0 {
+        rec.parse(&c.local).is_ok() && rec.end() == c.local.len()
+    } else {
+        rec.parse_partial(&c.local).is_ok()
+    };
+    (ok && plausible(rec, &c.local, t, enc)).then_some(c)
+}
+
+/// Whether a record found in free space is a row of `t`: it fits the
+/// table, its values take bytes, it uses no reserved serial type, its text
+/// is valid.
+fn plausible(rec: &Record, payload: &[u8], t: &Table, enc: TextEncoding) -> bool {
+    !rec.is_empty()
+        && !rec.body_is_empty()
+        && !rec.uses_reserved_types()
+        && fits(t, rec, payload)
+        && texts_valid(rec, payload, enc)
+}
+
+/// Rebuilds the cell at a freeblock's head `at` (its first four bytes
+/// lost, and reading as a freeblock header): tries each place its record
+/// header may start (after a payload size and rowid of two to nine bytes).
+/// Of the records that fit `t`, with plain text, the one that ends where
+/// the freeblock does (at most three bytes short: a fragment) wins; else
+/// one that ends where a whole cell starts; else where another freed head
+/// starts. Gives the cell and where the next one starts.
+fn rebuilt(
+    raw: &[u8],
+    (at, stop, usable): (usize, usize, u32),
+    t: &Table,
+    enc: TextEncoding,
+    rec: &mut Record,
+) -> Option<(FreeCell, usize)> {
+    if !freeblock_header(raw, at, usable) {
+        return None;
+    }
+    let width = t.stored_columns();
+    let mut best: Option<(u8, Vec<u8>, usize)> = None;
+    for k in 2..=9usize {
+        let head = at.checked_add(k)?;
+        let Some(payload) = record_from(raw, (at, head, stop), width, alias_first(t)) else {
+            continue;
+        };
+        let fits_t = rec.parse(&payload).is_ok()
+            && rec.end() == payload.len()
+            && plausible(rec, &payload, t, enc)
+            && texts_plain(rec, &payload, enc);
+        // A rebuilt record takes the same bytes in the page as it did.
+        let next = head + payload.len();
+        if !fits_t || next > stop {
+            continue;
+        }
+        let rank = if stop - next <= 3 {
+            0
+        } else if whole_cell(raw, next, stop, usable, t, enc, rec).is_some() {
+            1
+        } else if freeblock_header(raw, next, usable)
+            && head_rebuilds(raw, (next, stop), t, enc, rec)
+        {
+            2
+        } else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|b| rank < b.0) {
+            best = Some((rank, payload, if stop - next <= 3 { stop } else { next }));
+        }
+    }
+    let (_, payload, next) = best?;
+    let c = FreeCell {
+        offset: at,
+        rowid: None,
+        payload,
+        overflow: 0,
+        total: 0,
+        place: Place::Rebuilt,
+    };
+    Some((c, next))
+}
+
+/// Whether the four bytes at `at` read as a freeblock header: the next
+/// block none, or one past this one in the page; a size of at least four
+/// that stays in the page.
+fn freeblock_header(raw: &[u8], at: usize, usable: u32) -> bool {
+    let be16 = |o: usize| {
+        raw.get(o..o + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    let (Some(next), Some(size)) = (be16(at), be16(at + 2)) else {
+        return false;
+    };
+    let in_page = (usable as usize).min(raw.len());
+    size >= 4 && at + size <= in_page && (next == 0 || (next > at && next < in_page))
+}
+
+/// Whether some record rebuilds at freed head `at` (no further look).
+fn head_rebuilds(
+    raw: &[u8],
+    (at, stop): (usize, usize),
+    t: &Table,
+    enc: TextEncoding,
+    rec: &mut Record,
+) -> bool {
+    let width = t.stored_columns();
+    (2..=9usize).any(|k| {
+        record_from(raw, (at, at + k, stop), width, alias_first(t)).is_some_and(|p| {
+            rec.parse(&p).is_ok() && rec.end() == p.len() && plausible(rec, &p, t, enc)
+        })
+    })
+}
+
+/// Whether the record's text holds no control characters but tab, line
+/// feed and carriage return: a record rebuilt at a wrong place reads cell
+/// headers (small bytes) as text.
+fn texts_plain(rec: &Record, payload: &[u8], enc: TextEncoding) -> bool {
+    use sqlite_salvage_format::record::ValueRef;
+    let plain = |u: u32| u >= 0x20 || u == 9 || u == 10 || u == 13;
+    (0..rec.len()).all(|i| match rec.value(payload, i) {
+        ValueRef::Text(b) => match enc {
+            TextEncoding::Utf8 => b.iter().all(|&x| plain(u32::from(x))),
+            TextEncoding::Utf16le => b.chunks(2).all(|c| {
+                plain(
+                    u32::from(c.first().copied().unwrap_or(0))
+                        | (u32::from(c.get(1).copied().unwrap_or(0)) << 8),
+                )
+            }),
+            TextEncoding::Utf16be => b.chunks(2).all(|c| {
+                plain(
+                    (u32::from(c.first().copied().unwrap_or(0)) << 8)
+                        | u32::from(c.get(1).copied().unwrap_or(0)),
+                )
+            }),
+        },
+        _ => true,
+    })
+}
+
+/// A record for a cell at `at` whose record header starts at `head` (the
+/// four bytes from `at` lost), within `[at, stop)`: read as it is when the
+/// header starts past the lost bytes; else with its length byte (and, with
+/// `alias_first`, the first serial type 0) put back, the serial types
+/// counted up to `width`.
+fn record_from(
+    raw: &[u8],
+    (at, head, stop): (usize, usize, usize),
+    width: usize,
+    alias_first: bool,
+) -> Option<Vec<u8>> {
+    let region = raw.get(..stop)?;
+    if head >= at + 4 {
+        let (hdr, _) = read_varint(region.get(head..)?)?;
+        let hdr = usize::try_from(hdr).ok()?;
+        let mut pos = head.checked_add(hdr)?;
+        let mut body = 0usize;
+        let mut p = head + 1;
+        while p < pos {
+            let (serial, n) = read_varint(region.get(p..pos)?)?;
+            p += n;
+            body = body.checked_add(sqlite_salvage_format::record::serial_len(serial) as usize)?;
+        }
+        pos = pos.checked_add(body)?;
+        return region.get(head..pos).map(<[u8]>::to_vec);
+    }
+    // The length byte is at `head` (lost); serial types from head + 1, of
+    // which those before at + 4 are lost too.
+    let lost_serials = (at + 4).saturating_sub(head + 1);
+    let mut serials: Vec<u8> = Vec::new();
+    match lost_serials {
+        0 => {}
+        1 if alias_first => serials.push(0),
+        _ => return None,
+    }
+    let mut p = at + 4;
+    let mut body = 0usize;
+    let mut count = serials.len();
+    while count < width {
+        let (serial, n) = read_varint(region.get(p..)?)?;
+        serials.extend_from_slice(region.get(p..p + n)?);
+        body = body.checked_add(sqlite_salvage_format::record::serial_len(serial) as usize)?;
+        p += n;
+        count += 1;
+    }
+    let hdr = 1 + serials.len();
+    let body_end = p.checked_add(body)?;
+    if hdr > 127 || body_end > region.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(hdr + body);
+    out.push(hdr as u8);
+    out.extend_from_slice(&serials[..lost_serials]);
+    out.extend_from_slice(region.get(at + 4..p)?);
+    out.extend_from_slice(region.get(p..body_end)?);
+    Some(out)
+}
+
+/// Whether the table's first stored column is its rowid alias (NULL in
+/// every record).
+fn alias_first(t: &Table) -> bool {
+    t.rowid_alias
+        .is_some_and(|a| t.columns.get(a).and_then(|c| c.slot) == Some(0))
+}
