@@ -4,8 +4,8 @@
 //! the deleted rows whose bytes survive (their record's body, as stored, is
 //! still somewhere in the input's files, in one piece), and precision (rows in the
 //! `__deleted` table that really were deleted, with their values, and
-//! their rowid when given). `cargo test deleted -- --nocapture` prints the
-//! table.
+//! their rowid when given); and with auto-vacuum FULL and INCREMENTAL.
+//! `cargo test deleted -- --nocapture` prints the table.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -73,12 +73,18 @@ fn encode(s: &str, enc: &str) -> Vec<u8> {
 }
 
 /// Runs one case; gives the truth (deleted rows) and what came back.
-fn run_case(dir: &Path, (ps, enc): (u32, &str), wal: bool, case: Case) -> Measured {
+fn run_case(
+    dir: &Path,
+    (ps, enc): (u32, &str),
+    (wal, vacuum): (bool, &str),
+    case: Case,
+) -> Measured {
     let db = dir.join("memory.db");
     let c = Connection::open(&db).unwrap();
     let mode = if wal { "WAL" } else { "DELETE" };
     c.execute_batch(&format!(
-        "PRAGMA page_size={ps}; PRAGMA encoding='{enc}'; PRAGMA journal_mode={mode};
+        "PRAGMA page_size={ps}; PRAGMA encoding='{enc}'; PRAGMA auto_vacuum={vacuum};
+         PRAGMA journal_mode={mode};
          PRAGMA secure_delete=OFF; PRAGMA wal_autocheckpoint=0;
          CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT, n INTEGER);"
     ))
@@ -241,8 +247,13 @@ fn run_case(dir: &Path, (ps, enc): (u32, &str), wal: bool, case: Case) -> Measur
     }
     Measured {
         case: format!(
-            "{ps} {enc} {} {case:?}",
-            if wal { "wal" } else { "rollback" }
+            "{ps} {enc} {}{} {case:?}",
+            if wal { "wal" } else { "rollback" },
+            if vacuum == "NONE" {
+                String::new()
+            } else {
+                format!(" {vacuum}")
+            }
         ),
         deleted: truth.len(),
         surviving: surviving.len(),
@@ -266,7 +277,12 @@ fn deleted_rows_come_back_in_tables_of_their_own() {
                 Case::NoDeletes,
             ] {
                 let tmp = tempfile::tempdir().unwrap();
-                all.push(run_case(tmp.path(), layout, wal, case));
+                all.push(run_case(tmp.path(), layout, (wal, "NONE"), case));
+            }
+            // Auto-vacuum: freed pages are moved off the end at commit.
+            for vacuum in ["FULL", "INCREMENTAL"] {
+                let tmp = tempfile::tempdir().unwrap();
+                all.push(run_case(tmp.path(), layout, (wal, vacuum), Case::Deletes));
             }
         }
     }

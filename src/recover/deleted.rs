@@ -142,13 +142,18 @@ pub(super) fn write_deleted(
         }
     }
     for pgno in salvage.pages_with_older_versions() {
-        let Some(ti) = map
+        let ti = map
             .table_of(pgno)
-            .filter(|&t| schema.tables.get(t).is_some_and(usable))
-        else {
-            continue;
-        };
-        w.older_versions(ti, pgno, &mut buf)?;
+            .filter(|&t| schema.tables.get(t).is_some_and(usable));
+        w.older_versions(ti, pgno, &mut buf, &usable)?;
+    }
+    // The file's pages past the newest commit's end (a WAL that shrank the
+    // database: a VACUUM, an auto-vacuum).
+    for pgno in snap.page_count().saturating_add(1)..=salvage.file_page_count() {
+        if salvage.read_file_page(pgno, &mut buf).is_ok() {
+            let raw = buf.clone();
+            w.unowned_leaf(pgno, &raw, &usable, From::OlderVersion)?;
+        }
     }
     w.finish()
 }
@@ -188,13 +193,30 @@ impl Writer<'_> {
         raw: &[u8],
         usable_table: &dyn Fn(&Table) -> bool,
     ) -> Result<()> {
+        self.unowned_leaf(pgno, raw, usable_table, From::Freelist)
+    }
+
+    /// A page no table owns now (freed, or an older version of a page now
+    /// another's): its cells and free space, a table's when their records
+    /// fit that table alone. A freelist page that does not read as a leaf
+    /// is read as a trunk page.
+    fn unowned_leaf(
+        &mut self,
+        pgno: u32,
+        raw: &[u8],
+        usable_table: &dyn Fn(&Table) -> bool,
+        from: From,
+    ) -> Result<()> {
         let usable = self.salvage.snapshot.usable_size();
         let enc = self.salvage.snapshot.header().encoding;
         let page = BtreePage::parse(raw, pgno, usable)
             .ok()
             .filter(|p| p.kind == PageKind::TableLeaf);
         let Some(page) = page else {
-            return self.trunk_page(pgno, raw, usable_table);
+            if from == From::Freelist {
+                return self.trunk_page(pgno, raw, usable_table);
+            }
+            return Ok(());
         };
         let cells: Vec<FreeCell> = cells_by_pointer(&page)
             .0
@@ -241,7 +263,7 @@ impl Writer<'_> {
             return Ok(());
         };
         for c in cells.iter().chain(&free) {
-            self.offer(ti, pgno, c, From::Freelist)?;
+            self.offer(ti, pgno, c, from)?;
         }
         Ok(())
     }
@@ -284,9 +306,16 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Older versions of table `ti`'s page `pgno`: their cells and free
-    /// space.
-    fn older_versions(&mut self, ti: usize, pgno: u32, buf: &mut [u8]) -> Result<()> {
+    /// Older versions of page `pgno`, table `ti`'s now: their cells and
+    /// free space. A page no table owns now (after a VACUUM, say) is read
+    /// as an unowned leaf.
+    fn older_versions(
+        &mut self,
+        ti: Option<usize>,
+        pgno: u32,
+        buf: &mut [u8],
+        usable_table: &dyn Fn(&Table) -> bool,
+    ) -> Result<()> {
         let salvage = self.salvage;
         let snap = &salvage.snapshot;
         let mut versions: Vec<Option<u64>> = Vec::new();
@@ -305,16 +334,19 @@ impl Writer<'_> {
             if !ok || page.kind != PageKind::TableLeaf || !page.is_consistent() {
                 continue;
             }
+            let Some(ti) = ti else {
+                let raw = buf.to_vec();
+                self.unowned_leaf(pgno, &raw, usable_table, From::OlderVersion)?;
+                continue;
+            };
             for c in cells_by_pointer(&page).0 {
-                // Older chains may be reused since: whole local records only.
-                if c.overflow != 0 {
-                    continue;
-                }
+                // An older chain is read only through pages no live tree
+                // owns ([`Writer::offer`]).
                 let cell = FreeCell {
                     offset: c.offset,
                     rowid: c.rowid,
                     payload: c.local,
-                    overflow: 0,
+                    overflow: c.overflow,
                     total: c.total,
                     place: Place::Gap,
                 };

@@ -306,6 +306,13 @@ impl Salvage {
         v
     }
 
+    /// Pages the database file holds (past the snapshot's page count when
+    /// the WAL shrank the database: their copies in the file are older
+    /// versions of nothing now).
+    pub fn file_page_count(&self) -> u32 {
+        self.file_pages
+    }
+
     /// Reads the database file's own copy of page `pgno`.
     pub fn read_file_page(&self, pgno: u32, buf: &mut [u8]) -> Result<()> {
         let ps = u64::from(self.snapshot.src.page_size);
