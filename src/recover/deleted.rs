@@ -10,7 +10,9 @@
 //! content, freeblocks: [`super::freespace`]); freelist pages that read as
 //! leaves whose records fit the table alone; older versions of the table's
 //! pages (superseded WAL frames, the database file's copies of pages the
-//! WAL replaced).
+//! WAL replaced). A dropped table whose `sqlite_schema` row survives in the
+//! schema pages' free space ([`super::dropped`]) is looked for too: its
+//! rows, on freed pages, are all deleted ones.
 //!
 //! A row is deleted only when no live row has its rowid (a row whose rowid
 //! is live is the live row or an older version of it: an update, not a
@@ -26,6 +28,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rusqlite::types::Value as SqlValue;
 
 use super::carve::{cells_by_pointer, fits, texts_valid};
+use super::dropped::{dropped_leaves, dropped_tables};
 use super::freespace::{FreeCell, Place, free_cells, headless_free_cells};
 use super::live::LiveRows;
 use super::pagemap::{Owner, PageMap};
@@ -48,6 +51,7 @@ enum From {
     FreeblockRebuilt,
     Freelist,
     OlderVersion,
+    Dropped,
 }
 
 impl From {
@@ -58,6 +62,7 @@ impl From {
             From::FreeblockRebuilt => "freeblock-rebuilt",
             From::Freelist => "freelist",
             From::OlderVersion => "older-version",
+            From::Dropped => "dropped-table",
         }
     }
 
@@ -74,6 +79,10 @@ impl From {
             }
             From::OlderVersion => {
                 "a cell of an older version of the table's page; its rowid not live"
+            }
+            From::Dropped => {
+                "a cell of a freed page of a dropped table, its tree walked from its old root \
+                 (its schema row found in the schema's free space)"
             }
         }
     }
@@ -99,6 +108,9 @@ struct Writer<'a> {
     live: HashMap<usize, LiveRows>,
     counts: BTreeMap<(usize, From), u64>,
     rec: Record,
+    /// The schema's tables, then the dropped ones ([`super::dropped`]),
+    /// which have no live rows.
+    tables: Vec<Table>,
 }
 
 /// Writes the deleted rows found (see the module doc); gives a report per
@@ -110,6 +122,8 @@ pub(super) fn write_deleted(
     sink: &Sink,
     not_created: &HashSet<String>,
 ) -> Result<Vec<DeletedTable>> {
+    let mut tables = schema.tables.clone();
+    tables.extend(dropped_tables(salvage, schema, map)?);
     let mut w = Writer {
         salvage,
         schema,
@@ -119,11 +133,26 @@ pub(super) fn write_deleted(
         live: HashMap::new(),
         counts: BTreeMap::new(),
         rec: Record::new(),
+        tables,
     };
     let usable = |t: &Table| !t.without_rowid && t.parsed && !not_created.contains(&t.name);
     let snap = &salvage.snapshot;
     let mut buf = vec![0u8; snap.page_size() as usize];
+    // A dropped table's freed pages, by a walk from its old root: its own.
+    let mut taken: HashSet<u32> = HashSet::new();
+    for ti in schema.tables.len()..w.tables.len() {
+        let root = w.tables[ti].root;
+        for pgno in dropped_leaves(salvage, map, root) {
+            if taken.insert(pgno) && snap.read_page(pgno, &mut buf).is_ok() {
+                let raw = buf.clone();
+                w.leaf_of(ti, pgno, &raw, From::Dropped)?;
+            }
+        }
+    }
     for pgno in 2..=snap.page_count() {
+        if taken.contains(&pgno) {
+            continue;
+        }
         let owner = map.get(pgno);
         let table = match owner {
             Some(Owner::Table(t) | Owner::TableDamaged(t)) => Some(t),
@@ -170,7 +199,7 @@ impl Writer<'_> {
         if !matches!(page.kind, PageKind::TableLeaf | PageKind::TableInterior) {
             return Ok(());
         }
-        let t = &self.schema.tables[ti];
+        let t = &self.tables[ti];
         let enc = self.salvage.snapshot.header().encoding;
         for c in free_cells(raw, &page, usable, t, enc) {
             let from = match (c.place, gap) {
@@ -232,7 +261,7 @@ impl Writer<'_> {
             .collect();
         let mut rec = Record::new();
         let mut fitting: Vec<(usize, Vec<FreeCell>)> = Vec::new();
-        for (ti, t) in self.schema.tables.iter().enumerate() {
+        for (ti, t) in self.tables.iter().enumerate() {
             if !usable_table(t) || t.name.to_ascii_lowercase().starts_with("sqlite_") {
                 continue;
             }
@@ -268,6 +297,31 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// A freed leaf known to be table `ti`'s: its cells and free space.
+    fn leaf_of(&mut self, ti: usize, pgno: u32, raw: &[u8], from: From) -> Result<()> {
+        let usable = self.salvage.snapshot.usable_size();
+        let Ok(page) = BtreePage::parse(raw, pgno, usable) else {
+            return Ok(());
+        };
+        for c in cells_by_pointer(&page).0 {
+            let cell = FreeCell {
+                offset: c.offset,
+                rowid: c.rowid,
+                payload: c.local,
+                overflow: c.overflow,
+                total: c.total,
+                place: Place::Gap,
+            };
+            self.offer(ti, pgno, &cell, from)?;
+        }
+        let t = &self.tables[ti];
+        let enc = self.salvage.snapshot.header().encoding;
+        for c in free_cells(raw, &page, usable, t, enc) {
+            self.offer(ti, pgno, &c, from)?;
+        }
+        Ok(())
+    }
+
     /// A freelist page that does not read as a leaf (a trunk page, its
     /// first bytes rewritten with the list): the freeblocks still in its
     /// content, a table's when their cells fit that table alone.
@@ -285,7 +339,7 @@ impl Writer<'_> {
             .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
         let first = 8usize.saturating_add(listed.saturating_mul(4));
         let mut fitting: Vec<(usize, Vec<FreeCell>)> = Vec::new();
-        for (ti, t) in self.schema.tables.iter().enumerate() {
+        for (ti, t) in self.tables.iter().enumerate() {
             if !usable_table(t) || t.name.to_ascii_lowercase().starts_with("sqlite_") {
                 continue;
             }
@@ -361,7 +415,7 @@ impl Writer<'_> {
     /// Writes cell `c` of page `pgno` as a deleted row of table `ti`, unless
     /// a live row says it is not deleted.
     fn offer(&mut self, ti: usize, pgno: u32, c: &FreeCell, from: From) -> Result<()> {
-        let t = &self.schema.tables[ti];
+        let t = &self.tables[ti];
         let snap = &self.salvage.snapshot;
         let enc = snap.header().encoding;
         let mut payload = c.payload.clone();
@@ -409,7 +463,11 @@ impl Writer<'_> {
     /// Whether a live row says the row is not deleted: one has its rowid;
     /// or, its rowid lost, one has every value of it.
     fn is_live(&mut self, ti: usize, rowid: Option<i64>, values: &[SqlValue]) -> Result<bool> {
-        let t = &self.schema.tables[ti];
+        if ti >= self.schema.tables.len() {
+            // A dropped table: no row of it is live.
+            return Ok(false);
+        }
+        let t = &self.tables[ti];
         let Some(rid) = t.rowid_name() else {
             return Ok(true);
         };
@@ -443,7 +501,7 @@ impl Writer<'_> {
         from: From,
         whole: bool,
     ) -> Result<()> {
-        let t = &self.schema.tables[ti];
+        let t = &self.tables[ti];
         if !self.made.contains_key(&ti) {
             let m = make_table(self.sink, self.schema, t)?;
             self.made.insert(ti, m);
@@ -480,7 +538,7 @@ impl Writer<'_> {
     fn finish(self) -> Result<Vec<DeletedTable>> {
         let mut out = Vec::new();
         for (ti, m) in &self.made {
-            let t = &self.schema.tables[*ti];
+            let t = &self.tables[*ti];
             let cols: Vec<String> = m
                 .cols
                 .iter()

@@ -15,10 +15,10 @@
 //! checks it against the live rows.
 
 use super::carve::{FoundCell, cell_at, fits, texts_valid};
-use crate::schema::Table;
+use crate::schema::{Affinity, Table};
 use sqlite_salvage_format::header::TextEncoding;
 use sqlite_salvage_format::page::{BtreePage, PageKind};
-use sqlite_salvage_format::record::Record;
+use sqlite_salvage_format::record::{Record, serial_len};
 use sqlite_salvage_format::varint::read_varint;
 
 /// Where in the free space a cell was found.
@@ -219,11 +219,10 @@ fn rebuilt(
     if !freeblock_header(raw, at, usable) {
         return None;
     }
-    let width = t.stored_columns();
     let mut best: Option<(u8, Vec<u8>, usize)> = None;
     for k in 2..=9usize {
         let head = at.checked_add(k)?;
-        let Some(payload) = record_from(raw, (at, head, stop), width, alias_first(t)) else {
+        let Some(payload) = record_from(raw, (at, head, stop), t) else {
             continue;
         };
         let fits_t = rec.parse(&payload).is_ok()
@@ -285,9 +284,8 @@ fn head_rebuilds(
     enc: TextEncoding,
     rec: &mut Record,
 ) -> bool {
-    let width = t.stored_columns();
     (2..=9usize).any(|k| {
-        record_from(raw, (at, at + k, stop), width, alias_first(t)).is_some_and(|p| {
+        record_from(raw, (at, at + k, stop), t).is_some_and(|p| {
             rec.parse(&p).is_ok() && rec.end() == p.len() && plausible(rec, &p, t, enc)
         })
     })
@@ -320,16 +318,14 @@ fn texts_plain(rec: &Record, payload: &[u8], enc: TextEncoding) -> bool {
 }
 
 /// A record for a cell at `at` whose record header starts at `head` (the
-/// four bytes from `at` lost), within `[at, stop)`: read as it is when the
-/// header starts past the lost bytes; else with its length byte (and, with
-/// `alias_first`, the first serial type 0) put back, the serial types
-/// counted up to `width`.
-fn record_from(
-    raw: &[u8],
-    (at, head, stop): (usize, usize, usize),
-    width: usize,
-    alias_first: bool,
-) -> Option<Vec<u8>> {
+/// four bytes from `at` lost, a freeblock header), within `[at, stop)`:
+/// read as it is when the header starts past the lost bytes; else with
+/// its length byte put back, the serial types counted up to `t`'s width,
+/// and a lost first serial type put back too: 0 for the rowid alias, else
+/// the one whose value takes the bytes left of the cell, as long as the
+/// freeblock header says (a freeblock of this one cell) and of the kind
+/// the column's affinity stores.
+fn record_from(raw: &[u8], (at, head, stop): (usize, usize, usize), t: &Table) -> Option<Vec<u8>> {
     let region = raw.get(..stop)?;
     if head >= at + 4 {
         let (hdr, _) = read_varint(region.get(head..)?)?;
@@ -340,7 +336,7 @@ fn record_from(
         while p < pos {
             let (serial, n) = read_varint(region.get(p..pos)?)?;
             p += n;
-            body = body.checked_add(sqlite_salvage_format::record::serial_len(serial) as usize)?;
+            body = body.checked_add(serial_len(serial) as usize)?;
         }
         pos = pos.checked_add(body)?;
         return region.get(head..pos).map(<[u8]>::to_vec);
@@ -348,33 +344,76 @@ fn record_from(
     // The length byte is at `head` (lost); serial types from head + 1, of
     // which those before at + 4 are lost too.
     let lost_serials = (at + 4).saturating_sub(head + 1);
-    let mut serials: Vec<u8> = Vec::new();
-    match lost_serials {
-        0 => {}
-        1 if alias_first => serials.push(0),
-        _ => return None,
+    if lost_serials > 1 {
+        return None;
     }
     let mut p = at + 4;
     let mut body = 0usize;
-    let mut count = serials.len();
-    while count < width {
+    let mut count = lost_serials;
+    while count < t.stored_columns() {
         let (serial, n) = read_varint(region.get(p..)?)?;
-        serials.extend_from_slice(region.get(p..p + n)?);
-        body = body.checked_add(sqlite_salvage_format::record::serial_len(serial) as usize)?;
+        body = body.checked_add(serial_len(serial) as usize)?;
         p += n;
         count += 1;
     }
-    let hdr = 1 + serials.len();
-    let body_end = p.checked_add(body)?;
+    let mut first: Vec<u8> = Vec::new();
+    let mut first_len = 0usize;
+    if lost_serials == 1 {
+        let size = raw
+            .get(at + 2..at + 4)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))?;
+        (first, first_len) =
+            lost_first_serial(t, size.checked_sub(head - at)?, p - (at + 4), body)?;
+    }
+    let hdr = 1 + first.len() + (p - (at + 4));
+    let body_end = p.checked_add(first_len)?.checked_add(body)?;
     if hdr > 127 || body_end > region.len() {
         return None;
     }
-    let mut out = Vec::with_capacity(hdr + body);
+    let mut out = Vec::with_capacity(hdr + first_len + body);
     out.push(hdr as u8);
-    out.extend_from_slice(&serials[..lost_serials]);
+    out.extend_from_slice(&first);
     out.extend_from_slice(region.get(at + 4..p)?);
     out.extend_from_slice(region.get(p..body_end)?);
     Some(out)
+}
+
+/// The first serial type of a record whose payload is `payload` bytes,
+/// `serials` bytes of its other serial types and `rest` bytes of its other
+/// values known: 0 for the rowid alias; else the type of the first column's
+/// kind whose value takes the bytes left. Gives its varint and its value's
+/// length.
+fn lost_first_serial(
+    t: &Table,
+    payload: usize,
+    serials: usize,
+    rest: usize,
+) -> Option<(Vec<u8>, usize)> {
+    if alias_first(t) {
+        return Some((vec![0], 0));
+    }
+    let col = t.columns.iter().find(|c| c.slot == Some(0))?;
+    // Its varint takes one byte, or two for a long text or blob.
+    for width in 1..=2usize {
+        let len = payload.checked_sub(1 + width + serials + rest)?;
+        let serial: u64 = match col.affinity {
+            Affinity::Text => 2 * len as u64 + 13,
+            Affinity::Blob => 2 * len as u64 + 12,
+            Affinity::Real if len == 8 => 7,
+            _ => match len {
+                1..=4 => len as u64,
+                6 => 5,
+                8 => 6,
+                _ => return None,
+            },
+        };
+        let mut v = [0u8; 9];
+        let n = sqlite_salvage_format::varint::write_varint(serial, &mut v);
+        if n == width {
+            return Some((v.get(..n)?.to_vec(), len));
+        }
+    }
+    None
 }
 
 /// Whether the table's first stored column is its rowid alias (NULL in

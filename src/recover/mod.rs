@@ -40,6 +40,7 @@ mod confirm;
 mod context;
 mod crosscheck;
 mod deleted;
+mod dropped;
 mod finish;
 mod freespace;
 mod history;
