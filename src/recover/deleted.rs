@@ -29,7 +29,7 @@ use rusqlite::types::Value as SqlValue;
 
 use super::carve::{cells_by_pointer, fits, texts_valid};
 use super::dropped::{dropped_leaves, dropped_tables};
-use super::freespace::{FreeCell, Place, free_cells, headless_free_cells};
+use super::freespace::{FreeCell, Place, free_cells, headless_free_cells, texts_plain};
 use super::live::LiveRows;
 use super::pagemap::{Owner, PageMap};
 use super::report::DeletedTable;
@@ -348,12 +348,16 @@ impl Writer<'_> {
                 fitting.push((ti, found));
             }
         }
-        if fitting.len() != 1 {
-            return Ok(());
-        }
-        let Some((ti, found)) = fitting.pop() else {
+        // The table whose records fill the page: a stray few bytes that read
+        // as another's record do not take it away (at ten to one).
+        fitting.sort_by_key(|(_, f)| std::cmp::Reverse(f.len()));
+        let runner_up = fitting.get(1).map_or(0, |(_, f)| f.len());
+        let Some((ti, found)) = fitting.into_iter().next() else {
             return Ok(());
         };
+        if runner_up.saturating_mul(10) >= found.len() {
+            return Ok(());
+        }
         for c in &found {
             self.offer(ti, pgno, c, From::Freelist)?;
         }
@@ -448,6 +452,7 @@ impl Writer<'_> {
             || !texts_valid(&self.rec, &payload, enc)
             || self.rec.body_is_empty()
             || blob_in_typed(t, &self.rec, &payload)
+            || !texts_plain(&self.rec, &payload, enc)
         {
             return Ok(());
         }

@@ -294,7 +294,7 @@ fn head_rebuilds(
 /// Whether the record's text holds no control characters but tab, line
 /// feed and carriage return: a record rebuilt at a wrong place reads cell
 /// headers (small bytes) as text.
-fn texts_plain(rec: &Record, payload: &[u8], enc: TextEncoding) -> bool {
+pub(crate) fn texts_plain(rec: &Record, payload: &[u8], enc: TextEncoding) -> bool {
     use sqlite_salvage_format::record::ValueRef;
     let plain = |u: u32| u >= 0x20 || u == 9 || u == 10 || u == 13;
     (0..rec.len()).all(|i| match rec.value(payload, i) {
@@ -370,7 +370,7 @@ fn record_from(raw: &[u8], (at, head, stop): (usize, usize, usize), t: &Table) -
     if hdr > 127 || body_end > region.len() {
         return None;
     }
-    let mut out = Vec::with_capacity(hdr + first_len + body);
+    let mut out = Vec::with_capacity(body_end.saturating_sub(p).saturating_add(hdr));
     out.push(hdr as u8);
     out.extend_from_slice(&first);
     out.extend_from_slice(region.get(at + 4..p)?);
@@ -395,7 +395,8 @@ fn lost_first_serial(
     let col = t.columns.iter().find(|c| c.slot == Some(0))?;
     // Its varint takes one byte, or two for a long text or blob.
     for width in 1..=2usize {
-        let len = payload.checked_sub(1 + width + serials + rest)?;
+        let known = serials.checked_add(rest)?.checked_add(1 + width)?;
+        let len = payload.checked_sub(known)?;
         let serial: u64 = match col.affinity {
             Affinity::Text => 2 * len as u64 + 13,
             Affinity::Blob => 2 * len as u64 + 12,
