@@ -45,7 +45,7 @@ use sqlite_salvage_format::record::{Record, ValueRef};
 
 /// Where a deleted row was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum From {
+enum Origin {
     Unallocated,
     Freeblock,
     FreeblockRebuilt,
@@ -54,33 +54,33 @@ enum From {
     Dropped,
 }
 
-impl From {
+impl Origin {
     fn name(self) -> &'static str {
         match self {
-            From::Unallocated => "unallocated",
-            From::Freeblock => "freeblock",
-            From::FreeblockRebuilt => "freeblock-rebuilt",
-            From::Freelist => "freelist",
-            From::OlderVersion => "older-version",
-            From::Dropped => "dropped-table",
+            Origin::Unallocated => "unallocated",
+            Origin::Freeblock => "freeblock",
+            Origin::FreeblockRebuilt => "freeblock-rebuilt",
+            Origin::Freelist => "freelist",
+            Origin::OlderVersion => "older-version",
+            Origin::Dropped => "dropped-table",
         }
     }
 
     fn evidence(self) -> &'static str {
         match self {
-            From::Unallocated => "a whole cell in a leaf's unallocated space; its rowid not live",
-            From::Freeblock => "a whole cell in a leaf's freeblock; its rowid not live",
-            From::FreeblockRebuilt => {
+            Origin::Unallocated => "a whole cell in a leaf's unallocated space; its rowid not live",
+            Origin::Freeblock => "a whole cell in a leaf's freeblock; its rowid not live",
+            Origin::FreeblockRebuilt => {
                 "a freeblock's head, its record rebuilt (payload size and rowid lost); \
                  no live row has its values (all, or all but one)"
             }
-            From::Freelist => {
+            Origin::Freelist => {
                 "a cell of a freed leaf whose records fit this table alone; its rowid not live"
             }
-            From::OlderVersion => {
+            Origin::OlderVersion => {
                 "a cell of an older version of the table's page; its rowid not live"
             }
-            From::Dropped => {
+            Origin::Dropped => {
                 "a cell of a freed page of a dropped table, its tree walked from its old root \
                  (its schema row found in the schema's free space)"
             }
@@ -106,7 +106,7 @@ struct Writer<'a> {
     /// Per table: its live rows' values, hashed (made when first asked,
     /// for rows whose rowid is lost).
     live: HashMap<usize, LiveRows>,
-    counts: BTreeMap<(usize, From), u64>,
+    counts: BTreeMap<(usize, Origin), u64>,
     rec: Record,
     /// The schema's tables, then the dropped ones ([`super::dropped`]),
     /// which have no live rows.
@@ -145,7 +145,7 @@ pub(super) fn write_deleted(
         for pgno in dropped_leaves(salvage, map, root) {
             if taken.insert(pgno) && snap.read_page(pgno, &mut buf).is_ok() {
                 let raw = buf.clone();
-                w.leaf_of(ti, pgno, &raw, From::Dropped)?;
+                w.leaf_of(ti, pgno, &raw, Origin::Dropped)?;
             }
         }
     }
@@ -164,7 +164,7 @@ pub(super) fn write_deleted(
         }
         match table {
             Some(ti) if schema.tables.get(ti).is_some_and(usable) => {
-                w.page_free_space(ti, pgno, &buf, From::Unallocated)?;
+                w.page_free_space(ti, pgno, &buf, Origin::Unallocated)?;
             }
             Some(_) => {}
             None => w.freelist_page(pgno, &buf, &usable)?,
@@ -181,7 +181,7 @@ pub(super) fn write_deleted(
     for pgno in snap.page_count().saturating_add(1)..=salvage.file_page_count() {
         if salvage.read_file_page(pgno, &mut buf).is_ok() {
             let raw = buf.clone();
-            w.unowned_leaf(pgno, &raw, &usable, From::OlderVersion)?;
+            w.unowned_leaf(pgno, &raw, &usable, Origin::OlderVersion)?;
         }
     }
     w.finish()
@@ -189,7 +189,7 @@ pub(super) fn write_deleted(
 
 impl Writer<'_> {
     /// The cells in the free space of table `ti`'s page `pgno`.
-    fn page_free_space(&mut self, ti: usize, pgno: u32, raw: &[u8], gap: From) -> Result<()> {
+    fn page_free_space(&mut self, ti: usize, pgno: u32, raw: &[u8], gap: Origin) -> Result<()> {
         let usable = self.salvage.snapshot.usable_size();
         let Ok(page) = BtreePage::parse(raw, pgno, usable) else {
             return Ok(());
@@ -203,10 +203,10 @@ impl Writer<'_> {
         let enc = self.salvage.snapshot.header().encoding;
         for c in free_cells(raw, &page, usable, t, enc) {
             let from = match (c.place, gap) {
-                (_, From::OlderVersion) => From::OlderVersion,
-                (Place::Gap, _) => From::Unallocated,
-                (Place::Freeblock, _) => From::Freeblock,
-                (Place::Rebuilt, _) => From::FreeblockRebuilt,
+                (_, Origin::OlderVersion) => Origin::OlderVersion,
+                (Place::Gap | Place::Pointed, _) => Origin::Unallocated,
+                (Place::Freeblock, _) => Origin::Freeblock,
+                (Place::Rebuilt, _) => Origin::FreeblockRebuilt,
             };
             self.offer(ti, pgno, &c, from)?;
         }
@@ -222,7 +222,7 @@ impl Writer<'_> {
         raw: &[u8],
         usable_table: &dyn Fn(&Table) -> bool,
     ) -> Result<()> {
-        self.unowned_leaf(pgno, raw, usable_table, From::Freelist)
+        self.unowned_leaf(pgno, raw, usable_table, Origin::Freelist)
     }
 
     /// A page no table owns now (freed, or an older version of a page now
@@ -234,7 +234,7 @@ impl Writer<'_> {
         pgno: u32,
         raw: &[u8],
         usable_table: &dyn Fn(&Table) -> bool,
-        from: From,
+        from: Origin,
     ) -> Result<()> {
         let usable = self.salvage.snapshot.usable_size();
         let enc = self.salvage.snapshot.header().encoding;
@@ -242,7 +242,7 @@ impl Writer<'_> {
             .ok()
             .filter(|p| p.kind == PageKind::TableLeaf);
         let Some(page) = page else {
-            if from == From::Freelist {
+            if from == Origin::Freelist {
                 return self.trunk_page(pgno, raw, usable_table);
             }
             return Ok(());
@@ -250,14 +250,7 @@ impl Writer<'_> {
         let cells: Vec<FreeCell> = cells_by_pointer(&page)
             .0
             .into_iter()
-            .map(|c| FreeCell {
-                offset: c.offset,
-                rowid: c.rowid,
-                payload: c.local,
-                overflow: c.overflow,
-                total: c.total,
-                place: Place::Gap,
-            })
+            .map(FreeCell::pointed)
             .collect();
         let mut rec = Record::new();
         let mut fitting: Vec<(usize, Vec<FreeCell>)> = Vec::new();
@@ -298,21 +291,13 @@ impl Writer<'_> {
     }
 
     /// A freed leaf known to be table `ti`'s: its cells and free space.
-    fn leaf_of(&mut self, ti: usize, pgno: u32, raw: &[u8], from: From) -> Result<()> {
+    fn leaf_of(&mut self, ti: usize, pgno: u32, raw: &[u8], from: Origin) -> Result<()> {
         let usable = self.salvage.snapshot.usable_size();
         let Ok(page) = BtreePage::parse(raw, pgno, usable) else {
             return Ok(());
         };
         for c in cells_by_pointer(&page).0 {
-            let cell = FreeCell {
-                offset: c.offset,
-                rowid: c.rowid,
-                payload: c.local,
-                overflow: c.overflow,
-                total: c.total,
-                place: Place::Gap,
-            };
-            self.offer(ti, pgno, &cell, from)?;
+            self.offer(ti, pgno, &FreeCell::pointed(c), from)?;
         }
         let t = &self.tables[ti];
         let enc = self.salvage.snapshot.header().encoding;
@@ -359,7 +344,7 @@ impl Writer<'_> {
             return Ok(());
         }
         for c in &found {
-            self.offer(ti, pgno, c, From::Freelist)?;
+            self.offer(ti, pgno, c, Origin::Freelist)?;
         }
         Ok(())
     }
@@ -394,31 +379,23 @@ impl Writer<'_> {
             }
             let Some(ti) = ti else {
                 let raw = buf.to_vec();
-                self.unowned_leaf(pgno, &raw, usable_table, From::OlderVersion)?;
+                self.unowned_leaf(pgno, &raw, usable_table, Origin::OlderVersion)?;
                 continue;
             };
             for c in cells_by_pointer(&page).0 {
                 // An older chain is read only through pages no live tree
                 // owns ([`Writer::offer`]).
-                let cell = FreeCell {
-                    offset: c.offset,
-                    rowid: c.rowid,
-                    payload: c.local,
-                    overflow: c.overflow,
-                    total: c.total,
-                    place: Place::Gap,
-                };
-                self.offer(ti, pgno, &cell, From::OlderVersion)?;
+                self.offer(ti, pgno, &FreeCell::pointed(c), Origin::OlderVersion)?;
             }
             let raw = buf.to_vec();
-            self.page_free_space(ti, pgno, &raw, From::OlderVersion)?;
+            self.page_free_space(ti, pgno, &raw, Origin::OlderVersion)?;
         }
         Ok(())
     }
 
     /// Writes cell `c` of page `pgno` as a deleted row of table `ti`, unless
     /// a live row says it is not deleted.
-    fn offer(&mut self, ti: usize, pgno: u32, c: &FreeCell, from: From) -> Result<()> {
+    fn offer(&mut self, ti: usize, pgno: u32, c: &FreeCell, from: Origin) -> Result<()> {
         let t = &self.tables[ti];
         let snap = &self.salvage.snapshot;
         let enc = snap.header().encoding;
@@ -503,7 +480,7 @@ impl Writer<'_> {
         ti: usize,
         (rowid, pgno, offset): (Option<i64>, u32, usize),
         values: &[SqlValue],
-        from: From,
+        from: Origin,
         whole: bool,
     ) -> Result<()> {
         let t = &self.tables[ti];

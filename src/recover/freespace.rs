@@ -30,6 +30,8 @@ pub(crate) enum Place {
     Freeblock,
     /// A freeblock's head, rebuilt: its rowid lost.
     Rebuilt,
+    /// Not free space: a cell its page's pointers reach.
+    Pointed,
 }
 
 /// A cell found in free space: its offset, rowid when known, and payload
@@ -43,6 +45,14 @@ pub(crate) struct FreeCell {
     /// The payload size the cell claims (0 when rebuilt).
     pub total: u64,
     pub place: Place,
+}
+
+impl FreeCell {
+    /// A cell its page's pointers reach (of a freed page, or an older
+    /// version), as a found one.
+    pub fn pointed(c: FoundCell) -> FreeCell {
+        free(c, Place::Pointed)
+    }
 }
 
 /// Most freeblocks followed on one page (a loop is damage).
