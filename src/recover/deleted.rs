@@ -106,7 +106,6 @@ struct Writer<'a> {
     /// Per table: its live rows' values, hashed (made when first asked,
     /// for rows whose rowid is lost).
     live: HashMap<usize, LiveRows>,
-    counts: BTreeMap<(usize, Origin), u64>,
     rec: Record,
     /// The schema's tables, then the dropped ones ([`super::dropped`]),
     /// which have no live rows.
@@ -131,7 +130,6 @@ pub(super) fn write_deleted(
         sink,
         made: BTreeMap::new(),
         live: HashMap::new(),
-        counts: BTreeMap::new(),
         rec: Record::new(),
         tables,
     };
@@ -443,7 +441,8 @@ impl Writer<'_> {
     }
 
     /// Whether a live row says the row is not deleted: one has its rowid;
-    /// or, its rowid lost, one has every value of it.
+    /// or, its rowid lost, one has all of its values (or all but one:
+    /// [`LiveRows::has_version_of`]).
     fn is_live(&mut self, ti: usize, rowid: Option<i64>, values: &[SqlValue]) -> Result<bool> {
         if ti >= self.schema.tables.len() {
             // A dropped table: no row of it is live.
@@ -511,7 +510,6 @@ impl Writer<'_> {
             .conn
             .prepare_cached(&m.sql)?
             .execute(rusqlite::params_from_iter(params))?;
-        *self.counts.entry((ti, from)).or_default() += 1;
         Ok(())
     }
 
@@ -559,7 +557,6 @@ impl Writer<'_> {
                 by_source,
             });
         }
-        let _ = &self.counts;
         Ok(out)
     }
 }
