@@ -11,17 +11,6 @@ use sqlite_salvage::recover::{Evidence, RecoverOptions, recover};
 
 use crate::common::*;
 
-const LAYOUTS: [(u32, &str); 8] = [
-    (512, "UTF-8"),
-    (512, "UTF-16le"),
-    (1024, "UTF-8"),
-    (1024, "UTF-16be"),
-    (4096, "UTF-8"),
-    (4096, "UTF-16le"),
-    (65536, "UTF-8"),
-    (65536, "UTF-16be"),
-];
-
 #[test]
 fn orphaned_leaves_of_two_tables_of_one_shape_go_where_their_indexes_list_them() {
     for (ps, enc) in LAYOUTS {
@@ -70,16 +59,7 @@ fn orphaned_leaves_of_two_tables_of_one_shape_go_where_their_indexes_list_them()
         }
         std::fs::write(&db, bytes).unwrap();
         let out = tmp.path().join("recovered.db");
-        let opts = RecoverOptions {
-            no_sync: true,
-            ..Default::default()
-        };
-        let before = dir_hashes(&dir);
-        let report = recover(&db, &out, &opts).unwrap();
-        assert_eq!(dir_hashes(&dir), before, "{what}: inputs changed");
-        let conn = Connection::open(&out).unwrap();
-        assert_eq!(integrity(&conn), "ok", "{what}");
-        assert_report_adds_up(&report, &out, &what);
+        let (report, conn) = recover_checked(&db, &out, &dir, &what);
         let got: HashSet<String> = keys(&sqlite_state(&conn));
         // Every row: the roots are interior pages (no row on them).
         let missing: Vec<&String> = want.difference(&got).take(3).collect();

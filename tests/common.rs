@@ -388,3 +388,37 @@ pub fn assert_report_adds_up(report: &sqlite_salvage::recover::Report, out: &Pat
         assert_eq!(t.exact + t.partial, rows, "{what}: {t:?}");
     }
 }
+
+/// The page sizes and text encodings the generated damage classes run at.
+pub const LAYOUTS: [(u32, &str); 8] = [
+    (512, "UTF-8"),
+    (512, "UTF-16le"),
+    (1024, "UTF-8"),
+    (1024, "UTF-16be"),
+    (4096, "UTF-8"),
+    (4096, "UTF-16le"),
+    (65536, "UTF-8"),
+    (65536, "UTF-16be"),
+];
+
+/// `recover` of `db` into `out` (no fsync): the inputs in `watched` are
+/// unchanged, the output passes SQLite's integrity check and its report
+/// adds up ([`assert_report_adds_up`]).
+pub fn recover_checked(
+    db: &Path,
+    out: &Path,
+    watched: &Path,
+    what: &str,
+) -> (sqlite_salvage::recover::Report, Connection) {
+    let opts = sqlite_salvage::recover::RecoverOptions {
+        no_sync: true,
+        ..Default::default()
+    };
+    let before = dir_hashes(watched);
+    let report = sqlite_salvage::recover::recover(db, out, &opts).unwrap();
+    assert_eq!(dir_hashes(watched), before, "{what}: inputs changed");
+    let conn = Connection::open(out).unwrap();
+    assert_eq!(integrity(&conn), "ok", "{what}");
+    assert_report_adds_up(&report, out, what);
+    (report, conn)
+}

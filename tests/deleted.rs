@@ -15,17 +15,6 @@ use sqlite_salvage::recover::{RecoverOptions, recover};
 
 use crate::common::*;
 
-const LAYOUTS: [(u32, &str); 8] = [
-    (512, "UTF-8"),
-    (512, "UTF-16le"),
-    (1024, "UTF-8"),
-    (1024, "UTF-16be"),
-    (4096, "UTF-8"),
-    (4096, "UTF-16le"),
-    (65536, "UTF-8"),
-    (65536, "UTF-16be"),
-];
-
 /// A row of the generator: id, name, email, n.
 type Row = (i64, String, String, i64);
 

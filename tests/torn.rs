@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use rusqlite::{Connection, params};
-use sqlite_salvage::recover::{Evidence, RecoverOptions, recover};
+use sqlite_salvage::recover::Evidence;
 use sqlite_salvage_format::cell::Cell;
 use sqlite_salvage_format::page::BtreePage;
 use sqlite_salvage_format::record::{Record, ValueRef};
@@ -191,16 +191,7 @@ fn torn_leaves(without_rowid: bool) {
             }
             assert!(!intact.is_empty(), "{what}: no intact cell to look for");
             let out = tmp.path().join("recovered.db");
-            let opts = RecoverOptions {
-                no_sync: true,
-                ..Default::default()
-            };
-            let before = dir_hashes(&dir);
-            let report = recover(&db, &out, &opts).unwrap();
-            assert_eq!(dir_hashes(&dir), before, "{what}: inputs changed");
-            let conn = Connection::open(&out).unwrap();
-            assert_eq!(integrity(&conn), "ok", "{what}");
-            assert_report_adds_up(&report, &out, &what);
+            let (report, conn) = recover_checked(&db, &out, &dir, &what);
             let got: HashSet<String> = keys(&sqlite_state(&conn))
                 .into_iter()
                 .filter(|k| k.starts_with("t|"))

@@ -397,7 +397,8 @@ impl Writer<'_> {
         let t = &self.tables[ti];
         let snap = &self.salvage.snapshot;
         let enc = snap.header().encoding;
-        let mut payload = c.payload.clone();
+        // The local bytes, or the whole payload its chain gives.
+        let mut assembled = Vec::new();
         let mut whole = true;
         if c.overflow != 0 {
             // A freed cell's chain went to the freelist with it: read it
@@ -414,25 +415,30 @@ impl Writer<'_> {
                 .all(|&o| matches!(self.map.get(o), Some(Owner::Free | Owner::Unclaimed)));
             whole = read.is_ok_and(|zeros| !zeros) && free;
             if whole {
-                payload = out;
+                assembled = out;
             }
         }
-        let parsed = if whole {
-            self.rec.parse(&payload).is_ok() && self.rec.end() == payload.len()
+        let payload: &[u8] = if assembled.is_empty() {
+            &c.payload
         } else {
-            self.rec.parse_partial(&payload).is_ok()
+            &assembled
+        };
+        let parsed = if whole {
+            self.rec.parse(payload).is_ok() && self.rec.end() == payload.len()
+        } else {
+            self.rec.parse_partial(payload).is_ok()
         };
         if !parsed
-            || !fits(t, &self.rec, &payload)
-            || !texts_valid(&self.rec, &payload, enc)
+            || !fits(t, &self.rec, payload)
+            || !texts_valid(&self.rec, payload, enc)
             || self.rec.body_is_empty()
-            || blob_in_typed(t, &self.rec, &payload)
-            || !texts_plain(&self.rec, &payload, enc)
+            || blob_in_typed(t, &self.rec, payload)
+            || !texts_plain(&self.rec, payload, enc)
         {
             return Ok(());
         }
         let values: Vec<SqlValue> = (0..t.columns.len())
-            .map(|col| to_sql(column_value(t, &self.rec, &payload, c.rowid, col), enc))
+            .map(|col| to_sql(column_value(t, &self.rec, payload, c.rowid, col), enc))
             .collect();
         if self.is_live(ti, c.rowid, &values)? {
             return Ok(());
