@@ -217,6 +217,7 @@ pub struct TreeCursor<'s, V: PageVisitor = NoVisitor> {
     suspect_pages: Vec<u32>,
     bounds: (Option<i64>, Option<i64>),
     key_of: Option<Box<KeyBytes<'s>>>,
+    pages_only: bool,
     /// What the walk read, for callers that keep account.
     pub visitor: V,
 }
@@ -253,6 +254,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
             suspect_pages: Vec::new(),
             bounds: (None, None),
             key_of: None,
+            pages_only: false,
             visitor,
         }
     }
@@ -284,6 +286,15 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
     /// ([`Entry::sound`]) as a table leaf's can by their rowids.
     pub fn key_order(mut self, key_of: Box<KeyBytes<'s>>) -> Self {
         self.key_of = Some(key_of);
+        self
+    }
+
+    /// Read the tree's pages only: every b-tree page is read, checked and
+    /// shown to the visitor, and the holes and damage recorded, but no cell
+    /// is read and no entry given ([`TreeCursor::next`] gives `None` once
+    /// the walk is over). Overflow pages are not visited.
+    pub fn pages_only(mut self, yes: bool) -> Self {
+        self.pages_only = yes;
         self
     }
 
@@ -540,9 +551,11 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
                             continue;
                         }
                     };
-                    if step % 2 == 0 {
-                        if let Some(left) = cell.left_child() {
-                            self.push(left, Some(pgno))?;
+                    if step % 2 == 0 || self.pages_only {
+                        if step % 2 == 0 {
+                            if let Some(left) = cell.left_child() {
+                                self.push(left, Some(pgno))?;
+                            }
                         }
                         continue;
                     }
@@ -551,7 +564,7 @@ impl<'s, V: PageVisitor> TreeCursor<'s, V> {
                     }
                 }
                 PageKind::TableLeaf | PageKind::IndexLeaf => {
-                    if step >= n {
+                    if step >= n || self.pages_only {
                         self.pop();
                         continue;
                     }

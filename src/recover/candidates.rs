@@ -20,6 +20,7 @@ use sqlite_salvage_format::record::Record;
 
 /// A cell found on a page, its payload assembled.
 pub(crate) struct DecodedCell {
+    /// The cell; its `local` bytes moved to `bytes` when nothing spills.
     pub cell: FoundCell,
     /// The whole payload, or as much as the overflow chain gave.
     pub bytes: Vec<u8>,
@@ -250,7 +251,7 @@ fn decode_cell(
 /// chain's pages (for the caller to claim).
 pub(crate) fn assemble_cell(
     cx: &Ctx<'_>,
-    c: FoundCell,
+    mut c: FoundCell,
     source: Source,
     buf: &mut Buffers,
 ) -> (DecodedCell, Vec<u32>) {
@@ -258,7 +259,7 @@ pub(crate) fn assemble_cell(
         source == Source::Carved && touches_zero_sector(&buf.page, c.offset, c.local.len() + 8);
     let p = c.payload();
     if !p.spills() {
-        let bytes = c.local.clone();
+        let bytes = std::mem::take(&mut c.local);
         let d = DecodedCell {
             cell: c,
             bytes,

@@ -161,7 +161,8 @@ fn walk_table(
     let mut cursor = TreeCursor::with_visitor(cx.snap, t.root, marks)
         .lenient(true)
         .keep_partial(true)
-        .verify_pages(true);
+        .verify_pages(true)
+        .pages_only(loader.surveying());
     if KeyOrder::known(t) {
         // A torn leaf's cells can then stand on their own by their keys.
         let k = pk_columns(t);
@@ -177,10 +178,6 @@ fn walk_table(
     let mut join = Join::new(feed, cx.snap.page_size());
     let mut rec = Record::new();
     while let Some(e) = cursor.next()? {
-        if loader.surveying() {
-            // Only the pages, holes and damage matter now.
-            continue;
-        }
         let parsed = parse_entry(&mut rec, &e, t);
         let key = match (e.rowid, &parsed) {
             (Some(r), _) if !t.without_rowid => Some(KeyRef::Rowid(r)),
