@@ -10,7 +10,8 @@
 //! content, freeblocks: [`super::freespace`]); freelist pages that read as
 //! leaves whose records fit the table alone; older versions of the table's
 //! pages (superseded WAL frames, the database file's copies of pages the
-//! WAL replaced). A dropped table whose `sqlite_schema` row survives in the
+//! WAL replaced, the before-images of a rollback journal that is not hot:
+//! one `journal_mode=PERSIST` keeps). A dropped table whose `sqlite_schema` row survives in the
 //! schema pages' free space ([`super::dropped`]) is looked for too: its
 //! rows, on freed pages, are all deleted ones.
 //!
@@ -51,6 +52,7 @@ enum Origin {
     FreeblockRebuilt,
     Freelist,
     OlderVersion,
+    Journal,
     Dropped,
 }
 
@@ -62,6 +64,7 @@ impl Origin {
             Origin::FreeblockRebuilt => "freeblock-rebuilt",
             Origin::Freelist => "freelist",
             Origin::OlderVersion => "older-version",
+            Origin::Journal => "rollback-journal",
             Origin::Dropped => "dropped-table",
         }
     }
@@ -79,6 +82,10 @@ impl Origin {
             }
             Origin::OlderVersion => {
                 "a cell of an older version of the table's page; its rowid not live"
+            }
+            Origin::Journal => {
+                "a cell of a page as it was before a transaction, in the rollback journal; \
+                 its rowid not live"
             }
             Origin::Dropped => {
                 "a cell of a freed page of a dropped table, its tree walked from its old root \
@@ -174,6 +181,19 @@ pub(super) fn write_deleted(
             .filter(|&t| schema.tables.get(t).is_some_and(usable));
         w.older_versions(ti, pgno, &mut buf, &usable)?;
     }
+    // Pages as they were before a transaction, in a rollback journal that
+    // is not hot (journal_mode=PERSIST keeps one).
+    if let Some(j) = salvage.before_images() {
+        for &(pgno, off) in &j.images {
+            if j.read(off, &mut buf).is_ok() {
+                let ti = map
+                    .table_of(pgno)
+                    .filter(|&t| schema.tables.get(t).is_some_and(usable));
+                let raw = buf.clone();
+                w.older_page(ti, pgno, &raw, &usable, Origin::Journal)?;
+            }
+        }
+    }
     // The file's pages past the newest commit's end (a WAL that shrank the
     // database: a VACUUM, an auto-vacuum).
     for pgno in snap.page_count().saturating_add(1)..=salvage.file_page_count() {
@@ -201,7 +221,7 @@ impl Writer<'_> {
         let enc = self.salvage.snapshot.header().encoding;
         for c in free_cells(raw, &page, usable, t, enc) {
             let from = match (c.place, gap) {
-                (_, Origin::OlderVersion) => Origin::OlderVersion,
+                (_, Origin::OlderVersion | Origin::Journal) => gap,
                 (Place::Gap | Place::Pointed, _) => Origin::Unallocated,
                 (Place::Freeblock, _) => Origin::Freeblock,
                 (Place::Rebuilt, _) => Origin::FreeblockRebuilt,
@@ -369,26 +389,40 @@ impl Writer<'_> {
                 None => salvage.read_file_page(pgno, buf).is_ok(),
                 Some(off) => salvage.read_version(off, buf).is_ok(),
             };
-            let Ok(page) = BtreePage::parse(buf, pgno, snap.usable_size()) else {
-                continue;
-            };
-            if !ok || page.kind != PageKind::TableLeaf || !page.is_consistent() {
-                continue;
+            if ok {
+                self.older_page(ti, pgno, buf, usable_table, Origin::OlderVersion)?;
             }
-            let Some(ti) = ti else {
-                let raw = buf.to_vec();
-                self.unowned_leaf(pgno, &raw, usable_table, Origin::OlderVersion)?;
-                continue;
-            };
-            for c in cells_by_pointer(&page).0 {
-                // An older chain is read only through pages no live tree
-                // owns ([`Writer::offer`]).
-                self.offer(ti, pgno, &FreeCell::pointed(c), Origin::OlderVersion)?;
-            }
-            let raw = buf.to_vec();
-            self.page_free_space(ti, pgno, &raw, Origin::OlderVersion)?;
         }
         Ok(())
+    }
+
+    /// An older version `raw` of page `pgno` (table `ti`'s now, or no
+    /// table's), read when it is a table leaf whose space adds up: its
+    /// cells and free space.
+    fn older_page(
+        &mut self,
+        ti: Option<usize>,
+        pgno: u32,
+        raw: &[u8],
+        usable_table: &dyn Fn(&Table) -> bool,
+        from: Origin,
+    ) -> Result<()> {
+        let usable = self.salvage.snapshot.usable_size();
+        let Ok(page) = BtreePage::parse(raw, pgno, usable) else {
+            return Ok(());
+        };
+        if page.kind != PageKind::TableLeaf || !page.is_consistent() {
+            return Ok(());
+        }
+        let Some(ti) = ti else {
+            return self.unowned_leaf(pgno, raw, usable_table, from);
+        };
+        for c in cells_by_pointer(&page).0 {
+            // An older chain is read only through pages no live tree
+            // owns ([`Writer::offer`]).
+            self.offer(ti, pgno, &FreeCell::pointed(c), from)?;
+        }
+        self.page_free_space(ti, pgno, raw, from)
     }
 
     /// Writes cell `c` of page `pgno` as a deleted row of table `ti`, unless

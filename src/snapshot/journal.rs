@@ -2,10 +2,14 @@
 //! transaction changed, as they were before it.
 //!
 //! Takes the journal's path and the page size; gives [`JournalInfo`]: which
-//! pages it restores and where their original bytes lie in it.
+//! pages it restores and where their original bytes lie in it; or, for a
+//! journal that is not hot, [`BeforeImages`]: the pages as they were before
+//! a transaction that committed (evidence for `--deleted`).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::io::{open_input, read_full_at};
 
@@ -86,5 +90,62 @@ impl JournalInfo {
             pages: offsets.len(),
             offsets,
         })
+    }
+}
+
+/// The page records of a rollback journal that is not hot: one kept by
+/// `journal_mode=PERSIST` (its header zeroed at commit), or one whose
+/// header is lost. Each holds a page as it was before a transaction that
+/// committed since: evidence of rows that transaction deleted, never the
+/// database's content.
+#[derive(Debug, Clone)]
+pub struct BeforeImages {
+    file: Arc<File>,
+    /// Page number and journal offset of each record's page bytes, in
+    /// journal order.
+    pub images: Vec<(u32, u64)>,
+}
+
+impl BeforeImages {
+    /// Finds the records of a journal beside a database of `max_page`
+    /// pages. The header (and with it the sector size the records start
+    /// at) may be zeroed: each power of two from 512 to 65536 is tried as
+    /// the start, and the one whose records most often name a page of the
+    /// database is taken (a wrong start reads page bytes as page numbers).
+    /// None when the file is missing, or no record names such a page.
+    pub fn scan(path: &Path, page_size: u32, max_page: u32) -> Option<BeforeImages> {
+        let (file, size) = open_input(path).ok()?;
+        let stride = u64::from(page_size) + 8;
+        // At most this many records are looked at, whatever the file's size.
+        let cap = 1u64 << 22;
+        let mut best: Vec<(u32, u64)> = Vec::new();
+        for start in (9..=16).map(|k| 1u64 << k) {
+            let mut found = Vec::new();
+            let mut at = start;
+            let mut b4 = [0u8; 4];
+            while at.saturating_add(stride) <= size && (found.len() as u64) < cap {
+                if read_full_at(&file, &mut b4, at).is_err() {
+                    break;
+                }
+                let pgno = u32::from_be_bytes(b4);
+                if (1..=max_page).contains(&pgno) {
+                    found.push((pgno, at + 4));
+                }
+                at += stride;
+            }
+            if found.len() > best.len() {
+                best = found;
+            }
+        }
+        (!best.is_empty()).then(|| BeforeImages {
+            file: Arc::new(file),
+            images: best,
+        })
+    }
+
+    /// Reads the page bytes of a record at `offset` (from
+    /// [`BeforeImages::images`]).
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        read_full_at(&self.file, buf, offset)
     }
 }

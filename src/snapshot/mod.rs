@@ -29,7 +29,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use journal::JournalInfo;
+pub use journal::{BeforeImages, JournalInfo};
 use reader::PageReader;
 pub use reader::Snapshot;
 pub use salvage::{HeaderSource, Salvage, SalvageWal};

@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::journal::JournalInfo;
+use super::journal::{BeforeImages, JournalInfo};
 use super::reader::{PageReader, Snapshot};
 use super::{Database, Exactness, guess};
 use crate::error::{Error, Result};
@@ -325,6 +325,20 @@ impl Salvage {
             u64::from(pgno.saturating_sub(1)) * ps,
         )
         .map_err(|e| Error::io(&self.snapshot.src.db_path, e))
+    }
+
+    /// The page records of the rollback journal beside the database when
+    /// it is not hot (a hot one is applied: [`Salvage::journal`]): pages as
+    /// they were before a transaction since committed. Read from disk at
+    /// each call.
+    pub fn before_images(&self) -> Option<BeforeImages> {
+        if self.journal.is_some() {
+            return None;
+        }
+        let src = &self.snapshot.src;
+        let path = sibling(&src.db_path, "-journal");
+        let max_page = self.file_pages.max(self.snapshot.page_count);
+        BeforeImages::scan(&path, src.page_size, max_page)
     }
 
     /// Reads a page version at a WAL offset returned by
