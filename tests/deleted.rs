@@ -512,3 +512,92 @@ fn a_dropped_tables_rows_come_back_under_its_name() {
     assert!(precision >= 0.99, "precision {precision:.3}");
     assert!(recall >= 0.95, "recall {recall:.3}");
 }
+
+/// `dump --deleted` gives, after the live rows, the rows `recover
+/// --deleted` writes, as JSON lines with `"deleted": true`; its temporary
+/// database is gone when it is done; without `--deleted` no line is one.
+#[test]
+fn dump_deleted_gives_the_rows_recover_deleted_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("m.db");
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA secure_delete=OFF; CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b TEXT, c INTEGER);",
+    )
+    .unwrap();
+    for i in 1..=500 {
+        c.execute(
+            "INSERT INTO t VALUES(?1, ?2, ?2, ?1)",
+            params![i, format!("row {i}")],
+        )
+        .unwrap();
+    }
+    c.execute("DELETE FROM t WHERE id % 3 = 0", []).unwrap();
+    drop(c);
+    let out = tmp.path().join("out.db");
+    let opts = RecoverOptions {
+        no_sync: true,
+        deleted: true,
+        ..Default::default()
+    };
+    recover(&db, &out, &opts).unwrap();
+    let conn = Connection::open(&out).unwrap();
+    let mut want: Vec<(Option<i64>, String)> = conn
+        .prepare("SELECT salvage_rowid, a FROM t__deleted")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    want.sort();
+    assert!(want.len() > 100, "{} deleted rows found", want.len());
+    let scratch = tmp.path().join("tmpdir");
+    std::fs::create_dir(&scratch).unwrap();
+    let db_s = db.to_str().unwrap();
+    let dump = |args: &[&str]| {
+        let o = std::process::Command::new(bin())
+            .args(args)
+            .env("TMPDIR", &scratch)
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8(o.stdout).unwrap())
+    };
+    let (code, text) = dump(&["dump", db_s, "--deleted", "-f", "jsonl"]);
+    assert_eq!(code, Some(0));
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let deleted: Vec<&serde_json::Value> = lines.iter().filter(|v| v["deleted"] == true).collect();
+    assert_eq!(
+        lines.len() - deleted.len(),
+        334,
+        "live rows first, as dump gives them"
+    );
+    assert!(lines[..334].iter().all(|v| v.get("deleted").is_none()));
+    let mut got: Vec<(Option<i64>, String)> = deleted
+        .iter()
+        .map(|v| {
+            assert_eq!(v["table"], "t");
+            assert!(v["found"]["source"].is_string() && v["found"]["page"].is_i64());
+            assert_eq!(v["row"]["id"], v["rowid"]);
+            (
+                v.get("rowid").and_then(|r| r.as_i64()),
+                v["row"]["a"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "temporary files left"
+    );
+    let (code, text) = dump(&["dump", db_s, "-f", "jsonl"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(text.lines().count(), 334);
+    assert!(!text.contains("\"deleted\""));
+    let (code, _) = dump(&["dump", db_s, "--deleted"]);
+    assert_eq!(code, Some(2), "--deleted needs --format jsonl");
+}

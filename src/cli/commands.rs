@@ -126,6 +126,11 @@ pub struct DumpArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value = "sql")]
     pub format: DumpFormat,
+    /// Also the rows that were deleted, as `recover --deleted` finds them:
+    /// JSON lines with `"deleted": true` after the live rows (with
+    /// `--format jsonl`).
+    #[arg(long)]
+    pub deleted: bool,
     #[command(flatten)]
     pub wal: WalOptions,
 }
@@ -360,6 +365,13 @@ pub fn check(a: CheckArgs, json: bool) -> Result<u8, Error> {
 
 /// `dump`.
 pub fn dump(a: DumpArgs) -> Result<u8, Error> {
+    if a.deleted && !matches!(a.format, DumpFormat::Jsonl) {
+        eprintln!(
+            "sqlite-salvage: dump --deleted writes JSON lines: add --format jsonl \
+             (or write them into tables with `recover --deleted`)"
+        );
+        return Ok(code::USAGE);
+    }
     let database = Database::open_with(&a.db, a.wal.choice())?;
     let snap = database.snapshot(a.wal.at_commit)?;
     warn_exactness(snap.exactness(), snap.commit(), false);
@@ -370,10 +382,18 @@ pub fn dump(a: DumpArgs) -> Result<u8, Error> {
             DumpFormat::Jsonl => Format::Jsonl,
             DumpFormat::Csv => Format::Csv,
         },
-        table: a.table,
+        table: a.table.clone(),
     };
     let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
     sqlite_salvage::dump::dump(&snap, &schema, &opts, &mut out)?;
+    if a.deleted {
+        let opts = recover::RecoverOptions {
+            wal: a.wal.choice(),
+            at_commit: a.wal.at_commit,
+            ..Default::default()
+        };
+        recover::write_deleted_lines(&a.db, &opts, a.table.as_deref(), &mut out)?;
+    }
     Ok(code::OK)
 }
 

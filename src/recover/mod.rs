@@ -20,6 +20,7 @@
 //!   crosscheck   rows of cross-linked trees back to the table whose index lists them
 //!   history      older row versions, on request
 //!   deleted      deleted rows (free space, freelist, older versions), on request
+//!                (deleted_lines: the same rows as JSON lines, for `dump --deleted`)
 //!   tally        counts, flags and lost rows, in one place
 //!   finish       lost_and_found, indexes, views, triggers, quick_check
 //!   report       the Report, and its outcome
@@ -40,6 +41,7 @@ mod confirm;
 mod context;
 mod crosscheck;
 mod deleted;
+mod deleted_lines;
 mod dropped;
 mod finish;
 mod freespace;
@@ -63,6 +65,7 @@ mod walk;
 use std::collections::HashSet;
 use std::path::Path;
 
+pub use deleted_lines::write_deleted_lines;
 pub use options::{ProgressCallback, ProgressFn, RecoverOptions};
 pub use report::{Confidence, DeletedTable, Evidence, FlaggedRow, Outcome, Report, TableReport};
 pub use sink::Source;

@@ -138,7 +138,8 @@ pub struct DeletedTable {
     /// Rows in it.
     pub rows: u64,
     /// Rows by where they were found: `unallocated`, `freeblock`,
-    /// `freeblock-rebuilt`, `freelist`, `older-version`, `dropped-table`.
+    /// `freeblock-rebuilt`, `freelist`, `older-version`, `rollback-journal`,
+    /// `dropped-table`.
     pub by_source: BTreeMap<String, u64>,
 }
 
