@@ -30,7 +30,10 @@ use rusqlite::types::Value as SqlValue;
 
 use super::carve::{cells_by_pointer, fits, texts_valid};
 use super::dropped::{dropped_leaves, dropped_tables};
-use super::freespace::{FreeCell, Place, free_cells, headless_free_cells, texts_plain};
+use super::freespace::{
+    FreeCell, Place, free_cells, headless_free_cells, leaf_kind, texts_aligned, texts_plain,
+};
+use super::index_copy::pk_columns;
 use super::live::LiveRows;
 use super::pagemap::{Owner, PageMap};
 use super::report::DeletedTable;
@@ -140,7 +143,7 @@ pub(super) fn write_deleted(
         rec: Record::new(),
         tables,
     };
-    let usable = |t: &Table| !t.without_rowid && t.parsed && !not_created.contains(&t.name);
+    let usable = |t: &Table| t.parsed && !not_created.contains(&t.name);
     let snap = &salvage.snapshot;
     let mut buf = vec![0u8; snap.page_size() as usize];
     // A dropped table's freed pages, by a walk from its old root: its own.
@@ -214,10 +217,10 @@ impl Writer<'_> {
         };
         // An interior page's free space holds leaf cells too: a root leaf
         // that split kept its bytes.
-        if !matches!(page.kind, PageKind::TableLeaf | PageKind::TableInterior) {
+        let t = &self.tables[ti];
+        if page.kind.is_table() == t.without_rowid {
             return Ok(());
         }
-        let t = &self.tables[ti];
         let enc = self.salvage.snapshot.header().encoding;
         for c in free_cells(raw, &page, usable, t, enc) {
             let from = match (c.place, gap) {
@@ -258,7 +261,7 @@ impl Writer<'_> {
         let enc = self.salvage.snapshot.header().encoding;
         let page = BtreePage::parse(raw, pgno, usable)
             .ok()
-            .filter(|p| p.kind == PageKind::TableLeaf);
+            .filter(|p| p.kind.is_leaf());
         let Some(page) = page else {
             if from == Origin::Freelist {
                 return self.trunk_page(pgno, raw, usable_table);
@@ -273,7 +276,10 @@ impl Writer<'_> {
         let mut rec = Record::new();
         let mut fitting: Vec<(usize, Vec<FreeCell>)> = Vec::new();
         for (ti, t) in self.tables.iter().enumerate() {
-            if !usable_table(t) || t.name.to_ascii_lowercase().starts_with("sqlite_") {
+            if !usable_table(t)
+                || t.name.to_ascii_lowercase().starts_with("sqlite_")
+                || leaf_kind(t) != page.kind
+            {
                 continue;
             }
             let width = t.stored_columns();
@@ -299,6 +305,10 @@ impl Writer<'_> {
         let [(ti, _)] = fitting[..] else {
             return Ok(());
         };
+        if page.kind == PageKind::IndexLeaf && self.index_shaped(&cells) {
+            // A freed page of an index reads as a WITHOUT ROWID table's too.
+            return Ok(());
+        }
         let Some((_, free)) = fitting.pop() else {
             return Ok(());
         };
@@ -411,7 +421,7 @@ impl Writer<'_> {
         let Ok(page) = BtreePage::parse(raw, pgno, usable) else {
             return Ok(());
         };
-        if page.kind != PageKind::TableLeaf || !page.is_consistent() {
+        if !page.kind.is_leaf() || !page.is_consistent() {
             return Ok(());
         }
         let Some(ti) = ti else {
@@ -468,6 +478,7 @@ impl Writer<'_> {
             || self.rec.body_is_empty()
             || blob_in_typed(t, &self.rec, payload)
             || !texts_plain(&self.rec, payload, enc)
+            || !texts_aligned(&self.rec, payload, enc)
         {
             return Ok(());
         }
@@ -489,6 +500,9 @@ impl Writer<'_> {
             return Ok(false);
         }
         let t = &self.tables[ti];
+        if t.without_rowid {
+            return self.key_is_live(t, values);
+        }
         let Some(rid) = t.rowid_name() else {
             return Ok(true);
         };
@@ -514,6 +528,57 @@ impl Writer<'_> {
             .is_some_and(|l| l.has_version_of(t, values)))
     }
 
+    /// Whether a live row of WITHOUT ROWID table `t` has the primary key
+    /// of `values` (by declared column); a key not read whole counts live.
+    fn key_is_live(&self, t: &Table, values: &[SqlValue]) -> Result<bool> {
+        let mut key: Vec<(u32, &str, &SqlValue)> = Vec::new();
+        for (c, col) in t.columns.iter().enumerate() {
+            if col.pk > 0 {
+                let v = values.get(c).unwrap_or(&SqlValue::Null);
+                key.push((col.pk, col.name.as_str(), v));
+            }
+        }
+        key.sort_by_key(|p| p.0);
+        if key.is_empty()
+            || key.len() != pk_columns(t)
+            || key.iter().any(|p| *p.2 == SqlValue::Null)
+        {
+            return Ok(true);
+        }
+        let terms: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{} = ?{}", quote_ident(p.1), i + 1))
+            .collect();
+        let q = format!(
+            "SELECT count(*) FROM {} WHERE {}",
+            quote_ident(&t.name),
+            terms.join(" AND ")
+        );
+        let params = rusqlite::params_from_iter(key.iter().map(|p| p.2));
+        let n: i64 = self
+            .sink
+            .conn
+            .prepare_cached(&q)?
+            .query_row(params, |row| row.get(0))?;
+        Ok(n > 0)
+    }
+
+    /// Whether every cell's record reads as an entry of one of the
+    /// schema's indexes: a value per key column, then an integer rowid.
+    fn index_shaped(&mut self, cells: &[FreeCell]) -> bool {
+        let rec = &mut self.rec;
+        !cells.is_empty()
+            && self.schema.indexes.iter().any(|ix| {
+                let width = ix.columns.len() + 1;
+                cells.iter().all(|c| {
+                    rec.parse_partial(&c.payload).is_ok()
+                        && rec.len() == width
+                        && matches!(rec.value(&c.payload, width - 1), ValueRef::Integer(_))
+                })
+            })
+    }
+
     fn insert(
         &mut self,
         ti: usize,
@@ -530,7 +595,7 @@ impl Writer<'_> {
         let Some(m) = self.made.get(&ti) else {
             return Ok(());
         };
-        let evidence = if whole {
+        let mut evidence = if whole {
             from.evidence().to_string()
         } else {
             format!(
@@ -538,6 +603,9 @@ impl Writer<'_> {
                 from.evidence()
             )
         };
+        if t.without_rowid {
+            evidence = evidence.replace("its rowid not live", "its primary key not live");
+        }
         let mut params: Vec<SqlValue> = m.cols.iter().map(|&c| values[c].clone()).collect();
         params.extend([
             rowid.map_or(SqlValue::Null, SqlValue::Integer),

@@ -1,6 +1,7 @@
 //! Deleted cells in a table leaf's free space.
 //!
-//! Takes a table b-tree page (its bytes) and a table; gives the leaf cells
+//! Takes a table's b-tree page (its bytes; an index b-tree's for a WITHOUT
+//! ROWID table, whose cells have no rowid) and the table; gives the leaf cells
 //! found in its free space whose records fit the table: in the gap between the
 //! cell pointers and the cell content (a cell freed at the start of the
 //! content area is left whole there) and in its freeblocks. A freed cell
@@ -58,9 +59,9 @@ impl FreeCell {
 /// Most freeblocks followed on one page (a loop is damage).
 const MAX_FREEBLOCKS: usize = 4096;
 
-/// The cells of table b-tree page `page` (usable size `usable`; a leaf, or
-/// an interior page that was a leaf) in its free space whose records fit
-/// `t` (see the module doc).
+/// The cells of `t`'s b-tree page `page` (usable size `usable`; a leaf, or
+/// an interior page that was a leaf; an index b-tree's for a WITHOUT ROWID
+/// table) in its free space whose records fit `t` (see the module doc).
 pub(crate) fn free_cells(
     raw: &[u8],
     page: &BtreePage<'_>,
@@ -76,7 +77,7 @@ pub(crate) fn free_cells(
     // A freeblock next to the content's start joins the gap: the gap
     // holds whole cells and freed heads alike.
     while at + 4 <= gap.end {
-        if let Some(c) = whole_cell(raw, at, gap.end, usable, t, enc, &mut rec) {
+        if let Some(c) = scanned_cell(raw, (at, gap.end, usable), t, enc, &mut rec) {
             at += c.size.max(1);
             out.push(free(c, Place::Gap));
         } else if let Some((c, next)) = rebuilt(raw, (at, gap.end, usable), t, enc, &mut rec) {
@@ -91,7 +92,7 @@ pub(crate) fn free_cells(
     };
     for (start, size) in blocks.into_iter().take(MAX_FREEBLOCKS) {
         let stop = start.saturating_add(size).min(end);
-        freeblock_cells(raw, (start, stop), usable, t, enc, &mut out);
+        freeblock_cells(raw, (start, stop), (usable, true), t, enc, &mut out);
     }
     out
 }
@@ -108,22 +109,29 @@ fn free(c: FoundCell, place: Place) -> FreeCell {
 }
 
 /// The cells of one freeblock `[start, stop)`, one after another: each
-/// whole, or rebuilt at its head. Gives where the last one ended.
+/// whole, or rebuilt at its head. Gives where the last one ended. With
+/// `past_lost` (a freeblock of a page the table owns), a head that does not
+/// rebuild does not end the freeblock: the cells freed after it may still
+/// be whole. Without it (a page whose owner the cells are to tell) the
+/// freeblock ends there.
 fn freeblock_cells(
     raw: &[u8],
     (start, stop): (usize, usize),
-    usable: u32,
+    (usable, past_lost): (u32, bool),
     t: &Table,
     enc: TextEncoding,
     out: &mut Vec<FreeCell>,
 ) -> usize {
     let mut rec = Record::new();
     let mut at = start;
-    // Bounded: each step moves on by at least one byte.
+    let mut reached = start;
+    // Bounded: each step moves on by at least one byte. Past a head that
+    // does not rebuild, the cells freed after it may still be whole.
     while at + 4 <= stop {
         if at > start {
-            if let Some(c) = whole_cell(raw, at, stop, usable, t, enc, &mut rec) {
+            if let Some(c) = scanned_cell(raw, (at, stop, usable), t, enc, &mut rec) {
                 at += c.size.max(1);
+                reached = at;
                 out.push(free(c, Place::Freeblock));
                 continue;
             }
@@ -131,12 +139,14 @@ fn freeblock_cells(
         match rebuilt(raw, (at, stop, usable), t, enc, &mut rec) {
             Some((c, next)) => {
                 out.push(c);
-                at = next;
+                at = next.max(at + 1);
+                reached = at;
             }
+            None if past_lost => at += 1,
             None => break,
         }
     }
-    at
+    reached
 }
 
 /// The cells of a page whose header is gone (a freelist trunk page, its
@@ -170,7 +180,7 @@ pub(crate) fn headless_free_cells(
         let stop = at.saturating_add(size);
         if size >= 4 && stop <= end && (next == 0 || next >= stop) {
             let mut cells = Vec::new();
-            let reached = freeblock_cells(raw, (at, stop), usable, t, enc, &mut cells);
+            let reached = freeblock_cells(raw, (at, stop), (usable, false), t, enc, &mut cells);
             if !cells.is_empty() && stop - reached.min(stop) <= 3 {
                 out.extend(cells);
                 at = stop;
@@ -180,6 +190,27 @@ pub(crate) fn headless_free_cells(
         at += 1;
     }
     out
+}
+
+/// A whole cell found at `at` by a scan of free space `[.., stop)`: one
+/// [`whole_cell`] gives that ends where the free space does (at most three
+/// bytes short), where another whole cell starts, or where bytes read as a
+/// freeblock header (a cell freed after it). A freed cell's first bytes,
+/// rewritten as a freeblock header, can read as a cell's head whose sizes
+/// are wrong: such a cell ends in the middle of another.
+fn scanned_cell(
+    raw: &[u8],
+    (at, stop, usable): (usize, usize, u32),
+    t: &Table,
+    enc: TextEncoding,
+    rec: &mut Record,
+) -> Option<FoundCell> {
+    let c = whole_cell(raw, at, stop, usable, t, enc, rec)?;
+    let end = at.checked_add(c.size)?;
+    let ends_well = end.saturating_add(3) >= stop
+        || freeblock_header(raw, end, usable)
+        || whole_cell(raw, end, stop, usable, t, enc, rec).is_some();
+    ends_well.then_some(c)
 }
 
 /// A whole cell at `at`, ending by `stop`, whose record fits `t`.
@@ -192,7 +223,7 @@ fn whole_cell(
     enc: TextEncoding,
     rec: &mut Record,
 ) -> Option<FoundCell> {
-    let c = cell_at(raw.get(..stop)?, at, PageKind::TableLeaf, usable).ok()?;
+    let c = cell_at(raw.get(..stop)?, at, leaf_kind(t), usable).ok()?;
     let ok = if c.overflow == 0 {
         rec.parse(&c.local).is_ok() && rec.end() == c.local.len()
     } else {
@@ -226,11 +257,11 @@ fn rebuilt(
     enc: TextEncoding,
     rec: &mut Record,
 ) -> Option<(FreeCell, usize)> {
-    if !freeblock_header(raw, at, usable) {
+    if t.without_rowid || !freeblock_header(raw, at, usable) {
         return None;
     }
     let mut best: Option<(u8, Vec<u8>, usize)> = None;
-    for k in 2..=9usize {
+    for k in first_head(t)..=9usize {
         let head = at.checked_add(k)?;
         let Some(payload) = record_from(raw, (at, head, stop), t) else {
             continue;
@@ -294,7 +325,7 @@ fn head_rebuilds(
     enc: TextEncoding,
     rec: &mut Record,
 ) -> bool {
-    (2..=9usize).any(|k| {
+    (first_head(t)..=9usize).any(|k| {
         record_from(raw, (at, at + k, stop), t).is_some_and(|p| {
             rec.parse(&p).is_ok() && rec.end() == p.len() && plausible(rec, &p, t, enc)
         })
@@ -325,6 +356,34 @@ pub(crate) fn texts_plain(rec: &Record, payload: &[u8], enc: TextEncoding) -> bo
         },
         _ => true,
     })
+}
+
+/// Whether the record's UTF-16 text reads at its true alignment: text read
+/// one byte off turns each ASCII character into a code unit U+xx00 (xx a
+/// printable ASCII byte); a value with two or more of those making a
+/// quarter of it or more is taken for bytes read at a wrong place. UTF-8
+/// text always passes.
+pub(crate) fn texts_aligned(rec: &Record, payload: &[u8], enc: TextEncoding) -> bool {
+    use sqlite_salvage_format::record::ValueRef;
+    let unit = |c: &[u8]| {
+        let (a, b) = (
+            c.first().copied().unwrap_or(0),
+            c.get(1).copied().unwrap_or(0),
+        );
+        match enc {
+            TextEncoding::Utf16le => u16::from_le_bytes([a, b]),
+            _ => u16::from_be_bytes([a, b]),
+        }
+    };
+    let shifted = |u: u16| u & 0xff == 0 && (0x20..0x7f).contains(&(u >> 8));
+    enc == TextEncoding::Utf8
+        || (0..rec.len()).all(|i| match rec.value(payload, i) {
+            ValueRef::Text(b) => {
+                let n = b.chunks(2).filter(|c| shifted(unit(c))).count();
+                n < 2 || n * 4 < b.len() / 2
+            }
+            _ => true,
+        })
 }
 
 /// A record for a cell at `at` whose record header starts at `head` (the
@@ -425,6 +484,22 @@ fn lost_first_serial(
         }
     }
     None
+}
+
+/// The kind of `t`'s leaf pages: a WITHOUT ROWID table's tree is an index
+/// b-tree.
+pub(crate) fn leaf_kind(t: &Table) -> PageKind {
+    if t.without_rowid {
+        PageKind::IndexLeaf
+    } else {
+        PageKind::TableLeaf
+    }
+}
+
+/// The fewest bytes before a cell's record header: a payload size and a
+/// rowid (table leaves), or a payload size alone (WITHOUT ROWID).
+fn first_head(t: &Table) -> usize {
+    if t.without_rowid { 1 } else { 2 }
 }
 
 /// Whether the table's first stored column is its rowid alias (NULL in
