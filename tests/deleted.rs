@@ -379,11 +379,13 @@ fn without_deleted_the_output_has_no_deleted_table() {
 /// its freed leaves are its by their records' shape, and by a walk of its
 /// tree from its old root where that still reads. (One of a live table's
 /// shape is found only by the walk: a freed leaf both fit is left out.)
+/// With its schema row gone too (zeroed here), its rows come back in
+/// `recovered_deleted_rows_1`, named by their shape.
 #[test]
 fn a_dropped_tables_rows_come_back_under_its_name() {
     let mut lines = Vec::new();
     let (mut surv_all, mut found_all, mut rows_all, mut wrong_all) = (0, 0, 0, 0);
-    for (ps, enc) in LAYOUTS {
+    for ((ps, enc), lost) in LAYOUTS.into_iter().flat_map(|l| [(l, false), (l, true)]) {
         for wal in [false, true] {
             let tmp = tempfile::tempdir().unwrap();
             let db = tmp.path().join("memory.db");
@@ -426,10 +428,30 @@ fn a_dropped_tables_rows_come_back_under_its_name() {
                 .unwrap();
             }
             c.execute_batch("COMMIT; DROP TABLE notes;").unwrap();
+            if lost && wal {
+                // Into the file, where its schema row is zeroed below (a WAL
+                // frame changed would fail its checksum).
+                c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+            }
             let frozen = tmp.path().join("frozen");
             std::fs::create_dir_all(&frozen).unwrap();
             let input = copy_set(&db, &frozen, "memory.db");
             drop(c);
+            if lost {
+                // The freed schema row's CREATE statement, wherever it is.
+                let create = encode("CREATE TABLE notes(", enc);
+                {
+                    let path = &input;
+                    let mut b = std::fs::read(path).unwrap();
+                    let mut at = 0;
+                    while let Some(p) = b[at..].windows(create.len()).position(|w| w == create) {
+                        let p = at + p;
+                        b[p..p + create.len()].fill(0);
+                        at = p + create.len();
+                    }
+                    std::fs::write(path, b).unwrap();
+                }
+            }
             let mut bytes = std::fs::read(&input).unwrap();
             if let Ok(w) = std::fs::read(side(&input, "-wal")) {
                 bytes.extend(w);
@@ -452,8 +474,13 @@ fn a_dropped_tables_rows_come_back_under_its_name() {
             let conn = Connection::open(&out).unwrap();
             assert_eq!(integrity(&conn), "ok");
             type Note = (Option<i64>, Option<String>, Option<String>, Option<i64>);
+            let query = if lost {
+                "SELECT salvage_rowid, c1, c2, c3 FROM recovered_deleted_rows_1"
+            } else {
+                "SELECT id, title, body, k FROM notes__deleted"
+            };
             let got: Vec<Note> = conn
-                .prepare("SELECT id, title, body, k FROM notes__deleted")
+                .prepare(query)
                 .map(|mut st| {
                     st.query_map([], |r| {
                         Ok((r.get(0).ok(), r.get(1).ok(), r.get(2).ok(), r.get(3).ok()))
@@ -484,14 +511,20 @@ fn a_dropped_tables_rows_come_back_under_its_name() {
                 }
             }
             let found = found.intersection(&surviving).count();
+            let name = if lost {
+                "recovered_deleted_rows_1"
+            } else {
+                "notes"
+            };
             assert!(
-                report.deleted.iter().any(|d| d.table == "notes") || surviving.is_empty(),
+                report.deleted.iter().any(|d| d.table == name) || surviving.is_empty(),
                 "{ps} {enc} wal {wal}: no notes__deleted: {:?}",
                 report.deleted
             );
             lines.push(format!(
-                "{ps} {enc} {}: surviving {}, found {found}, rows {}, wrong {wrong}",
+                "{ps} {enc} {}{}: surviving {}, found {found}, rows {}, wrong {wrong}",
                 if wal { "wal" } else { "rollback" },
+                if lost { ", schema row lost" } else { "" },
                 surviving.len(),
                 got.len()
             ));

@@ -5,7 +5,8 @@
 //! `sqlite_schema` row was deleted (a freed cell of page 1 or another page
 //! of the schema's tree: a DROP TABLE) and that the live schema does not
 //! name, described from their CREATE statement as SQLite parses it, for
-//! the deleted-rows stage to look for their rows.
+//! the deleted-rows stage to look for their rows; and, for freed leaves
+//! no table's records fit, tables named by their shape ([`shape_table`]).
 
 use std::collections::HashSet;
 
@@ -122,4 +123,83 @@ pub(crate) fn dropped_leaves(salvage: &Salvage, map: &PageMap, root: u32) -> Vec
     }
     leaves.sort_unstable();
     leaves
+}
+
+/// Most columns a shape-named table takes (SQLite's default limit).
+pub(crate) const MAX_SHAPE_COLUMNS: usize = 2000;
+
+/// A table for the rows of freed leaves no table's records fit (a dropped
+/// table whose schema row is gone): `recovered_deleted_rows_<k>` (the
+/// first name `schema` does not use from `k` on), with `width` untyped
+/// columns `c0`, `c1`, ... that take any value. Its root is a stand-in:
+/// it has no tree.
+pub(crate) fn shape_table(
+    schema: &Schema,
+    k: usize,
+    width: usize,
+    enc: sqlite_salvage_format::header::TextEncoding,
+) -> Result<Option<Table>> {
+    let mut k = k;
+    let mut name = format!("recovered_deleted_rows_{k}");
+    while schema.table(&name).is_some() {
+        k += 1;
+        name = format!("recovered_deleted_rows_{k}");
+    }
+    let cols: Vec<String> = (0..width).map(|i| format!("c{i}")).collect();
+    let entry = SchemaEntry {
+        kind: "table".into(),
+        name: name.clone(),
+        tbl_name: name.clone(),
+        rootpage: u32::MAX,
+        sql: Some(format!("CREATE TABLE {name}({})", cols.join(", "))),
+    };
+    let tables = Schema::from_entries(vec![entry], enc)?.tables;
+    Ok(tables.into_iter().find(|t| t.parsed))
+}
+
+/// The storage classes each column of a shape-named table was seen to hold
+/// on the freed leaves that made it (through their pointers): a record
+/// found in free space joins it only with values of those classes (an
+/// untyped table fits any record of its width, garbage too).
+pub(crate) struct Shape {
+    /// The table, by its position among the stage's tables.
+    pub table: usize,
+    classes: Vec<u8>,
+}
+
+impl Shape {
+    pub fn new(table: usize, width: usize) -> Shape {
+        Shape {
+            table,
+            classes: vec![0; width],
+        }
+    }
+
+    /// Notes the classes of a record of the table's leaves.
+    pub fn observe(&mut self, rec: &Record, payload: &[u8]) {
+        for (i, c) in self.classes.iter_mut().enumerate() {
+            *c |= class(rec.value(payload, i));
+        }
+    }
+
+    /// Whether every value of `rec` is of a class its column was seen
+    /// with.
+    pub fn admits(&self, rec: &Record, payload: &[u8]) -> bool {
+        rec.len() == self.classes.len()
+            && (0..rec.len()).all(|i| {
+                self.classes
+                    .get(i)
+                    .is_some_and(|&c| c & class(rec.value(payload, i)) != 0)
+            })
+    }
+}
+
+fn class(v: ValueRef<'_>) -> u8 {
+    match v {
+        ValueRef::Null => 1,
+        ValueRef::Integer(_) => 2,
+        ValueRef::Real(_) => 4,
+        ValueRef::Text(_) => 8,
+        ValueRef::Blob(_) => 16,
+    }
 }

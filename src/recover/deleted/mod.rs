@@ -23,16 +23,21 @@
 //! version there). A deleted row is
 //! never written into the live table, never counted among the recovered
 //! rows.
+//!
+//! A freed leaf whose records fit no table (a dropped table whose schema
+//! row is gone too) gives `recovered_deleted_rows_<k>`, one per record
+//! width, with untyped columns `c0`, `c1`, ...; freed pages are read in
+//! `freed.rs`.
+
+mod freed;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::types::Value as SqlValue;
 
 use super::carve::{cells_by_pointer, fits, texts_valid};
-use super::dropped::{dropped_leaves, dropped_tables};
-use super::freespace::{
-    FreeCell, Place, free_cells, headless_free_cells, leaf_kind, texts_aligned, texts_plain,
-};
+use super::dropped::{Shape, dropped_leaves, dropped_tables};
+use super::freespace::{FreeCell, Place, free_cells, texts_aligned, texts_plain};
 use super::index_copy::pk_columns;
 use super::live::LiveRows;
 use super::pagemap::{Owner, PageMap};
@@ -44,7 +49,7 @@ use crate::schema::{Affinity, Schema, Table, quote_ident};
 use crate::snapshot::Salvage;
 use crate::tree::{NoVisitor, assemble};
 use sqlite_salvage_format::cell::Payload;
-use sqlite_salvage_format::page::{BtreePage, PageKind};
+use sqlite_salvage_format::page::BtreePage;
 use sqlite_salvage_format::record::{Record, ValueRef};
 
 /// Where a deleted row was found.
@@ -57,6 +62,7 @@ enum Origin {
     OlderVersion,
     Journal,
     Dropped,
+    Shape,
 }
 
 impl Origin {
@@ -68,6 +74,7 @@ impl Origin {
             Origin::Freelist => "freelist",
             Origin::OlderVersion => "older-version",
             Origin::Journal => "rollback-journal",
+            Origin::Shape => "freelist",
             Origin::Dropped => "dropped-table",
         }
     }
@@ -89,6 +96,10 @@ impl Origin {
             Origin::Journal => {
                 "a cell of a page as it was before a transaction, in the rollback journal; \
                  its rowid not live"
+            }
+            Origin::Shape => {
+                "a cell of a freed leaf whose records fit no table (a dropped table's, its \
+                 schema row gone): named by its shape"
             }
             Origin::Dropped => {
                 "a cell of a freed page of a dropped table, its tree walked from its old root \
@@ -118,8 +129,16 @@ struct Writer<'a> {
     live: HashMap<usize, LiveRows>,
     rec: Record,
     /// The schema's tables, then the dropped ones ([`super::dropped`]),
-    /// which have no live rows.
+    /// which have no live rows, then the shape-named ones made as freed
+    /// leaves need them.
     tables: Vec<Table>,
+    /// How many of `tables` come before the shape-named ones: only those
+    /// are tried for a page's records.
+    known: usize,
+    /// The shape-named tables, by their width.
+    shapes: BTreeMap<usize, Shape>,
+    /// Freelist pages that are not leaves, no known table took.
+    deferred: Vec<u32>,
 }
 
 /// Writes the deleted rows found (see the module doc); gives a report per
@@ -133,6 +152,7 @@ pub(super) fn write_deleted(
 ) -> Result<Vec<DeletedTable>> {
     let mut tables = schema.tables.clone();
     tables.extend(dropped_tables(salvage, schema, map)?);
+    let known = tables.len();
     let mut w = Writer {
         salvage,
         schema,
@@ -142,6 +162,9 @@ pub(super) fn write_deleted(
         live: HashMap::new(),
         rec: Record::new(),
         tables,
+        known,
+        shapes: BTreeMap::new(),
+        deferred: Vec::new(),
     };
     let usable = |t: &Table| t.parsed && !not_created.contains(&t.name);
     let snap = &salvage.snapshot;
@@ -178,6 +201,7 @@ pub(super) fn write_deleted(
             None => w.freelist_page(pgno, &buf, &usable)?,
         }
     }
+    w.freed_non_leaves(&mut buf, &usable)?;
     for pgno in salvage.pages_with_older_versions() {
         let ti = map
             .table_of(pgno)
@@ -230,149 +254,6 @@ impl Writer<'_> {
                 (Place::Rebuilt, _) => Origin::FreeblockRebuilt,
             };
             self.offer(ti, pgno, &c, from)?;
-        }
-        Ok(())
-    }
-
-    /// A freelist page that reads as a table leaf: its cells and the cells
-    /// in its free space are a table's when their records fit that table
-    /// alone (as wide as its stored columns).
-    fn freelist_page(
-        &mut self,
-        pgno: u32,
-        raw: &[u8],
-        usable_table: &dyn Fn(&Table) -> bool,
-    ) -> Result<()> {
-        self.unowned_leaf(pgno, raw, usable_table, Origin::Freelist)
-    }
-
-    /// A page no table owns now (freed, or an older version of a page now
-    /// another's): its cells and free space, a table's when their records
-    /// fit that table alone. A freelist page that does not read as a leaf
-    /// is read as a trunk page.
-    fn unowned_leaf(
-        &mut self,
-        pgno: u32,
-        raw: &[u8],
-        usable_table: &dyn Fn(&Table) -> bool,
-        from: Origin,
-    ) -> Result<()> {
-        let usable = self.salvage.snapshot.usable_size();
-        let enc = self.salvage.snapshot.header().encoding;
-        let page = BtreePage::parse(raw, pgno, usable)
-            .ok()
-            .filter(|p| p.kind.is_leaf());
-        let Some(page) = page else {
-            if from == Origin::Freelist {
-                return self.trunk_page(pgno, raw, usable_table);
-            }
-            return Ok(());
-        };
-        let cells: Vec<FreeCell> = cells_by_pointer(&page)
-            .0
-            .into_iter()
-            .map(FreeCell::pointed)
-            .collect();
-        let mut rec = Record::new();
-        let mut fitting: Vec<(usize, Vec<FreeCell>)> = Vec::new();
-        for (ti, t) in self.tables.iter().enumerate() {
-            if !usable_table(t)
-                || t.name.to_ascii_lowercase().starts_with("sqlite_")
-                || leaf_kind(t) != page.kind
-            {
-                continue;
-            }
-            let width = t.stored_columns();
-            let fit = |rec: &mut Record, c: &FreeCell| {
-                let ok = if c.overflow == 0 {
-                    rec.parse(&c.payload).is_ok()
-                } else {
-                    rec.parse_partial(&c.payload).is_ok()
-                };
-                ok && rec.len() == width && fits(t, rec, &c.payload)
-            };
-            if !cells.iter().all(|c| fit(&mut rec, c)) {
-                continue;
-            }
-            let free: Vec<FreeCell> = free_cells(raw, &page, usable, t, enc)
-                .into_iter()
-                .filter(|c| fit(&mut rec, c))
-                .collect();
-            if !cells.is_empty() || !free.is_empty() {
-                fitting.push((ti, free));
-            }
-        }
-        let [(ti, _)] = fitting[..] else {
-            return Ok(());
-        };
-        if page.kind == PageKind::IndexLeaf && self.index_shaped(&cells) {
-            // A freed page of an index reads as a WITHOUT ROWID table's too.
-            return Ok(());
-        }
-        let Some((_, free)) = fitting.pop() else {
-            return Ok(());
-        };
-        for c in cells.iter().chain(&free) {
-            self.offer(ti, pgno, c, from)?;
-        }
-        Ok(())
-    }
-
-    /// A freed leaf known to be table `ti`'s: its cells and free space.
-    fn leaf_of(&mut self, ti: usize, pgno: u32, raw: &[u8], from: Origin) -> Result<()> {
-        let usable = self.salvage.snapshot.usable_size();
-        let Ok(page) = BtreePage::parse(raw, pgno, usable) else {
-            return Ok(());
-        };
-        for c in cells_by_pointer(&page).0 {
-            self.offer(ti, pgno, &FreeCell::pointed(c), from)?;
-        }
-        let t = &self.tables[ti];
-        let enc = self.salvage.snapshot.header().encoding;
-        for c in free_cells(raw, &page, usable, t, enc) {
-            self.offer(ti, pgno, &c, from)?;
-        }
-        Ok(())
-    }
-
-    /// A freelist page that does not read as a leaf (a trunk page, its
-    /// first bytes rewritten with the list): the freeblocks still in its
-    /// content, a table's when their cells fit that table alone.
-    fn trunk_page(
-        &mut self,
-        pgno: u32,
-        raw: &[u8],
-        usable_table: &dyn Fn(&Table) -> bool,
-    ) -> Result<()> {
-        let snap = &self.salvage.snapshot;
-        let (usable, enc) = (snap.usable_size(), snap.header().encoding);
-        // Past the trunk's list of leaf pages.
-        let listed = raw
-            .get(4..8)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
-        let first = 8usize.saturating_add(listed.saturating_mul(4));
-        let mut fitting: Vec<(usize, Vec<FreeCell>)> = Vec::new();
-        for (ti, t) in self.tables.iter().enumerate() {
-            if !usable_table(t) || t.name.to_ascii_lowercase().starts_with("sqlite_") {
-                continue;
-            }
-            let found = headless_free_cells(raw, first, usable, t, enc);
-            if !found.is_empty() {
-                fitting.push((ti, found));
-            }
-        }
-        // The table whose records fill the page: a stray few bytes that read
-        // as another's record do not take it away (at ten to one).
-        fitting.sort_by_key(|(_, f)| std::cmp::Reverse(f.len()));
-        let runner_up = fitting.get(1).map_or(0, |(_, f)| f.len());
-        let Some((ti, found)) = fitting.into_iter().next() else {
-            return Ok(());
-        };
-        if runner_up.saturating_mul(10) >= found.len() {
-            return Ok(());
-        }
-        for c in &found {
-            self.offer(ti, pgno, c, Origin::Freelist)?;
         }
         Ok(())
     }
@@ -477,6 +358,7 @@ impl Writer<'_> {
             || !texts_valid(&self.rec, payload, enc)
             || self.rec.body_is_empty()
             || blob_in_typed(t, &self.rec, payload)
+            || (ti >= self.known && !self.shape_admits(ti, payload))
             || !texts_plain(&self.rec, payload, enc)
             || !texts_aligned(&self.rec, payload, enc)
         {
@@ -564,21 +446,6 @@ impl Writer<'_> {
         Ok(n > 0)
     }
 
-    /// Whether every cell's record reads as an entry of one of the
-    /// schema's indexes: a value per key column, then an integer rowid.
-    fn index_shaped(&mut self, cells: &[FreeCell]) -> bool {
-        let rec = &mut self.rec;
-        !cells.is_empty()
-            && self.schema.indexes.iter().any(|ix| {
-                let width = ix.columns.len() + 1;
-                cells.iter().all(|c| {
-                    rec.parse_partial(&c.payload).is_ok()
-                        && rec.len() == width
-                        && matches!(rec.value(&c.payload, width - 1), ValueRef::Integer(_))
-                })
-            })
-    }
-
     fn insert(
         &mut self,
         ti: usize,
@@ -589,7 +456,7 @@ impl Writer<'_> {
     ) -> Result<()> {
         let t = &self.tables[ti];
         if !self.made.contains_key(&ti) {
-            let m = make_table(self.sink, self.schema, t)?;
+            let m = make_table(self.sink, self.schema, t, ti >= self.known)?;
             self.made.insert(ti, m);
         }
         let Some(m) = self.made.get(&ti) else {
@@ -680,12 +547,17 @@ fn blob_in_typed(t: &Table, rec: &Record, payload: &[u8]) -> bool {
     })
 }
 
-/// Creates `<table>__deleted` (a free name): the table's columns (declared
-/// types, no constraints), then the provenance columns.
-fn make_table(sink: &Sink, schema: &Schema, t: &Table) -> Result<Made> {
+/// Creates `<table>__deleted` (a free name; a shape-named table under its
+/// own name): the table's columns (declared types, no constraints), then
+/// the provenance columns.
+fn make_table(sink: &Sink, schema: &Schema, t: &Table, shape: bool) -> Result<Made> {
     let mut name = format!("{}__deleted", t.name);
+    if shape {
+        // Named by its shape already, a name the schema does not use.
+        name = t.name.clone();
+    }
     let mut k = 0;
-    while schema.table(&name).is_some() {
+    while !shape && schema.table(&name).is_some() {
         k += 1;
         name = format!("{}__deleted{k}", t.name);
     }
