@@ -9,7 +9,8 @@
 //! target/bench-data/ (delete it to regenerate); SALVAGE_BENCH_ONLY=generate
 //! makes the input and stops, printing how long that took.
 //! Every command runs as a child process; wall time and peak RSS come from
-//! wait4(2). Each figure is the best of SALVAGE_BENCH_RUNS runs (default 3).
+//! wait4(2). Each figure is the best of SALVAGE_BENCH_RUNS runs (default 3);
+//! VACUUM INTO and the two recoveries measured against it run in turn.
 //! Then a writer commits without pause while each kind of copy runs again
 //! and again (for at least 3 s per run asked for): its commit rate alone
 //! and during each, and how long each copy took.
@@ -77,6 +78,34 @@ fn best(runs: usize, mut f: impl FnMut() -> Measure) -> Measure {
         b.rss_mb = b.rss_mb.max(m.rss_mb);
     }
     b
+}
+
+/// Like [`best`] for several commands at once, run in turn (one of each,
+/// then again): a slow spell of the machine or its disk then falls on all
+/// of them alike, not on whichever ran during it.
+fn best_in_turn<const N: usize>(
+    runs: usize,
+    mut fs: [&mut dyn FnMut() -> Measure; N],
+) -> [Measure; N] {
+    let mut b: [Option<Measure>; N] = std::array::from_fn(|_| None);
+    for _ in 0..runs.max(1) {
+        for (f, b) in fs.iter_mut().zip(b.iter_mut()) {
+            let m = f();
+            *b = Some(match b.take() {
+                None => m,
+                Some(o) => Measure {
+                    secs: o.secs.min(m.secs),
+                    rss_mb: o.rss_mb.max(m.rss_mb),
+                },
+            });
+        }
+    }
+    b.map(|m| {
+        m.unwrap_or(Measure {
+            secs: 0.0,
+            rss_mb: 0.0,
+        })
+    })
 }
 
 fn side(p: &Path, suffix: &str) -> PathBuf {
@@ -456,7 +485,7 @@ fn time_rows(cx: &Cx) {
     let info = best(1, || {
         measure(Command::new(exe).arg("info").arg(db).stdout(devnull()))
     });
-    let vacuum = best(runs, || {
+    let mut vacuum = || {
         let out = scratch.join("vacuumed.db");
         let _ = std::fs::remove_file(&out);
         let m = measure(
@@ -467,7 +496,7 @@ fn time_rows(cx: &Cx) {
                 .stdout(devnull()),
         );
         tidy(m, &out)
-    });
+    };
     let recover_at = |input: &Path| {
         let out = scratch.join("recovered.db");
         let _ = std::fs::remove_file(&out);
@@ -483,7 +512,6 @@ fn time_rows(cx: &Cx) {
         );
         tidy(m, &out)
     };
-    let recover_healthy = best(runs, || recover_at(db));
     // The same files with 10% of the database file's pages zeroed.
     let damaged = scratch.join("damaged.db");
     {
@@ -516,7 +544,14 @@ fn time_rows(cx: &Cx) {
             .sync_all()
             .unwrap();
     }
-    let recover_damaged = best(runs, || recover_at(&damaged));
+    // VACUUM INTO and both recoveries in turn, so that the ratios compare
+    // runs made at the same time.
+    let [vacuum, recover_healthy, recover_damaged] = best_in_turn(
+        runs,
+        [&mut vacuum, &mut || recover_at(db), &mut || {
+            recover_at(&damaged)
+        }],
+    );
     tidy((), &damaged);
     tidy((), &side(&damaged, "-wal"));
 

@@ -2,7 +2,7 @@
 //! table owns now, read as the table whose records fit them alone; freed
 //! non-leaf pages (trunk pages, interior pages) by the table whose records
 //! fill them; freed leaves no table fits, into tables named by their shape
-//! ([`super::super::dropped::shape_table`]).
+//! ([`crate::recover::dropped::shape_table`]).
 //!
 //! Takes the stage's [`Writer`] and a page; gives the rows found to
 //! [`Writer::offer`].
@@ -31,8 +31,9 @@ impl Writer<'_> {
 
     /// A page no table owns now (freed, or an older version of a page now
     /// another's): its cells and free space, a table's when their records
-    /// fit that table alone. A freelist page that does not read as a leaf
-    /// is read as a trunk page.
+    /// fit that table alone; a freed leaf no table fits, by its shape. A
+    /// freelist page that does not read as a leaf is read once the freed
+    /// leaves are ([`Writer::freed_non_leaves`]).
     pub(super) fn unowned_leaf(
         &mut self,
         pgno: u32,
@@ -210,14 +211,10 @@ impl Writer<'_> {
                 continue;
             }
             let mut found = headless_free_cells(raw, first, usable, t, enc);
-            if ti >= self.known {
+            if let Some(shape) = self.shape_of(ti) {
                 let mut rec = Record::new();
                 found.retain(|c| {
-                    rec.parse_partial(&c.payload).is_ok()
-                        && self
-                            .shapes
-                            .values()
-                            .any(|s| s.table == ti && s.admits(&rec, &c.payload))
+                    rec.parse_partial(&c.payload).is_ok() && shape.admits(&rec, &c.payload)
                 });
             }
             if !found.is_empty() {
@@ -228,12 +225,16 @@ impl Writer<'_> {
         fitting
     }
 
+    /// The shape-named table `ti`'s shape (None for a known table).
+    fn shape_of(&self, ti: usize) -> Option<&Shape> {
+        self.shapes.values().find(|s| s.table == ti)
+    }
+
     /// Whether the record just parsed (`self.rec`, of `payload`) has
     /// values of the classes the shape-named table `ti` was seen with.
     pub(super) fn shape_admits(&self, ti: usize, payload: &[u8]) -> bool {
-        self.shapes
-            .values()
-            .any(|s| s.table == ti && s.admits(&self.rec, payload))
+        self.shape_of(ti)
+            .is_some_and(|s| s.admits(&self.rec, payload))
     }
 
     /// The freelist pages that are not leaves ([`Writer::trunk_cells`]),
