@@ -261,9 +261,10 @@ fn rebuilt(
         return None;
     }
     let mut best: Option<(u8, Vec<u8>, usize)> = None;
-    for k in first_head(t)..=9usize {
-        let head = at.checked_add(k)?;
-        let Some(payload) = record_from(raw, (at, head, stop), t) else {
+    let heads = (first_head(t)..=9usize).filter_map(|k| at.checked_add(k));
+    for (head, size) in heads.flat_map(|h| cell_sizes(raw, (at, stop), usable).map(move |z| (h, z)))
+    {
+        let Some(payload) = record_from(raw, (at, head, stop), t, size) else {
             continue;
         };
         let fits_t = rec.parse(&payload).is_ok()
@@ -302,6 +303,27 @@ fn rebuilt(
     Some((c, next))
 }
 
+/// The two bytes at `at`, big-endian.
+fn be16_at(raw: &[u8], at: usize) -> Option<usize> {
+    raw.get(at..at.checked_add(2)?)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+}
+
+/// The sizes the cell at freed head `at` may have had: the size its
+/// freeblock header gives (a freeblock of this one cell), then the
+/// distance to each of the next few bytes in `[at, stop)` that read as a
+/// freed head (cells freed one by one whose freeblocks merged: each head
+/// kept the header written when it was freed).
+fn cell_sizes(raw: &[u8], (at, stop): (usize, usize), usable: u32) -> impl Iterator<Item = usize> {
+    let own = be16_at(raw, at + 2).unwrap_or(0);
+    let later = (at + 5..stop)
+        .filter(move |&p| freeblock_header(raw, p, usable))
+        .map(move |p| p - at)
+        .filter(move |&z| z != own)
+        .take(3);
+    std::iter::once(own).chain(later)
+}
+
 /// Whether the four bytes at `at` read as a freeblock header: the next
 /// block none, or one past this one in the page; a size of at least four
 /// that stays in the page.
@@ -326,7 +348,8 @@ fn head_rebuilds(
     rec: &mut Record,
 ) -> bool {
     (first_head(t)..=9usize).any(|k| {
-        record_from(raw, (at, at + k, stop), t).is_some_and(|p| {
+        let size = be16_at(raw, at + 2).unwrap_or(0);
+        record_from(raw, (at, at + k, stop), t, size).is_some_and(|p| {
             rec.parse(&p).is_ok() && rec.end() == p.len() && plausible(rec, &p, t, enc)
         })
     })
@@ -394,7 +417,12 @@ pub(crate) fn texts_aligned(rec: &Record, payload: &[u8], enc: TextEncoding) -> 
 /// the one whose value takes the bytes left of the cell, as long as the
 /// freeblock header says (a freeblock of this one cell) and of the kind
 /// the column's affinity stores.
-fn record_from(raw: &[u8], (at, head, stop): (usize, usize, usize), t: &Table) -> Option<Vec<u8>> {
+fn record_from(
+    raw: &[u8],
+    (at, head, stop): (usize, usize, usize),
+    t: &Table,
+    size: usize,
+) -> Option<Vec<u8>> {
     let region = raw.get(..stop)?;
     if head >= at + 4 {
         let (hdr, _) = read_varint(region.get(head..)?)?;
@@ -428,9 +456,6 @@ fn record_from(raw: &[u8], (at, head, stop): (usize, usize, usize), t: &Table) -
     let mut first: Vec<u8> = Vec::new();
     let mut first_len = 0usize;
     if lost_serials == 1 {
-        let size = raw
-            .get(at + 2..at + 4)
-            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))?;
         (first, first_len) =
             lost_first_serial(t, size.checked_sub(head - at)?, p - (at + 4), body)?;
     }
