@@ -261,9 +261,9 @@ fn rebuilt(
         return None;
     }
     let mut best: Option<(u8, Vec<u8>, usize)> = None;
+    let sizes: Vec<usize> = cell_sizes(raw, (at, stop), usable).collect();
     let heads = (first_head(t)..=9usize).filter_map(|k| at.checked_add(k));
-    for (head, size) in heads.flat_map(|h| cell_sizes(raw, (at, stop), usable).map(move |z| (h, z)))
-    {
+    for (head, size) in heads.flat_map(|h| sizes.iter().map(move |&z| (h, z))) {
         let Some(payload) = record_from(raw, (at, head, stop), t, size) else {
             continue;
         };
