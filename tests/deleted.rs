@@ -341,10 +341,9 @@ fn deleted_rows_come_back_in_tables_of_their_own() {
     assert!(recall >= 0.95, "recall {recall:.3}");
 }
 
-#[test]
-fn without_deleted_the_output_has_no_deleted_table() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("m.db");
+/// `dir/m.db`: a table of 500 rows, every third deleted.
+fn thirds_deleted(dir: &Path) -> std::path::PathBuf {
+    let db = dir.join("m.db");
     let c = Connection::open(&db).unwrap();
     c.execute_batch(
         "PRAGMA secure_delete=OFF; CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b TEXT, c INTEGER);",
@@ -358,7 +357,13 @@ fn without_deleted_the_output_has_no_deleted_table() {
         .unwrap();
     }
     c.execute("DELETE FROM t WHERE id % 3 = 0", []).unwrap();
-    drop(c);
+    db
+}
+
+#[test]
+fn without_deleted_the_output_has_no_deleted_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = thirds_deleted(tmp.path());
     let out = tmp.path().join("out.db");
     let report = recover_no_sync(&db, &out).unwrap();
     assert!(report.deleted.is_empty());
@@ -552,21 +557,7 @@ fn a_dropped_tables_rows_come_back_under_its_name() {
 #[test]
 fn dump_deleted_gives_the_rows_recover_deleted_writes() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("m.db");
-    let c = Connection::open(&db).unwrap();
-    c.execute_batch(
-        "PRAGMA secure_delete=OFF; CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b TEXT, c INTEGER);",
-    )
-    .unwrap();
-    for i in 1..=500 {
-        c.execute(
-            "INSERT INTO t VALUES(?1, ?2, ?2, ?1)",
-            params![i, format!("row {i}")],
-        )
-        .unwrap();
-    }
-    c.execute("DELETE FROM t WHERE id % 3 = 0", []).unwrap();
-    drop(c);
+    let db = thirds_deleted(tmp.path());
     let out = tmp.path().join("out.db");
     let opts = RecoverOptions {
         no_sync: true,
