@@ -281,7 +281,7 @@ fn rebuilt(
         } else if whole_cell(raw, next, stop, usable, t, enc, rec).is_some() {
             1
         } else if freeblock_header(raw, next, usable)
-            && head_rebuilds(raw, (next, stop), t, enc, rec)
+            && head_rebuilds(raw, (next, stop, usable), t, enc, rec)
         {
             2
         } else {
@@ -342,15 +342,17 @@ fn freeblock_header(raw: &[u8], at: usize, usable: u32) -> bool {
 /// Whether some record rebuilds at freed head `at` (no further look).
 fn head_rebuilds(
     raw: &[u8],
-    (at, stop): (usize, usize),
+    (at, stop, usable): (usize, usize, u32),
     t: &Table,
     enc: TextEncoding,
     rec: &mut Record,
 ) -> bool {
+    let sizes: Vec<usize> = cell_sizes(raw, (at, stop), usable).collect();
     (first_head(t)..=9usize).any(|k| {
-        let size = be16_at(raw, at + 2).unwrap_or(0);
-        record_from(raw, (at, at + k, stop), t, size).is_some_and(|p| {
-            rec.parse(&p).is_ok() && rec.end() == p.len() && plausible(rec, &p, t, enc)
+        sizes.iter().any(|&size| {
+            record_from(raw, (at, at + k, stop), t, size).is_some_and(|p| {
+                rec.parse(&p).is_ok() && rec.end() == p.len() && plausible(rec, &p, t, enc)
+            })
         })
     })
 }
