@@ -9,6 +9,7 @@ mod common;
 mod corpus;
 mod deleted;
 mod differential;
+mod forensic;
 mod hostile;
 mod indexes;
 mod interrupt;
