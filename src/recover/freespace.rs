@@ -223,6 +223,12 @@ fn whole_cell(
     enc: TextEncoding,
     rec: &mut Record,
 ) -> Option<FoundCell> {
+    // A payload is never empty (a record has at least its header's length
+    // byte): a cell does not start with a zero byte, as free space often
+    // does.
+    if raw.get(at).is_none_or(|&b| b == 0) {
+        return None;
+    }
     let c = cell_at(raw.get(..stop)?, at, leaf_kind(t), usable).ok()?;
     let ok = if c.overflow == 0 {
         rec.parse(&c.local).is_ok() && rec.end() == c.local.len()
@@ -260,35 +266,24 @@ fn rebuilt(
     if t.without_rowid || !freeblock_header(raw, at, usable) {
         return None;
     }
+    // The cell's size matters only where the first serial type is lost
+    // with the length byte (the record header two bytes on): there the
+    // size its header gives is tried, then, failing a cell that ends where
+    // the freeblock does, each other size it may have had.
+    let own = be16_at(raw, at + 2).unwrap_or(0);
     let mut best: Option<(u8, Vec<u8>, usize)> = None;
-    let sizes: Vec<usize> = cell_sizes(raw, (at, stop), usable).collect();
-    let heads = (first_head(t)..=9usize).filter_map(|k| at.checked_add(k));
-    for (head, size) in heads.flat_map(|h| sizes.iter().map(move |&z| (h, z))) {
-        let Some(payload) = record_from(raw, (at, head, stop), t, size) else {
-            continue;
-        };
-        let fits_t = rec.parse(&payload).is_ok()
-            && rec.end() == payload.len()
-            && plausible(rec, &payload, t, enc)
-            && texts_plain(rec, &payload, enc);
-        // A rebuilt record takes the same bytes in the page as it did.
-        let next = head + payload.len();
-        if !fits_t || next > stop {
-            continue;
+    let keep = |best: &mut Option<(u8, Vec<u8>, usize)>, b: Option<(u8, Vec<u8>, usize)>| {
+        if let Some(b) = b.filter(|b| best.as_ref().is_none_or(|o| b.0 < o.0)) {
+            *best = Some(b);
         }
-        let rank = if stop - next <= 3 {
-            0
-        } else if whole_cell(raw, next, stop, usable, t, enc, rec).is_some() {
-            1
-        } else if freeblock_header(raw, next, usable)
-            && head_rebuilds(raw, (next, stop, usable), t, enc, rec)
-        {
-            2
-        } else {
-            continue;
-        };
-        if best.as_ref().is_none_or(|b| rank < b.0) {
-            best = Some((rank, payload, if stop - next <= 3 { stop } else { next }));
+    };
+    for k in first_head(t)..=9usize {
+        let place = (at, at + k, stop, usable);
+        keep(&mut best, rebuilt_at(raw, place, own, t, enc, rec));
+        if k == 2 && best.as_ref().is_none_or(|b| b.0 > 0) {
+            for size in cell_sizes(raw, (at, stop), usable).skip(1) {
+                keep(&mut best, rebuilt_at(raw, place, size, t, enc, rec));
+            }
         }
     }
     let (_, payload, next) = best?;
@@ -301,6 +296,43 @@ fn rebuilt(
         place: Place::Rebuilt,
     };
     Some((c, next))
+}
+
+/// One rebuild of the freed head at `at` ([`rebuilt`]): its record header
+/// at `head`, the cell `size` bytes long where that is needed. Gives its
+/// rank (0: it ends where the freeblock does; 1: where a whole cell
+/// starts; 2: where another freed head starts), record, and where the next
+/// cell starts.
+fn rebuilt_at(
+    raw: &[u8],
+    (at, head, stop, usable): (usize, usize, usize, u32),
+    size: usize,
+    t: &Table,
+    enc: TextEncoding,
+    rec: &mut Record,
+) -> Option<(u8, Vec<u8>, usize)> {
+    let payload = record_from(raw, (at, head, stop), t, size)?;
+    let fits_t = rec.parse(&payload).is_ok()
+        && rec.end() == payload.len()
+        && plausible(rec, &payload, t, enc)
+        && texts_plain(rec, &payload, enc);
+    // A rebuilt record takes the same bytes in the page as it did.
+    let next = head + payload.len();
+    if !fits_t || next > stop {
+        return None;
+    }
+    let rank = if stop - next <= 3 {
+        0
+    } else if whole_cell(raw, next, stop, usable, t, enc, rec).is_some() {
+        1
+    } else if freeblock_header(raw, next, usable)
+        && head_rebuilds(raw, (next, stop, usable), t, enc, rec)
+    {
+        2
+    } else {
+        return None;
+    };
+    Some((rank, payload, if rank == 0 { stop } else { next }))
 }
 
 /// The two bytes at `at`, big-endian.

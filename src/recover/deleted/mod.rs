@@ -308,12 +308,35 @@ impl Writer<'_> {
         let Some(ti) = ti else {
             return self.unowned_leaf(pgno, raw, usable_table, from);
         };
+        let here = self.live_here(pgno);
         for c in cells_by_pointer(&page).0 {
+            if here.has(c.rowid, &c.local) {
+                continue;
+            }
             // An older chain is read only through pages no live tree
             // owns ([`Writer::offer`]).
             self.offer(ti, pgno, &FreeCell::pointed(c), from)?;
         }
         self.page_free_space(ti, pgno, raw, from)
+    }
+
+    /// The cells of page `pgno` as it is now: a cell of an older version
+    /// with one's rowid, or with one's bytes, is that live row (an update,
+    /// or no change), whatever else a live-row lookup would say.
+    fn live_here(&self, pgno: u32) -> LiveHere {
+        let snap = &self.salvage.snapshot;
+        let mut buf = vec![0u8; snap.page_size() as usize];
+        let mut here = LiveHere::default();
+        if snap.read_page(pgno, &mut buf).is_err() {
+            return here;
+        }
+        if let Ok(page) = BtreePage::parse(&buf, pgno, snap.usable_size()) {
+            for c in cells_by_pointer(&page).0 {
+                here.rowids.extend(c.rowid);
+                here.cells.insert(cell_hash(c.rowid, &c.local));
+            }
+        }
+        here
     }
 
     /// Writes cell `c` of page `pgno` as a deleted row of table `ti`, unless
@@ -534,6 +557,29 @@ impl Writer<'_> {
         }
         Ok(out)
     }
+}
+
+/// The cells of a page as it is now ([`Writer::live_here`]).
+#[derive(Default)]
+struct LiveHere {
+    rowids: HashSet<i64>,
+    cells: HashSet<u64>,
+}
+
+impl LiveHere {
+    /// Whether a cell with this rowid and these local bytes is one of them.
+    fn has(&self, rowid: Option<i64>, local: &[u8]) -> bool {
+        rowid.is_some_and(|r| self.rowids.contains(&r))
+            || self.cells.contains(&cell_hash(rowid, local))
+    }
+}
+
+fn cell_hash(rowid: Option<i64>, local: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    rowid.hash(&mut h);
+    local.hash(&mut h);
+    h.finish()
 }
 
 /// Whether a value of the record is a blob in a column declared with a
