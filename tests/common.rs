@@ -422,3 +422,22 @@ pub fn recover_checked(
     assert_report_adds_up(&report, out, what);
     (report, conn)
 }
+
+/// `recover --deleted` of `input` into `out` (no sync): its report and the
+/// output, checked (SQLite's integrity_check, the report adds up).
+pub fn recover_deleted(
+    input: &Path,
+    out: &Path,
+    what: &str,
+) -> (sqlite_salvage::recover::Report, Connection) {
+    let opts = sqlite_salvage::recover::RecoverOptions {
+        no_sync: true,
+        deleted: true,
+        ..Default::default()
+    };
+    let report = sqlite_salvage::recover::recover(input, out, &opts).unwrap();
+    assert_report_adds_up(&report, out, what);
+    let conn = Connection::open(out).unwrap();
+    assert_eq!(integrity(&conn), "ok", "{what}");
+    (report, conn)
+}

@@ -470,14 +470,7 @@ fn a_dropped_tables_rows_come_back_under_its_name() {
                 })
                 .collect();
             let out = tmp.path().join("recovered.db");
-            let opts = RecoverOptions {
-                no_sync: true,
-                deleted: true,
-                ..Default::default()
-            };
-            let report = recover(&input, &out, &opts).unwrap();
-            let conn = Connection::open(&out).unwrap();
-            assert_eq!(integrity(&conn), "ok");
+            let (report, conn) = recover_deleted(&input, &out, "dropped");
             type Note = (Option<i64>, Option<String>, Option<String>, Option<i64>);
             let query = if lost {
                 "SELECT salvage_rowid, c1, c2, c3 FROM recovered_deleted_rows_1"
@@ -693,15 +686,7 @@ fn deleted_rows_of_a_without_rowid_table_come_back() {
                 .map(|r| r.0)
                 .collect();
             let out = tmp.path().join("out.db");
-            let opts = RecoverOptions {
-                no_sync: true,
-                deleted: true,
-                ..Default::default()
-            };
-            let report = recover(&input, &out, &opts).unwrap();
-            assert_report_adds_up(&report, &out, "without rowid deleted");
-            let conn = Connection::open(&out).unwrap();
-            assert_eq!(integrity(&conn), "ok");
+            let (_, conn) = recover_deleted(&input, &out, "without rowid deleted");
             // k, v, n, where it was found.
             type Got = (Option<String>, Option<String>, Option<i64>, String);
             let got: Vec<Got> = conn
@@ -811,15 +796,7 @@ fn rows_deleted_one_by_one_come_back_without_a_rowid_alias() {
         }
         drop(c);
         let out = tmp.path().join("out.db");
-        let opts = RecoverOptions {
-            no_sync: true,
-            deleted: true,
-            ..Default::default()
-        };
-        let report = recover(&db, &out, &opts).unwrap();
-        assert_report_adds_up(&report, &out, "one by one");
-        let conn = Connection::open(&out).unwrap();
-        assert_eq!(integrity(&conn), "ok");
+        let (report, conn) = recover_deleted(&db, &out, "one by one");
         type Got = (Option<i64>, Option<i64>, Option<i64>, Option<String>);
         let got: Vec<Got> = conn
             .prepare("SELECT id, a, b, note FROM t__deleted")

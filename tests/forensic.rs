@@ -7,9 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use rusqlite::Connection;
 use rusqlite::types::Value;
-use sqlite_salvage::recover::{RecoverOptions, recover};
 
 use crate::common::*;
 
@@ -52,15 +50,7 @@ fn deleted_records_of_the_forensic_corpus_come_back() {
         let input = tmp.path().join(file);
         std::fs::copy(dir.join(file), &input).unwrap();
         let out = tmp.path().join("out.db");
-        let opts = RecoverOptions {
-            no_sync: true,
-            deleted: true,
-            ..Default::default()
-        };
-        let report = recover(&input, &out, &opts).unwrap();
-        assert_report_adds_up(&report, &out, file);
-        let conn = Connection::open(&out).unwrap();
-        assert_eq!(integrity(&conn), "ok");
+        let (_, conn) = recover_deleted(&input, &out, file);
         for (table, rows) in tables {
             let want: HashSet<Vec<V>> = rows
                 .iter()
