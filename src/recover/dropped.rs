@@ -128,6 +128,10 @@ pub(crate) fn dropped_leaves(salvage: &Salvage, map: &PageMap, root: u32) -> Vec
 /// Most columns a shape-named table takes (SQLite's default limit).
 pub(crate) const MAX_SHAPE_COLUMNS: usize = 2000;
 
+/// Most shape-named tables one recovery makes (one per record width): a
+/// file crafted with freed leaves of every width does not make thousands.
+pub(crate) const MAX_SHAPES: usize = 64;
+
 /// A table for the rows of freed leaves no table's records fit (a dropped
 /// table whose schema row is gone): `recovered_deleted_rows_<k>` (the
 /// first name `schema` does not use from `k` on), with `width` untyped

@@ -10,7 +10,7 @@
 use super::{Origin, Writer};
 use crate::error::Result;
 use crate::recover::carve::{cells_by_pointer, fits};
-use crate::recover::dropped::{MAX_SHAPE_COLUMNS, Shape, shape_table};
+use crate::recover::dropped::{MAX_SHAPE_COLUMNS, MAX_SHAPES, Shape, shape_table};
 use crate::recover::freespace::{FreeCell, free_cells, headless_free_cells, leaf_kind};
 use crate::schema::Table;
 use sqlite_salvage_format::page::{BtreePage, PageKind};
@@ -134,6 +134,9 @@ impl Writer<'_> {
             return Ok(());
         };
         if !self.shapes.contains_key(&width) {
+            if self.shapes.len() >= MAX_SHAPES {
+                return Ok(());
+            }
             let enc = self.salvage.snapshot.header().encoding;
             let k = self.shapes.len() + 1;
             let Some(t) = shape_table(self.schema, k, width, enc)? else {
