@@ -65,6 +65,30 @@ fn encode(s: &str, enc: &str) -> Vec<u8> {
     }
 }
 
+/// The files of `db` (its -wal and -journal too) copied into
+/// `dir/frozen`, as a crash would leave them; the copy's path.
+fn freeze(db: &Path, dir: &Path) -> std::path::PathBuf {
+    let frozen = dir.join("frozen");
+    std::fs::create_dir_all(&frozen).unwrap();
+    let input = copy_set(db, &frozen, "memory.db");
+    if side(db, "-journal").exists() {
+        std::fs::copy(side(db, "-journal"), side(&input, "-journal")).unwrap();
+    }
+    input
+}
+
+/// Every byte of the input's files (database, -wal, -journal): where a
+/// row's bytes may survive.
+fn input_bytes(input: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(input).unwrap();
+    for s in ["-wal", "-journal"] {
+        if let Ok(w) = std::fs::read(side(input, s)) {
+            bytes.extend(w);
+        }
+    }
+    bytes
+}
+
 /// Runs one case; gives the truth (deleted rows) and what came back.
 fn run_case(
     dir: &Path,
@@ -140,19 +164,10 @@ fn run_case(
         c.execute_batch("VACUUM").unwrap();
     }
     // The files as a crash would leave them (WAL not checkpointed).
+    let input = freeze(&db, dir);
     let frozen = dir.join("frozen");
-    std::fs::create_dir_all(&frozen).unwrap();
-    let input = copy_set(&db, &frozen, "memory.db");
-    if side(&db, "-journal").exists() {
-        std::fs::copy(side(&db, "-journal"), side(&input, "-journal")).unwrap();
-    }
     drop(c);
-    let mut bytes = std::fs::read(&input).unwrap();
-    for s in ["-wal", "-journal"] {
-        if let Ok(w) = std::fs::read(side(&input, s)) {
-            bytes.extend(w);
-        }
-    }
+    let bytes = input_bytes(&input);
     let truth: BTreeMap<i64, Row> = deleted.iter().map(|&i| (i, row(i, long))).collect();
     let surviving: HashSet<i64> = truth
         .values()
@@ -438,29 +453,21 @@ fn a_dropped_tables_rows_come_back_under_its_name() {
                 // frame changed would fail its checksum).
                 c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
             }
-            let frozen = tmp.path().join("frozen");
-            std::fs::create_dir_all(&frozen).unwrap();
-            let input = copy_set(&db, &frozen, "memory.db");
+            let input = freeze(&db, tmp.path());
             drop(c);
             if lost {
                 // The freed schema row's CREATE statement, wherever it is.
                 let create = encode("CREATE TABLE notes(", enc);
-                {
-                    let path = &input;
-                    let mut b = std::fs::read(path).unwrap();
-                    let mut at = 0;
-                    while let Some(p) = b[at..].windows(create.len()).position(|w| w == create) {
-                        let p = at + p;
-                        b[p..p + create.len()].fill(0);
-                        at = p + create.len();
-                    }
-                    std::fs::write(path, b).unwrap();
+                let mut b = std::fs::read(&input).unwrap();
+                let mut at = 0;
+                while let Some(p) = b[at..].windows(create.len()).position(|w| w == create) {
+                    let p = at + p;
+                    b[p..p + create.len()].fill(0);
+                    at = p + create.len();
                 }
+                std::fs::write(&input, b).unwrap();
             }
-            let mut bytes = std::fs::read(&input).unwrap();
-            if let Ok(w) = std::fs::read(side(&input, "-wal")) {
-                bytes.extend(w);
-            }
+            let bytes = input_bytes(&input);
             let surviving: HashSet<i64> = (1..=total)
                 .filter(|&i| {
                     let n = note(i);
@@ -667,14 +674,9 @@ fn deleted_rows_of_a_without_rowid_table_come_back() {
                 c.execute("DELETE FROM kv WHERE k = ?1", [kv(i).0]).unwrap();
             }
             c.execute_batch("COMMIT").unwrap();
-            let frozen = tmp.path().join("frozen");
-            std::fs::create_dir_all(&frozen).unwrap();
-            let input = copy_set(&db, &frozen, "memory.db");
+            let input = freeze(&db, tmp.path());
             drop(c);
-            let mut bytes = std::fs::read(&input).unwrap();
-            if let Ok(w) = std::fs::read(side(&input, "-wal")) {
-                bytes.extend(w);
-            }
+            let bytes = input_bytes(&input);
             let surviving: HashSet<String> = deleted
                 .iter()
                 .map(|&i| kv(i))

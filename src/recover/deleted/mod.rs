@@ -32,6 +32,7 @@
 mod freed;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 
 use rusqlite::types::Value as SqlValue;
 
@@ -139,6 +140,8 @@ struct Writer<'a> {
     shapes: BTreeMap<usize, Shape>,
     /// Freelist pages that are not leaves, no known table took.
     deferred: Vec<u32>,
+    /// The last page's cells as they are now ([`Writer::live_here`]).
+    here: Option<(u32, Rc<LiveHere>)>,
 }
 
 /// Writes the deleted rows found (see the module doc); gives a report per
@@ -165,6 +168,7 @@ pub(super) fn write_deleted(
         known,
         shapes: BTreeMap::new(),
         deferred: Vec::new(),
+        here: None,
     };
     let usable = |t: &Table| t.parsed && !not_created.contains(&t.name);
     let snap = &salvage.snapshot;
@@ -322,8 +326,20 @@ impl Writer<'_> {
 
     /// The cells of page `pgno` as it is now: a cell of an older version
     /// with one's rowid, or with one's bytes, is that live row (an update,
-    /// or no change), whatever else a live-row lookup would say.
-    fn live_here(&self, pgno: u32) -> LiveHere {
+    /// or no change), whatever else a live-row lookup would say. Kept for
+    /// the next call (the versions of one page come one after another).
+    fn live_here(&mut self, pgno: u32) -> Rc<LiveHere> {
+        if let Some((p, here)) = &self.here {
+            if *p == pgno {
+                return Rc::clone(here);
+            }
+        }
+        let here = Rc::new(self.read_live_here(pgno));
+        self.here = Some((pgno, Rc::clone(&here)));
+        here
+    }
+
+    fn read_live_here(&self, pgno: u32) -> LiveHere {
         let snap = &self.salvage.snapshot;
         let mut buf = vec![0u8; snap.page_size() as usize];
         let mut here = LiveHere::default();
