@@ -22,7 +22,7 @@ use crate::torn::{KeyBytes, one_sector_cells, sound_cells};
 use sqlite_salvage_format::Malformed;
 use sqlite_salvage_format::be32;
 use sqlite_salvage_format::cell::{Cell, Payload};
-use sqlite_salvage_format::page::{BtreePage, PageKind};
+use sqlite_salvage_format::page::{BtreePage, PageKind, is_zeroed};
 
 /// Deepest b-tree walked. SQLite refuses trees deeper than 20 levels.
 pub const MAX_DEPTH: usize = 32;
@@ -716,7 +716,7 @@ pub fn assemble<V: PageVisitor>(
             return Err(format!("overflow chain loops at page {next}"));
         }
         snap.read_page(next, scratch).map_err(|e| e.to_string())?;
-        if scratch.iter().all(|&b| b == 0) {
+        if is_zeroed(scratch) {
             zero_pages = true;
         }
         // A chain that runs into a well-formed b-tree page has been cut and

@@ -15,7 +15,7 @@ use super::pagemap::{Owner, PageMap};
 use super::sink::Source;
 use crate::tree::{PageVisitor, assemble};
 use sqlite_salvage_format::kind::PageKind;
-use sqlite_salvage_format::page::BtreePage;
+use sqlite_salvage_format::page::{BtreePage, is_zeroed};
 use sqlite_salvage_format::record::Record;
 
 /// A cell found on a page, its payload assembled.
@@ -113,7 +113,7 @@ pub(crate) fn find_page(
         scan.unreadable_pages.push(pgno);
         return None;
     }
-    if buf.page.iter().all(|&b| b == 0) {
+    if is_zeroed(&buf.page) {
         if owner.is_some() && carving {
             scan.unreadable_pages.push(pgno);
         }
@@ -293,7 +293,7 @@ fn touches_zero_sector(page: &[u8], off: usize, len: usize) -> bool {
     let mut sector = off / 512;
     while sector * 512 < end {
         let s = page.get(sector * 512..((sector + 1) * 512).min(page.len()));
-        if s.is_some_and(|s| s.iter().all(|&b| b == 0)) {
+        if s.is_some_and(is_zeroed) {
             return true;
         }
         sector += 1;

@@ -379,9 +379,20 @@ struct Sorter {
     dir: PathBuf,
     limit: usize,
     arena: Vec<u8>,
-    /// (start, length) of each key in the arena.
-    keys: Vec<(u32, u32)>,
+    /// Each key's first eight bytes (big-endian, zero-padded: they order
+    /// as the key's bytes do, and most comparisons end there), and its
+    /// (start, length) in the arena.
+    keys: Vec<(u64, u32, u32)>,
     runs: Vec<File>,
+}
+
+/// The first eight bytes of `key` as a number that orders as they do.
+fn prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    for (d, s) in b.iter_mut().zip(key) {
+        *d = *s;
+    }
+    u64::from_be_bytes(b)
 }
 
 impl Sorter {
@@ -401,8 +412,8 @@ impl Sorter {
             return Err(std::io::Error::other("sort run too large"));
         };
         self.arena.extend_from_slice(key);
-        self.keys.push((start, len));
-        if self.arena.len() + self.keys.len() * 8 >= self.limit {
+        self.keys.push((prefix(key), start, len));
+        if self.arena.len() + self.keys.len() * 16 >= self.limit {
             self.spill()?;
         }
         Ok(())
@@ -410,15 +421,18 @@ impl Sorter {
 
     fn sort(&mut self) {
         let arena = &self.arena;
-        let at = |&(s, l): &(u32, u32)| arena.get(s as usize..(s + l) as usize).unwrap_or_default();
-        self.keys.sort_unstable_by(|a, b| at(a).cmp(at(b)));
+        let at = |&(_, s, l): &(u64, u32, u32)| {
+            arena.get(s as usize..(s + l) as usize).unwrap_or_default()
+        };
+        self.keys
+            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| at(a).cmp(at(b))));
     }
 
     /// Writes the keys held, sorted, as a run.
     fn spill(&mut self) -> std::io::Result<()> {
         self.sort();
         let mut w = BufWriter::new(tempfile::tempfile_in(&self.dir)?);
-        for &(s, l) in &self.keys {
+        for &(_, s, l) in &self.keys {
             let key = self
                 .arena
                 .get(s as usize..(s + l) as usize)
@@ -469,7 +483,7 @@ fn read_key(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
 
 /// Sorted keys: from memory, or merged from runs.
 enum Sorted {
-    Memory(Vec<u8>, std::vec::IntoIter<(u32, u32)>),
+    Memory(Vec<u8>, std::vec::IntoIter<(u64, u32, u32)>),
     Merge(Vec<BufReader<File>>, BinaryHeap<Reverse<(Vec<u8>, usize)>>),
 }
 
@@ -478,7 +492,7 @@ impl Sorted {
     fn next_entry(&mut self, out: &mut Vec<u8>) -> std::io::Result<bool> {
         match self {
             Sorted::Memory(arena, keys) => {
-                let Some((s, l)) = keys.next() else {
+                let Some((_, s, l)) = keys.next() else {
                     return Ok(false);
                 };
                 out.clear();

@@ -241,13 +241,21 @@ impl PageMap {
 
     /// The tree a page belongs to by its pointer-map parents: followed up
     /// (at most 64 steps) to a page a table's, an index's or the schema's
-    /// walk reached; that page's owner.
+    /// walk reached; that page's owner. Only a database in auto-vacuum mode
+    /// has pointer maps: elsewhere the pages where they would be are
+    /// b-tree pages, whose bytes say nothing of a page's parent.
     pub fn ptrmap_tree(&self, snap: &Snapshot, pgno: u32) -> Option<Owner> {
+        if snap.header().auto_vacuum() == AutoVacuum::None {
+            return None;
+        }
         let (usable, ps) = (snap.usable_size(), snap.page_size());
         let mut p = pgno;
         let mut map = vec![0u8; ps as usize];
         for _ in 0..64 {
             let mp = ptrmap_page_for(p, usable, ps)?;
+            if self.get(mp) != Some(Owner::Ptrmap) {
+                return None;
+            }
             snap.read_page(mp, &mut map).ok()?;
             let e = ptrmap_entry(map.get(..usable as usize)?, mp, p).ok()?;
             if e.kind != PtrmapKind::Btree {

@@ -287,6 +287,17 @@ pub struct PtrmapEntry {
     pub parent: u32,
 }
 
+/// Whether every byte of `bytes` is zero: a page never written, or wiped.
+/// Compared 64 bytes at a time (a byte-by-byte loop is the cost of reading
+/// a page in the passes over unreached pages).
+pub fn is_zeroed(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(64);
+    blocks
+        .by_ref()
+        .all(|b| b.iter().fold(0u8, |a, &x| a | x) == 0)
+        && blocks.remainder().iter().all(|&x| x == 0)
+}
+
 /// The pointer-map page that holds the entry for `pgno` (auto-vacuum
 /// databases only), as SQLite's `ptrmapPageno` computes it.
 #[inline]
@@ -332,6 +343,21 @@ pub fn ptrmap_entry(map: &[u8], map_pgno: u32, pgno: u32) -> Result<PtrmapEntry,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zeroed_is_every_byte_zero() {
+        for len in [0usize, 1, 63, 64, 65, 512, 4096, 4099] {
+            let mut b = vec![0u8; len];
+            assert!(is_zeroed(&b), "{len}");
+            for at in [0, len / 2, len.saturating_sub(1)] {
+                if let Some(x) = b.get_mut(at) {
+                    *x = 0x80;
+                    assert!(!is_zeroed(&b), "{len} {at}");
+                    b[at] = 0;
+                }
+            }
+        }
+    }
 
     #[test]
     fn ptrmap_pages_follow_sqlite() {
