@@ -265,7 +265,6 @@ pub(super) struct TableTree {
     levels: Vec<Level>,
     last: Option<i64>,
     rows: u64,
-    cell: Vec<u8>,
 }
 
 /// One interior level: the node being filled and the full one before it
@@ -298,7 +297,6 @@ impl TableTree {
             levels: Vec::new(),
             last: None,
             rows: 0,
-            cell: Vec::new(),
         }
     }
 
@@ -310,25 +308,31 @@ impl TableTree {
         }
         let total = payload.len() as u64;
         let local = local_size(total, f.usable, PageKind::TableLeaf) as usize;
-        let spills = local < payload.len();
-        let mut v = [0u8; 9];
-        self.cell.clear();
-        let n = write_varint(total, &mut v);
-        self.cell.extend_from_slice(&v[..n]);
-        let n = write_varint(rowid as u64, &mut v);
-        self.cell.extend_from_slice(&v[..n]);
-        self.cell.extend_from_slice(&payload[..local]);
-        let len = (self.cell.len() + if spills { 4 } else { 0 }).max(MIN_CELL);
+        let (body, tail) = payload.split_at(local.min(payload.len()));
+        let (mut size, mut key) = ([0u8; 9], [0u8; 9]);
+        let size_len = write_varint(total, &mut size);
+        let key_len = write_varint(rowid as u64, &mut key);
+        let (size, key) = (&size[..size_len], &key[..key_len]);
+        let spills = !tail.is_empty();
+        let used = size.len() + key.len() + body.len() + if spills { 4 } else { 0 };
+        let len = used.max(MIN_CELL);
         if 8 + 2 * (self.cells + 1) + (f.usable as usize - self.content) + len > f.usable as usize {
             self.flush_leaf(f)?;
         }
-        if spills {
-            let first = f.overflow(&payload[local..])?;
-            self.cell.extend_from_slice(&first.to_be_bytes());
-        }
-        self.cell.resize(len, 0);
+        let first = if spills { f.overflow(tail)? } else { 0 };
+        // The cell goes straight into the leaf: size, rowid, the local
+        // part of the payload, the first overflow page, zeros up to the
+        // smallest cell SQLite stores.
         self.content -= len;
-        self.leaf[self.content..self.content + len].copy_from_slice(&self.cell);
+        let mut at = self.content;
+        for part in [size, key, body] {
+            self.leaf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        if spills {
+            self.leaf[at..at + 4].copy_from_slice(&first.to_be_bytes());
+        }
+        self.leaf[self.content + used..self.content + len].fill(0);
         let ptr = 8 + 2 * self.cells;
         self.leaf[ptr..ptr + 2].copy_from_slice(&(self.content as u16).to_be_bytes());
         self.cells += 1;
@@ -337,7 +341,11 @@ impl TableTree {
         Ok(true)
     }
 
+    /// Writes the leaf's header and zeros the space between its cell
+    /// pointers and its cells (bytes of the leaf before it).
     fn leaf_header(&mut self) {
+        let gap = 8 + 2 * self.cells;
+        self.leaf[gap..self.content].fill(0);
         self.leaf[0] = TABLE_LEAF;
         self.leaf[1..3].fill(0);
         self.leaf[3..5].copy_from_slice(&(self.cells as u16).to_be_bytes());
@@ -352,7 +360,6 @@ impl TableTree {
         let pgno = f.alloc()?;
         f.write(pgno, &self.leaf)?;
         let key = self.last.unwrap_or_default();
-        self.leaf.fill(0);
         self.cells = 0;
         self.content = f.usable as usize;
         self.add_child(f, 0, pgno, key)
