@@ -6,9 +6,8 @@
 //! written; gives, per index, whether it was copied. An index qualifies when
 //! it is a plain one (table columns only, no WHERE, no COLLATE, no DESC: the
 //! order is SQLite's BINARY order, which this module checks itself) of a
-//! rowid table. Its input tree is read on a thread of its own while the
-//! table's rows are written (and until that check is over, the index is
-//! also built from them), to check its form (every entry a record of the key columns and
+//! rowid table. Its input tree is read before the table's rows are
+//! written, to check its form (every entry a record of the key columns and
 //! a rowid, in strictly increasing order, no two equal keys in a UNIQUE
 //! index; one that fails is built from the rows instead,
 //! [`super::index_build`]); then, once they are written, to check that the
@@ -21,9 +20,6 @@
 
 use std::cmp::Ordering;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::thread::JoinHandle;
 
 /// Two keys no input can know in advance (std's per-process random seed).
 pub(crate) fn random_keys() -> (u64, u64) {
@@ -40,7 +36,6 @@ use crate::tree::TreeCursor;
 use sqlite_salvage_format::record::{Record, ValueRef};
 
 /// One index of the table being loaded, and what the rows written add up to.
-#[derive(Clone)]
 pub(crate) struct IndexCopy {
     /// Position in `Schema::indexes`.
     pub index: usize,
@@ -56,17 +51,10 @@ pub(crate) struct IndexCopy {
     /// A row of the table did not go in page by page: the index cannot be
     /// copied.
     spoilt: bool,
-    /// The input index's entries, when its tree reads whole, in strict
-    /// order and unique where it must be.
-    input: Option<Entries>,
+    /// The input index's entries (both hash sums, and how many), when its
+    /// tree reads whole, in strict order and unique where it must be.
+    input: Option<((u64, u64), u64)>,
 }
-
-/// An index's entries as the copy check counts them: both hash sums, and
-/// how many.
-pub(crate) type Entries = ((u64, u64), u64);
-
-/// The check of an input index tree, running on a thread of its own.
-pub(crate) type Precheck = JoinHandle<Result<Option<Entries>>>;
 
 /// Whether `sql` has `word` as a token of its own (case-insensitive).
 fn has_word(sql: &str, word: &str) -> bool {
@@ -409,20 +397,12 @@ impl IndexCopy {
         self.spoilt = true;
     }
 
-    /// Reads the input's index tree, on a thread of its own and with reads
-    /// of its own, while the table's rows are written: whether it reads
-    /// whole, in strict order and unique where it must be (else it cannot
-    /// be copied, and is built from the rows instead). What it gives goes
-    /// to [`IndexCopy::set_input`]; `stop` set ends it early, with nothing.
-    pub fn precheck(&self, snap: &Snapshot, ix: &Index, stop: Arc<AtomicBool>) -> Precheck {
-        let (me, snap, root) = (self.clone(), snap.detached(), ix.root);
-        std::thread::spawn(move || me.check(&snap, root, &|_| false, &stop))
-    }
-
-    /// What the input tree's check gave; whether the index may be copied.
-    pub fn set_input(&mut self, input: Option<Entries>) -> bool {
-        self.input = input;
-        input.is_some()
+    /// Reads the input's index tree before the table's rows are written:
+    /// whether it reads whole, in strict order and unique where it must be
+    /// (else it cannot be copied, and is built from the rows instead).
+    pub fn precheck(&mut self, snap: &Snapshot, ix: &Index) -> Result<bool> {
+        self.input = self.check(snap, ix.root, &|_| false)?;
+        Ok(self.input.is_some())
     }
 
     /// Appends the input's index tree as the output's index when its
@@ -444,7 +424,7 @@ impl IndexCopy {
         let entries = if none_later {
             self.input
         } else {
-            self.check(snap, ix.root, later, &AtomicBool::new(false))?
+            self.check(snap, ix.root, later)?
         };
         if entries != Some((self.sum, self.rows)) {
             return Ok(false);
@@ -469,24 +449,19 @@ impl IndexCopy {
 
     /// The first read: order, uniqueness and the multiset of entries.
     /// The sums and count are of the entries whose rowid `skip` does not
-    /// name; order and uniqueness are of every entry. Nothing once `stop`
-    /// is set.
+    /// name; order and uniqueness are of every entry.
     fn check(
         &self,
         snap: &Snapshot,
         root: u32,
         skip: &dyn Fn(i64) -> bool,
-        stop: &AtomicBool,
-    ) -> Result<Option<Entries>> {
+    ) -> Result<Option<((u64, u64), u64)>> {
         let k = self.cols.len();
         let mut cursor = TreeCursor::new(snap, root);
         let (mut prev, mut rec) = (Vec::<u8>::new(), Record::new());
         let mut prev_rec = Record::new();
         let (mut sum, mut n, mut kept) = ((0u64, 0u64), 0u64, 0u64);
         loop {
-            if stop.load(AtomicOrdering::Relaxed) {
-                return Ok(None);
-            }
             let e = match cursor.next() {
                 Ok(Some(e)) => e,
                 Ok(None) => break,

@@ -16,14 +16,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use super::bulk::{BulkFile, IndexTree, TableTree};
 use super::context::Attempt;
 use super::index_build::{Built, IndexBuild, builds_for};
-use super::index_copy::{IndexCopy, KeyOrder, Precheck, copies_for, is_unique, qualifies};
+use super::index_copy::{IndexCopy, KeyOrder, copies_for, is_unique, qualifies};
 use super::options::ProgressFn;
 use super::plan::LoadPlan;
 use super::sink::{Insert, Sink};
@@ -53,10 +51,8 @@ struct Bulk {
     /// the input ([`super::index_copy`]).
     copies: Vec<IndexCopy>,
     /// The same indexes, built from the rows written where the copy fails
-    /// ([`super::index_build`]), or until their input trees check out.
+    /// ([`super::index_build`]).
     builds: Vec<IndexBuild>,
-    /// The checks of those indexes' input trees still running.
-    prechecks: Prechecks,
     /// Rowids of the table being written whose rows are not in its tree as
     /// written (deferred, held for confirmation, or lost): an index copied
     /// from the input leaves their entries out.
@@ -73,46 +69,6 @@ struct Bulk {
     /// Rows of bulk tables that could not be written as they are: they go
     /// in through SQL, as their values, once SQLite has the file again.
     deferred: Vec<(Placed, Vec<StoredValue>)>,
-}
-
-/// Checks of input index trees running on threads of their own, by index
-/// (position in `Schema::indexes`); stopped and waited for when dropped.
-#[derive(Default)]
-struct Prechecks {
-    stop: Arc<AtomicBool>,
-    running: Vec<(usize, Precheck)>,
-}
-
-impl Drop for Prechecks {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for (_, h) in self.running.drain(..) {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Bulk {
-    /// Takes the input index checks that are over (all of them, waiting,
-    /// when `wait`): an index whose input tree checked out is no longer
-    /// built from the rows.
-    fn settle_prechecks(&mut self, wait: bool) -> Result<()> {
-        let mut i = 0;
-        while let Some((_, h)) = self.prechecks.running.get(i) {
-            if !wait && !h.is_finished() {
-                i += 1;
-                continue;
-            }
-            let (index, h) = self.prechecks.running.swap_remove(i);
-            // A check that panicked lets nothing be copied.
-            let input = h.join().unwrap_or(Ok(None))?;
-            let copy = self.copies.iter_mut().find(|c| c.index == index);
-            if copy.is_some_and(|c| c.set_input(input)) {
-                self.builds.retain(|b| b.index != index);
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The output database being filled.
@@ -170,7 +126,6 @@ impl Loader {
                 roots,
                 copies: Vec::new(),
                 builds: Vec::new(),
-                prechecks: Prechecks::default(),
                 not_written: HashSet::new(),
                 copied: HashSet::new(),
                 from_input: HashSet::new(),
@@ -195,9 +150,8 @@ impl Loader {
     }
 
     /// A page-by-page writer for table `t`'s own tree, when it is loaded
-    /// in bulk. Its plain indexes' input trees are read on threads of their
-    /// own meanwhile: one whose tree reads whole and in order is copied once
-    /// its rows match; the others, and each until its check is over, are
+    /// in bulk. Its plain indexes are read first: one whose tree reads
+    /// whole and in order is copied once its rows match; the others are
     /// built from the rows as they are written.
     pub fn tree_writer(
         &mut self,
@@ -220,15 +174,18 @@ impl Loader {
         bulk.not_written.clear();
         let roots = &bulk.roots;
         bulk.copies = copies_for(schema, t, page_count, |n| roots.get(n).copied());
-        let stop = &bulk.prechecks.stop;
-        let running = bulk.copies.iter().map(|c| {
-            let check = c.precheck(snap, &schema.indexes[c.index], Arc::clone(stop));
-            (c.index, check)
-        });
-        bulk.prechecks.running = running.collect();
+        let mut to_build = HashSet::new();
+        for c in &mut bulk.copies {
+            let ok = c.precheck(snap, &schema.indexes[c.index])?;
+            if !ok {
+                to_build.insert(c.index);
+            }
+        }
         let dir = crate::io::parent_dir(self.sink.path());
         let root_of = |n: &str| roots.get(n).copied();
-        bulk.builds = builds_for(schema, t, page_count, &dir, root_of, |_| true);
+        bulk.builds = builds_for(schema, t, page_count, &dir, root_of, |i| {
+            to_build.contains(&i)
+        });
         Ok(Some(if t.without_rowid {
             TreeWriter::Index(IndexTree::new(root), KeyOrder::for_table(t))
         } else {
@@ -287,7 +244,6 @@ impl Loader {
         };
         if written {
             tally.tree_row(&placed);
-            bulk.settle_prechecks(false)?;
             for c in &mut bulk.copies {
                 match rowid {
                     Some(r) => c.add_row(t, rec, payload, r),
@@ -365,7 +321,6 @@ impl Loader {
             }
             None => return Ok(()),
         }
-        b.settle_prechecks(true)?;
         let not_written = std::mem::take(&mut b.not_written);
         let later =
             |r: i64| not_written.contains(&r) || (Hole::find(holes, r).is_some() && !joined(r));

@@ -139,14 +139,6 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The same snapshot with a read-ahead of its own, for a walk on
-    /// another thread (one shared read-ahead would serve neither walk).
-    pub(crate) fn detached(&self) -> Snapshot {
-        let mut s = self.clone();
-        s.src.ahead = Default::default();
-        s
-    }
-
     /// The header on page 1 of this snapshot.
     pub fn header(&self) -> &DbHeader {
         &self.header
