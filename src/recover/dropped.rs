@@ -92,12 +92,23 @@ pub(crate) fn dropped_tables(
         .collect())
 }
 
-/// The leaves of a dropped table's tree, walked from its old root over
-/// freelist pages only (a page reused since is another's): each a page of
-/// that table for certain, whatever its records' shape.
-pub(crate) fn dropped_leaves(salvage: &Salvage, map: &PageMap, root: u32) -> Vec<u32> {
+/// A dropped table's pages, found by a walk of its tree from its old root
+/// over freelist pages only (a page reused since is another's): each a page
+/// of that table for certain, whatever its records' shape.
+#[derive(Default)]
+pub(crate) struct DroppedPages {
+    /// Its leaves.
+    pub leaves: Vec<u32>,
+    /// Pages it reached that no longer read as b-tree pages: freelist trunk
+    /// pages, their first bytes rewritten with the list, the cells past
+    /// those bytes left as they were.
+    pub headless: Vec<u32>,
+}
+
+/// The pages of the dropped table whose old root is `root` ([`DroppedPages`]).
+pub(crate) fn dropped_pages(salvage: &Salvage, map: &PageMap, root: u32) -> DroppedPages {
     let snap = &salvage.snapshot;
-    let mut leaves = Vec::new();
+    let mut found = DroppedPages::default();
     let mut seen = HashSet::new();
     let mut queue = vec![root];
     let mut buf = vec![0u8; snap.page_size() as usize];
@@ -109,10 +120,11 @@ pub(crate) fn dropped_leaves(salvage: &Salvage, map: &PageMap, root: u32) -> Vec
             continue;
         }
         let Ok(page) = BtreePage::parse(&buf, pgno, snap.usable_size()) else {
+            found.headless.push(pgno);
             continue;
         };
         match page.kind {
-            PageKind::TableLeaf => leaves.push(pgno),
+            PageKind::TableLeaf => found.leaves.push(pgno),
             PageKind::TableInterior => {
                 if let Ok(children) = page.children() {
                     queue.extend(children);
@@ -121,8 +133,9 @@ pub(crate) fn dropped_leaves(salvage: &Salvage, map: &PageMap, root: u32) -> Vec
             _ => {}
         }
     }
-    leaves.sort_unstable();
-    leaves
+    found.leaves.sort_unstable();
+    found.headless.sort_unstable();
+    found
 }
 
 /// Most columns a shape-named table takes (SQLite's default limit).

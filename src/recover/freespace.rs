@@ -19,7 +19,7 @@ use super::carve::{FoundCell, cell_at, fits, texts_valid};
 use crate::schema::{Affinity, Table};
 use sqlite_salvage_format::header::TextEncoding;
 use sqlite_salvage_format::page::{BtreePage, PageKind};
-use sqlite_salvage_format::record::{Record, serial_len};
+use sqlite_salvage_format::record::{Record, ValueRef, serial_len};
 use sqlite_salvage_format::varint::read_varint;
 
 /// Where in the free space a cell was found.
@@ -239,14 +239,31 @@ fn whole_cell(
 }
 
 /// Whether a record found in free space is a row of `t`: it fits the
-/// table, its values take bytes, it uses no reserved serial type, its text
-/// is valid.
+/// table with a value for each of its stored columns (a record a column
+/// short is what a text read over the values before it looks like; a row
+/// written before an ALTER TABLE ADD COLUMN is missed), its values take
+/// bytes, it uses no reserved serial type, its text is valid and at its
+/// alignment, no typed column holds a blob. A reading that fails here
+/// takes no bytes from the reading that is right.
 fn plausible(rec: &Record, payload: &[u8], t: &Table, enc: TextEncoding) -> bool {
-    !rec.is_empty()
+    rec.len() == t.stored_columns()
         && !rec.body_is_empty()
         && !rec.uses_reserved_types()
         && fits(t, rec, payload)
         && texts_valid(rec, payload, enc)
+        && !blob_in_typed(t, rec, payload)
+        && texts_aligned(rec, payload, enc)
+}
+
+/// Whether a value of the record is a blob in a column declared with a
+/// type (TEXT, INTEGER, REAL, NUMERIC affinity): legal, but what bytes read
+/// at a wrong place look like, and no evidence of a row.
+pub(crate) fn blob_in_typed(t: &Table, rec: &Record, payload: &[u8]) -> bool {
+    t.columns.iter().any(|c| {
+        c.affinity != Affinity::Blob
+            && c.slot
+                .is_some_and(|s| matches!(rec.value(payload, s), ValueRef::Blob(_)))
+    })
 }
 
 /// Rebuilds the cell at a freeblock's head `at` (its first four bytes
@@ -281,7 +298,7 @@ fn rebuilt(
         let place = (at, at + k, stop, usable);
         keep(&mut best, rebuilt_at(raw, place, own, t, enc, rec));
         if k == 2 && best.as_ref().is_none_or(|b| b.0 > 0) {
-            for size in cell_sizes(raw, (at, stop), usable).skip(1) {
+            for size in cell_sizes(raw, (at, stop, usable), t, enc).skip(1) {
                 keep(&mut best, rebuilt_at(raw, place, size, t, enc, rec));
             }
         }
@@ -344,12 +361,22 @@ fn be16_at(raw: &[u8], at: usize) -> Option<usize> {
 /// The sizes the cell at freed head `at` may have had: the size its
 /// freeblock header gives (a freeblock of this one cell), then the
 /// distance to each of the next few bytes in `[at, stop)` that read as a
-/// freed head (cells freed one by one whose freeblocks merged: each head
-/// kept the header written when it was freed).
-fn cell_sizes(raw: &[u8], (at, stop): (usize, usize), usable: u32) -> impl Iterator<Item = usize> {
+/// freed head or start a whole cell of `t` (cells freed one by one whose
+/// freeblocks merged: each head kept the header written when it was freed,
+/// and a cell freed next to the content's start was left whole).
+fn cell_sizes<'a>(
+    raw: &'a [u8],
+    (at, stop, usable): (usize, usize, u32),
+    t: &'a Table,
+    enc: TextEncoding,
+) -> impl Iterator<Item = usize> + 'a {
     let own = be16_at(raw, at + 2).unwrap_or(0);
+    let mut rec = Record::new();
     let later = (at + 5..stop)
-        .filter(move |&p| freeblock_header(raw, p, usable))
+        .filter(move |&p| {
+            freeblock_header(raw, p, usable)
+                || whole_cell(raw, p, stop, usable, t, enc, &mut rec).is_some()
+        })
         .map(move |p| p - at)
         .filter(move |&z| z != own)
         .take(3);
@@ -379,7 +406,7 @@ fn head_rebuilds(
     enc: TextEncoding,
     rec: &mut Record,
 ) -> bool {
-    let sizes: Vec<usize> = cell_sizes(raw, (at, stop), usable).collect();
+    let sizes: Vec<usize> = cell_sizes(raw, (at, stop, usable), t, enc).collect();
     (first_head(t)..=9usize).any(|k| {
         sizes.iter().any(|&size| {
             record_from(raw, (at, at + k, stop), t, size).is_some_and(|p| {
@@ -393,7 +420,6 @@ fn head_rebuilds(
 /// feed and carriage return: a record rebuilt at a wrong place reads cell
 /// headers (small bytes) as text.
 pub(crate) fn texts_plain(rec: &Record, payload: &[u8], enc: TextEncoding) -> bool {
-    use sqlite_salvage_format::record::ValueRef;
     let plain = |u: u32| u >= 0x20 || u == 9 || u == 10 || u == 13;
     (0..rec.len()).all(|i| match rec.value(payload, i) {
         ValueRef::Text(b) => match enc {
@@ -421,7 +447,6 @@ pub(crate) fn texts_plain(rec: &Record, payload: &[u8], enc: TextEncoding) -> bo
 /// quarter of it or more is taken for bytes read at a wrong place. UTF-8
 /// text always passes.
 pub(crate) fn texts_aligned(rec: &Record, payload: &[u8], enc: TextEncoding) -> bool {
-    use sqlite_salvage_format::record::ValueRef;
     let unit = |c: &[u8]| {
         let (a, b) = (
             c.first().copied().unwrap_or(0),

@@ -181,6 +181,17 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// A page of dropped table `ti`'s tree that became a freelist trunk
+    /// page: the cells still in its content ([`Writer::trunk_cells`]).
+    pub(super) fn headless_of(&mut self, ti: usize, pgno: u32, raw: &[u8]) -> Result<()> {
+        let all = |_: &Table| true;
+        let found = self.trunk_cells((pgno, raw), &all, ti..ti + 1);
+        for c in found.into_iter().flat_map(|(_, cells)| cells) {
+            self.offer(ti, pgno, &c, Origin::Dropped)?;
+        }
+        Ok(())
+    }
+
     /// A freelist page that does not read as a leaf (a trunk page, its
     /// first bytes rewritten with the list; a freed interior page, whose
     /// free space can hold a split root leaf's cells): the cells still in

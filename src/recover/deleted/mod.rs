@@ -37,8 +37,8 @@ use std::rc::Rc;
 use rusqlite::types::Value as SqlValue;
 
 use super::carve::{cells_by_pointer, fits, texts_valid};
-use super::dropped::{Shape, dropped_leaves, dropped_tables};
-use super::freespace::{FreeCell, Place, free_cells, texts_aligned, texts_plain};
+use super::dropped::{Shape, dropped_pages, dropped_tables};
+use super::freespace::{FreeCell, Place, blob_in_typed, free_cells, texts_aligned, texts_plain};
 use super::index_copy::pk_columns;
 use super::live::LiveRows;
 use super::pagemap::{Owner, PageMap};
@@ -46,12 +46,12 @@ use super::report::DeletedTable;
 use super::sink::{Sink, to_sql};
 use crate::error::Result;
 use crate::rows::column_value;
-use crate::schema::{Affinity, Schema, Table, quote_ident};
+use crate::schema::{Schema, Table, quote_ident};
 use crate::snapshot::Salvage;
 use crate::tree::{NoVisitor, assemble};
 use sqlite_salvage_format::cell::Payload;
 use sqlite_salvage_format::page::BtreePage;
-use sqlite_salvage_format::record::{Record, ValueRef};
+use sqlite_salvage_format::record::Record;
 
 /// Where a deleted row was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -176,11 +176,17 @@ pub(super) fn write_deleted(
     // A dropped table's freed pages, by a walk from its old root: its own.
     let mut taken: HashSet<u32> = HashSet::new();
     for ti in schema.tables.len()..w.tables.len() {
-        let root = w.tables[ti].root;
-        for pgno in dropped_leaves(salvage, map, root) {
+        let pages = dropped_pages(salvage, map, w.tables[ti].root);
+        for pgno in pages.leaves {
             if taken.insert(pgno) && snap.read_page(pgno, &mut buf).is_ok() {
                 let raw = buf.clone();
                 w.leaf_of(ti, pgno, &raw, Origin::Dropped)?;
+            }
+        }
+        for pgno in pages.headless {
+            if taken.insert(pgno) && snap.read_page(pgno, &mut buf).is_ok() {
+                let raw = buf.clone();
+                w.headless_of(ti, pgno, &raw)?;
             }
         }
     }
@@ -596,17 +602,6 @@ fn cell_hash(rowid: Option<i64>, local: &[u8]) -> u64 {
     rowid.hash(&mut h);
     local.hash(&mut h);
     h.finish()
-}
-
-/// Whether a value of the record is a blob in a column declared with a
-/// type (TEXT, INTEGER, REAL, NUMERIC affinity): legal, but what bytes read
-/// at a wrong place look like, and no evidence of a row.
-fn blob_in_typed(t: &Table, rec: &Record, payload: &[u8]) -> bool {
-    t.columns.iter().any(|c| {
-        c.affinity != Affinity::Blob
-            && c.slot
-                .is_some_and(|s| matches!(rec.value(payload, s), ValueRef::Blob(_)))
-    })
 }
 
 /// Creates `<table>__deleted` (a free name; a shape-named table under its
