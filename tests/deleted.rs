@@ -768,7 +768,11 @@ enum OneByOne {
     /// often ends where a whole cell starts (one freed next to the
     /// content's start), and the emptied leaf's header is reset.
     EveryRowShuffled,
-    /// The same, then the table dropped: its emptied root became a
+    /// Half the rows, one statement each, in no order, then new rows that
+    /// take part of the space: a freed cell may end a few bytes before a
+    /// newer one, the rest of its neighbour's head all that is left.
+    ThenInserted,
+    /// The same as `EveryRowShuffled`, then the table dropped: its emptied root became a
     /// freelist trunk page, its first bytes the list.
     ThenDropped,
     /// Two tables of the same shape dropped, no row deleted before: the
@@ -786,7 +790,13 @@ enum OneByOne {
 #[test]
 fn rows_deleted_one_by_one_come_back_without_a_rowid_alias() {
     use OneByOne::*;
-    for case in [Neighbours, EveryRowShuffled, ThenDropped, TwinTablesDropped] {
+    for case in [
+        Neighbours,
+        EveryRowShuffled,
+        ThenInserted,
+        ThenDropped,
+        TwinTablesDropped,
+    ] {
         let mut all = [0usize; 4];
         for (ps, enc) in LAYOUTS {
             let got = one_by_one(ps, enc, case);
@@ -803,7 +813,11 @@ fn rows_deleted_one_by_one_come_back_without_a_rowid_alias() {
         let precision = (rows - wrong) as f64 / rows.max(1) as f64;
         println!("one by one, {case:?}: recall {recall:.3}, precision {precision:.3}");
         assert!(precision >= 0.99, "{case:?}: precision {precision:.3}");
-        assert!(recall >= 0.95, "{case:?}: recall {recall:.3}");
+        // A freed cell that ends a few bytes before a newer one, the rest
+        // of a neighbour's head between them (not a freeblock header), is
+        // not rebuilt: its size is known from nothing there.
+        let floor = if case == ThenInserted { 0.85 } else { 0.95 };
+        assert!(recall >= floor, "{case:?}: recall {recall:.3}");
     }
 }
 
@@ -865,12 +879,24 @@ fn one_by_one(ps: u32, enc: &str, case: OneByOne) -> [usize; 4] {
         OneByOne::EveryRowShuffled | OneByOne::ThenDropped => {
             (1..=40).map(|j| (0, j * 17 % 41)).collect()
         }
+        OneByOne::ThenInserted => (1..=20).map(|j| (0, j * 17 % 41)).collect(),
         OneByOne::TwinTablesDropped => (0..2).flat_map(|k| (1..=40).map(move |i| (k, i))).collect(),
     };
     if case != OneByOne::TwinTablesDropped {
         for &(_, i) in &deleted {
             c.execute("DELETE FROM t WHERE id = ?1", [row(0, i).0])
                 .unwrap();
+        }
+    }
+    if case == OneByOne::ThenInserted {
+        // Of lengths that leave a few bytes of a freed neighbour's head.
+        for i in 1..=20i64 {
+            let note = "n".repeat(i as usize % 8);
+            c.execute(
+                "INSERT INTO t VALUES(?1, ?2, ?3, ?4)",
+                params![30000 + i, i * 13, i, note],
+            )
+            .unwrap();
         }
     }
     if matches!(case, OneByOne::ThenDropped | OneByOne::TwinTablesDropped) {

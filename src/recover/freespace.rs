@@ -18,7 +18,7 @@
 use super::carve::{FoundCell, cell_at, fits, texts_valid};
 use crate::schema::{Affinity, Table};
 use sqlite_salvage_format::header::TextEncoding;
-use sqlite_salvage_format::page::{BtreePage, PageKind};
+use sqlite_salvage_format::page::{BtreePage, PageKind, is_zeroed};
 use sqlite_salvage_format::record::{Record, ValueRef, serial_len};
 use sqlite_salvage_format::varint::read_varint;
 
@@ -272,7 +272,8 @@ pub(crate) fn blob_in_typed(t: &Table, rec: &Record, payload: &[u8]) -> bool {
 /// Of the records that fit `t`, with plain text, the one that ends where
 /// the freeblock does (at most three bytes short: a fragment) wins; else
 /// one that ends where a whole cell starts; else where another freed head
-/// starts. Gives the cell and where the next one starts.
+/// starts, one that rebuilds before the first bytes of one a newer cell
+/// took. Gives the cell and where the next one starts.
 fn rebuilt(
     raw: &[u8],
     (at, stop, usable): (usize, usize, u32),
@@ -318,8 +319,9 @@ fn rebuilt(
 /// One rebuild of the freed head at `at` ([`rebuilt`]): its record header
 /// at `head`, the cell `size` bytes long where that is needed. Gives its
 /// rank (0: it ends where the freeblock does; 1: where a whole cell
-/// starts; 2: where another freed head starts), record, and where the next
-/// cell starts.
+/// starts; 2: where another freed head starts whose record rebuilds; 3:
+/// where another freed head's first bytes are all the free space has
+/// left, at most 16), record, and where the next cell starts.
 fn rebuilt_at(
     raw: &[u8],
     (at, head, stop, usable): (usize, usize, usize, u32),
@@ -346,6 +348,10 @@ fn rebuilt_at(
         && head_rebuilds(raw, (next, stop, usable), t, enc, rec)
     {
         2
+    } else if freeblock_header(raw, next, usable) && stop - next <= 16 {
+        // What is left of a freed head whose cell a newer one took but
+        // for its first bytes: the free space ends a few bytes on.
+        3
     } else {
         return None;
     };
@@ -511,6 +517,11 @@ fn record_from(
         body = body.checked_add(serial_len(serial) as usize)?;
         p += n;
         count += 1;
+    }
+    if region.get(at + 4..p).is_none_or(is_zeroed) {
+        // Every serial type read past the lost bytes NULL: zeros, as space
+        // never written holds, not a row.
+        return None;
     }
     let mut first: Vec<u8> = Vec::new();
     let mut first_len = 0usize;
