@@ -209,8 +209,52 @@ fn scanned_cell(
     let end = at.checked_add(c.size)?;
     let ends_well = end.saturating_add(3) >= stop
         || freeblock_header(raw, end, usable)
-        || whole_cell(raw, end, stop, usable, t, enc, rec).is_some();
+        || whole_cell(raw, end, stop, usable, t, enc, rec).is_some()
+        || cell_head_at(raw, end, usable, t);
     ends_well.then_some(c)
+}
+
+/// Whether a cell of `t` starts at `at` as far as its head tells: a
+/// payload size, a rowid (table leaves), and a record header of `t`'s
+/// width whose values take exactly that payload. Its later bytes may be a
+/// newer cell's: a cell freed at the content's start is taken back in part
+/// by the next insert.
+fn cell_head_at(raw: &[u8], at: usize, usable: u32, t: &Table) -> bool {
+    let Some(buf) = raw.get(at..(usable as usize).min(raw.len())) else {
+        return false;
+    };
+    let Some((total, n1)) = read_varint(buf).filter(|&(v, _)| v > 0) else {
+        return false;
+    };
+    let n2 = if t.without_rowid {
+        0
+    } else {
+        match buf.get(n1..).and_then(read_varint) {
+            Some((_, n)) => n,
+            None => return false,
+        }
+    };
+    let Some((head, (hdr, n))) = buf.get(n1 + n2..).and_then(|h| Some((h, read_varint(h)?))) else {
+        return false;
+    };
+    let Some(hdr) = usize::try_from(hdr)
+        .ok()
+        .filter(|&h| h > n && h <= head.len())
+    else {
+        return false;
+    };
+    let (mut p, mut count, mut body) = (n, 0usize, 0u64);
+    while p < hdr {
+        let Some((serial, k)) = head.get(p..hdr).and_then(read_varint) else {
+            return false;
+        };
+        if serial == 10 || serial == 11 {
+            return false;
+        }
+        body = body.saturating_add(serial_len(serial));
+        (p, count) = (p + k, count + 1);
+    }
+    count == t.stored_columns() && (hdr as u64).saturating_add(body) == total
 }
 
 /// A whole cell at `at`, ending by `stop`, whose record fits `t`.
@@ -342,7 +386,9 @@ fn rebuilt_at(
     }
     let rank = if stop - next <= 3 {
         0
-    } else if whole_cell(raw, next, stop, usable, t, enc, rec).is_some() {
+    } else if whole_cell(raw, next, stop, usable, t, enc, rec).is_some()
+        || cell_head_at(raw, next, usable, t)
+    {
         1
     } else if freeblock_header(raw, next, usable)
         && head_rebuilds(raw, (next, stop, usable), t, enc, rec)
