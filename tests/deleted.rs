@@ -772,8 +772,8 @@ enum OneByOne {
     /// take part of the space: a freed cell may end a few bytes before a
     /// newer one, the rest of its neighbour's head all that is left.
     ThenInserted,
-    /// The same as `EveryRowShuffled`, then the table dropped: its emptied root became a
-    /// freelist trunk page, its first bytes the list.
+    /// As `EveryRowShuffled`, then the table dropped: its emptied root
+    /// became a freelist trunk page, its first bytes the list.
     ThenDropped,
     /// Two tables of the same shape dropped, no row deleted before: the
     /// first one's root became a trunk page, which its records fit as
@@ -785,8 +785,9 @@ enum OneByOne {
 /// alias (its first column a plain integer): each freed cell's first four
 /// bytes became a freeblock header, and merged freeblocks keep the inner
 /// ones. The first value's serial type is put back from the cell's size,
-/// which the next freed head or whole cell gives. Then, the same table
-/// dropped, and twin tables dropped ([`OneByOne`]).
+/// which the next freed head or whole cell gives. Then the same with new
+/// rows inserted after, with the table dropped, and with twin tables
+/// dropped ([`OneByOne`]).
 #[test]
 fn rows_deleted_one_by_one_come_back_without_a_rowid_alias() {
     use OneByOne::*;
