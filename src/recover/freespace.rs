@@ -413,9 +413,10 @@ fn be16_at(raw: &[u8], at: usize) -> Option<usize> {
 /// The sizes the cell at freed head `at` may have had: the size its
 /// freeblock header gives (a freeblock of this one cell), then the
 /// distance to each of the next few bytes in `[at, stop)` that read as a
-/// freed head or start a whole cell of `t` (cells freed one by one whose
-/// freeblocks merged: each head kept the header written when it was freed,
-/// and a cell freed next to the content's start was left whole).
+/// freed head or start a cell of `t`, whole or by its head (cells freed one
+/// by one whose freeblocks merged: each head kept the header written when
+/// it was freed, and a cell freed next to the content's start was left
+/// whole, or its tail taken by a newer cell).
 fn cell_sizes<'a>(
     raw: &'a [u8],
     (at, stop, usable): (usize, usize, u32),
@@ -427,6 +428,7 @@ fn cell_sizes<'a>(
     let later = (at + 5..stop)
         .filter(move |&p| {
             freeblock_header(raw, p, usable)
+                || cell_head_at(raw, p, usable, t)
                 || whole_cell(raw, p, stop, usable, t, enc, &mut rec).is_some()
         })
         .map(move |p| p - at)
