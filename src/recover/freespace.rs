@@ -390,11 +390,11 @@ fn rebuilt_at(
         || cell_head_at(raw, next, usable, t)
     {
         1
-    } else if freeblock_header(raw, next, usable)
-        && head_rebuilds(raw, (next, stop, usable), t, enc, rec)
-    {
+    } else if !freeblock_header(raw, next, usable) {
+        return None;
+    } else if head_rebuilds(raw, (next, stop, usable), t, enc, rec) {
         2
-    } else if freeblock_header(raw, next, usable) && stop - next <= 16 {
+    } else if stop - next <= 16 {
         // What is left of a freed head whose cell a newer one took but
         // for its first bytes: the free space ends a few bytes on.
         3
