@@ -16,6 +16,7 @@ mod interrupt;
 mod joined;
 mod misplaced;
 mod recover;
+mod rules;
 mod scale;
 mod torn;
 mod wal;

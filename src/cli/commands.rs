@@ -86,6 +86,11 @@ pub struct RecoverArgs {
     /// leaves, freelist pages, older page versions) in <table>__deleted.
     #[arg(long)]
     pub deleted: bool,
+    /// Have SQLite's quick_check read the whole output back once it is
+    /// written (slower; the pages written in bulk are checked as they are
+    /// written either way).
+    #[arg(long)]
+    pub check_output: bool,
     #[command(flatten)]
     pub wal: WalOptions,
 }
@@ -300,6 +305,7 @@ pub fn recover(a: RecoverArgs, json: bool) -> Result<u8, Error> {
         no_sync: a.no_sync,
         history: a.history,
         deleted: a.deleted,
+        check_output: a.check_output,
         progress,
     };
     let r = recover::recover(&a.db, &a.output, &opts);

@@ -263,10 +263,10 @@ pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
     let by_shape: u64 = r.inferred_tables.iter().map(|(_, n)| n).sum();
     if let Some(t) = &r.lost_and_found_table {
         let unconfirmed: u64 = r.tables.iter().map(|t| t.unconfirmed).sum();
-        let conflicts: u64 = r.tables.iter().map(|t| t.conflicts).sum();
+        let refused: u64 = r.tables.iter().map(|t| t.conflicts + t.wrong_type).sum();
         let unattributed = r
             .lost_and_found
-            .saturating_sub(by_shape + unconfirmed + conflicts);
+            .saturating_sub(by_shape + unconfirmed + refused);
         writeln!(
             out,
             "  {unattributed} rows could not be attributed: table {t}"
@@ -290,6 +290,13 @@ pub fn print_recover(out: &mut dyn Write, r: &Report) -> io::Result<()> {
         writeln!(
             out,
             "  {conflicts} rows clash with another on a UNIQUE value: kept in lost_and_found"
+        )?;
+    }
+    let wrong_type: u64 = r.tables.iter().map(|t| t.wrong_type).sum();
+    if wrong_type > 0 {
+        writeln!(
+            out,
+            "  {wrong_type} rows hold a value of a type their STRICT table refuses: kept in lost_and_found"
         )?;
     }
     let stood_in: u64 = r.tables.iter().map(|t| t.stand_ins).sum();

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use crate::error::{Error, Result};
 use sqlite_salvage_format::cell::local_size;
 use sqlite_salvage_format::header::lock_byte_page;
-use sqlite_salvage_format::page::PageKind;
+use sqlite_salvage_format::page::{BtreePage, PageKind};
 use sqlite_salvage_format::varint::write_varint;
 
 /// Table leaf and interior page-type bytes.
@@ -127,6 +127,8 @@ pub(super) struct BulkFile {
     first_new: u32,
     /// A zeroed page-sized buffer reused for every page.
     page: Vec<u8>,
+    /// The first b-tree page written that did not read back as sound.
+    unsound: Option<u32>,
 }
 
 fn out_err(path: &Path, e: std::io::Error) -> Error {
@@ -174,6 +176,7 @@ impl BulkFile {
             next,
             first_new: next,
             page: vec![0; page_size],
+            unsound: None,
         })
     }
 
@@ -217,6 +220,24 @@ impl BulkFile {
                 .write_all_at(page, u64::from(pgno - 1) * self.page_size as u64)
         }
         .map_err(|e| out_err(&self.path, e))
+    }
+
+    /// Writes b-tree page `pgno` once it reads back as sound with the
+    /// input's own page reader ([`BtreePage::is_consistent`]: every cell
+    /// parses inside the content area, none overlap, the space adds up,
+    /// rowids increase). One that does not is still written, and the first
+    /// such page is kept ([`BulkFile::unsound`]): the load is given up.
+    fn write_tree_page(&mut self, pgno: u32, page: &[u8]) -> Result<()> {
+        let sound = BtreePage::parse(page, pgno, self.usable).is_ok_and(|p| p.is_consistent());
+        if !sound && self.unsound.is_none() {
+            self.unsound = Some(pgno);
+        }
+        self.write(pgno, page)
+    }
+
+    /// The first b-tree page written that did not read back as sound.
+    pub fn unsound(&self) -> Option<u32> {
+        self.unsound
     }
 
     /// Flushes the appended pages and records the new page count; returns
@@ -358,7 +379,7 @@ impl TableTree {
     fn flush_leaf(&mut self, f: &mut BulkFile) -> Result<()> {
         self.leaf_header();
         let pgno = f.alloc()?;
-        f.write(pgno, &self.leaf)?;
+        f.write_tree_page(pgno, &self.leaf)?;
         let key = self.last.unwrap_or_default();
         self.cells = 0;
         self.content = f.usable as usize;
@@ -421,7 +442,7 @@ impl TableTree {
             Some(p) => p,
             None => f.alloc()?,
         };
-        let written = f.write(pgno, &page);
+        let written = f.write_tree_page(pgno, &page);
         f.page = page;
         written?;
         if at.is_none() {
@@ -438,7 +459,7 @@ impl TableTree {
         }
         if self.levels.is_empty() {
             self.leaf_header();
-            return f.write(self.root, &self.leaf);
+            return f.write_tree_page(self.root, &self.leaf);
         }
         self.flush_leaf(f)?;
         let mut level = 0;
@@ -494,7 +515,7 @@ fn write_index_page(
     if let Some(r) = right {
         page[8..12].copy_from_slice(&r.to_be_bytes());
     }
-    let written = f.write(pgno, &page);
+    let written = f.write_tree_page(pgno, &page);
     f.page = page;
     written
 }
@@ -691,6 +712,8 @@ mod tests {
             assert!(!tree.push(&mut f, rows[0].0, &record(1, 0)).unwrap());
         }
         tree.finish(&mut f).unwrap();
+        // Every page read back as sound as it was written.
+        assert_eq!(f.unsound(), None);
         f.finish().unwrap();
         let c = Connection::open(&path).unwrap();
         let ic: String = c
@@ -819,6 +842,33 @@ mod tests {
             assert_eq!(ic, "ok", "page size {ps}");
             assert_eq!(count, 400);
         }
+    }
+
+    #[test]
+    fn a_page_that_does_not_read_back_as_sound_is_caught_as_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("unsound.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA page_size=512; CREATE TABLE t(b BLOB);")
+            .unwrap();
+        let mut f = BulkFile::open(&path).unwrap();
+        let mut tree = TableTree::new(&f, 2);
+        for rowid in 1..=3 {
+            assert!(tree.push(&mut f, rowid, &record(20, 1)).unwrap());
+        }
+        // The leaf as the writer made it, then with its second cell
+        // pointer aimed into the first cell: the cells overlap.
+        tree.leaf_header();
+        let mut page = tree.leaf.clone();
+        let first = u16::from_be_bytes([page[8], page[9]]);
+        page[10..12].copy_from_slice(&(first + 1).to_be_bytes());
+        let sound = f.alloc().unwrap();
+        f.write_tree_page(sound, &tree.leaf).unwrap();
+        assert_eq!(f.unsound(), None);
+        let broken = f.alloc().unwrap();
+        f.write_tree_page(broken, &page).unwrap();
+        assert_eq!(f.unsound(), Some(broken));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! `lost_and_found` table (or, with no schema at all, rows grouped by
 //! shape into `recovered_rows_<n>` / `recovered_keys_<n>` tables), the
 //! remaining indexes (built by sorting, after the load), views and
-//! triggers, checked by SQLite's `quick_check`. A check that fails after a
-//! bulk load asks for a run without it.
+//! triggers. SQLite's `quick_check` checks the bulk-written tables whose
+//! rules only SQLite applies ([`super::rules`]), or with `check_output`
+//! the whole file; a check that fails asks for a run without bulk loading.
 
 use std::collections::BTreeMap;
 
@@ -30,7 +31,8 @@ pub(crate) struct Finished {
 }
 
 /// Writes the lost rows, commits, creates the other indexes, views and
-/// triggers, and runs `quick_check`. With no schema, the lost rows go into
+/// triggers, and has SQLite check what it must ([`super::rules`]; all of
+/// it with `check_output`). With no schema, the lost rows go into
 /// tables named by their shape; with a schema known to be partial
 /// (`schema_partial`: part of `sqlite_schema` was unreadable), so do those
 /// that fit none of its tables (their table's CREATE statement was lost),
@@ -39,7 +41,7 @@ pub(crate) fn finish(
     loader: &mut Loader,
     schema: &Schema,
     lost: &[Lost],
-    schema_partial: bool,
+    (schema_partial, check_output): (bool, bool),
     mut objects_not_created: Vec<(String, String)>,
     progress: Option<&ProgressFn>,
 ) -> Result<std::result::Result<Finished, Attempt>> {
@@ -70,13 +72,21 @@ pub(crate) fn finish(
         none,
     ));
     tick("finishing the output", 2);
-    let ic: String = sink
-        .conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-    tick("finishing the output", 3);
-    if ic != "ok" {
-        return Ok(Err(Attempt::Retry(ic)));
+    let checks: Vec<String> = if check_output {
+        vec!["PRAGMA quick_check".to_string()]
+    } else {
+        let judged = loader.judged_by_sqlite.iter();
+        judged
+            .map(|t| format!("PRAGMA quick_check({})", quote_ident(t)))
+            .collect()
+    };
+    for check in checks {
+        let ic: String = sink.conn.query_row(&check, [], |r| r.get(0))?;
+        if ic != "ok" {
+            return Ok(Err(Attempt::Retry(ic)));
+        }
     }
+    tick("finishing the output", 3);
     loader.join_early_sync();
     Ok(Ok(Finished {
         lost_table,

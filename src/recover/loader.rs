@@ -24,6 +24,7 @@ use super::index_build::{Built, IndexBuild, builds_for};
 use super::index_copy::{IndexCopy, KeyOrder, copies_for, is_unique, qualifies};
 use super::options::ProgressFn;
 use super::plan::LoadPlan;
+use super::rules::{meets_rules, sqlite_judges};
 use super::sink::{Insert, Sink};
 use super::tally::{Lost, Placed, RecordRead, Tally};
 use crate::error::Result;
@@ -57,6 +58,10 @@ struct Bulk {
     /// written (deferred, held for confirmation, or lost): an index copied
     /// from the input leaves their entries out.
     not_written: HashSet<i64>,
+    /// Whether the table being written is left to SQLite's check
+    /// ([`super::rules::sqlite_judges`]); else each row meets the rules
+    /// before it is written page by page.
+    judged_by_sqlite: bool,
     /// Indexes copied or built: SQLite need not rebuild them.
     copied: HashSet<String>,
     /// Of those, the ones copied from the input.
@@ -85,6 +90,10 @@ pub(crate) struct Loader {
     /// Indexes copied whole from the input (they list exactly the rows of
     /// their table's tree that were written; not those built from the rows).
     pub copied: HashSet<String>,
+    /// Bulk-written tables whose rows answer to rules only SQLite applies
+    /// ([`super::rules::sqlite_judges`]): the finish stage has SQLite check
+    /// each of them.
+    pub judged_by_sqlite: Vec<String>,
     /// Nothing more is written: the walk only surveys the pages.
     surveying: bool,
 }
@@ -127,6 +136,7 @@ impl Loader {
                 copies: Vec::new(),
                 builds: Vec::new(),
                 not_written: HashSet::new(),
+                judged_by_sqlite: false,
                 copied: HashSet::new(),
                 from_input: HashSet::new(),
                 key_ordered: HashSet::new(),
@@ -144,6 +154,7 @@ impl Loader {
             early_sync: None,
             made_early,
             copied: HashSet::new(),
+            judged_by_sqlite: Vec::new(),
             surveying: false,
         };
         Ok((loader, objects_not_created))
@@ -172,6 +183,10 @@ impl Loader {
         }
         let page_count = snap.page_count();
         bulk.not_written.clear();
+        bulk.judged_by_sqlite = sqlite_judges(t);
+        if bulk.judged_by_sqlite {
+            self.judged_by_sqlite.push(t.name.clone());
+        }
         let roots = &bulk.roots;
         bulk.copies = copies_for(schema, t, page_count, |n| roots.get(n).copied());
         let mut to_build = HashSet::new();
@@ -230,7 +245,8 @@ impl Loader {
         let whole = placed.truncated_col.is_none()
             && !placed.zeroed
             && placed.record == RecordRead::Whole
-            && rec.end() == payload.len();
+            && rec.end() == payload.len()
+            && (bulk.judged_by_sqlite || meets_rules(t, rec, payload, self.enc));
         let written = match (tree, rowid) {
             (Some(TreeWriter::Table(tree)), Some(r)) if whole => {
                 tree.push(&mut bulk.file, r, payload)?
@@ -370,6 +386,10 @@ impl Loader {
             return Ok(None);
         };
         if let Some(why) = bulk.refused {
+            return Ok(Some(Attempt::Retry(why)));
+        }
+        if let Some(p) = bulk.file.unsound() {
+            let why = format!("page {p} as written does not read back as a sound b-tree page");
             return Ok(Some(Attempt::Retry(why)));
         }
         let written = bulk.file.finish()?;

@@ -22,16 +22,33 @@
 //!   deleted      deleted rows (free space, freelist, older versions), on request
 //!                (deleted_lines: the same rows as JSON lines, for `dump --deleted`)
 //!   tally        counts, flags and lost rows, in one place
-//!   finish       lost_and_found, indexes, views, triggers, quick_check
+//!   rules        SQLite's rules for a row written page by page (NOT NULL, types)
+//!   finish       lost_and_found, indexes, views, triggers, SQLite's checks
 //!   report       the Report, and its outcome
 //! ```
 //!
 //! A walk that estimates many orphaned leaves stops writing and surveys
 //! them (`Attempt::Survey`): the next run joins those that fit to their
 //! tables' bulk loads. A bulk attempt SQLite refuses (a UNIQUE constraint
-//! two rows break, a WITHOUT ROWID table's key order, quick_check) is an
+//! two rows break, a WITHOUT ROWID table's key order, a page or a table
+//! that fails its check) is an
 //! `Attempt::Retry`: the recovery starts over without the leaves joined,
 //! then with every row through SQL (`Step`).
+//!
+//! # Checks
+//!
+//! What SQLite writes (rows through SQL, indexes it builds) is SQLite's
+//! own work. What is written page by page is checked as it is written:
+//! each b-tree page is read back with the input's page reader before it
+//! goes out (cells in the content area, no overlap, the space adds up,
+//! rowids increasing), trees are built bottom-up from keys that were seen
+//! to increase, and each row meets SQLite's NOT NULL and type rules or goes
+//! through SQL instead ([`rules`]). Tables with rules only SQLite applies
+//! (generated columns, STRICT) are checked by SQLite's
+//! `quick_check` of the table, and WITHOUT ROWID tables whose key order was
+//! not seen to hold by its `integrity_check`. With
+//! [`RecoverOptions::check_output`], SQLite's `quick_check` reads the whole
+//! output back as well.
 
 mod attribute;
 mod bulk;
@@ -55,6 +72,7 @@ mod options;
 mod pagemap;
 mod plan;
 mod report;
+mod rules;
 mod scan;
 mod schema_src;
 mod sink;
@@ -269,7 +287,7 @@ fn run(
         &mut loader,
         cx.schema,
         &tally.lost,
-        !found.damage.is_empty(),
+        (!found.damage.is_empty(), opts.check_output),
         unique_not_created,
         opts.progress.as_ref(),
     )? {

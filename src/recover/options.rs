@@ -24,6 +24,12 @@ pub struct RecoverOptions {
     /// Also give back rows that were deleted, in a side table
     /// `<table>__deleted` per table (see the README's "Deleted rows").
     pub deleted: bool,
+    /// Have SQLite's `quick_check` read the whole output back once it is
+    /// written. Without it, SQLite checks the tables whose rules only it
+    /// can apply; the pages written in bulk are checked as they are
+    /// written, and their rows against SQLite's rules before
+    /// ([`crate::recover`]'s "checks" section).
+    pub check_output: bool,
     /// Called as recovery proceeds.
     pub progress: Option<ProgressFn>,
 }

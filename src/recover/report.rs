@@ -103,6 +103,9 @@ pub struct TableReport {
     /// Rows that break a UNIQUE constraint with another row of the table
     /// (another key): kept in lost_and_found instead.
     pub conflicts: u64,
+    /// Rows with a value of a type their STRICT table refuses: kept in
+    /// lost_and_found instead.
+    pub wrong_type: u64,
     /// Rows written with a value read only in part or lost (a broken
     /// overflow chain, a record damaged inside its cell); each such value
     /// is in the report's flags, and where a stand-in took its place, in

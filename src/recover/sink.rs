@@ -54,6 +54,8 @@ pub(crate) enum Insert {
     /// It breaks a UNIQUE constraint with another row (another key): it
     /// cannot be in its table, and must be kept elsewhere.
     Conflict,
+    /// A STRICT table refuses a value's type: it must be kept elsewhere.
+    WrongType,
 }
 
 /// What stands in for a NULL in NOT NULL column `c` (a value that could
@@ -261,7 +263,14 @@ impl Sink {
             });
         }
         let mut st = self.conn.prepare_cached(&plan.sql)?;
-        let n = st.execute(rusqlite::params_from_iter(params.iter()))?;
+        let n = match st.execute(rusqlite::params_from_iter(params.iter())) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_DATATYPE =>
+            {
+                return Ok(Insert::WrongType);
+            }
+            n => n?,
+        };
         drop(st);
         if n == 1 && !stood_in.is_empty() {
             let rowid = if t.without_rowid { None } else { rowid };

@@ -182,6 +182,10 @@ impl Tally {
                 self.tables[table].conflicts += 1;
                 self.lost.push(lost());
             }
+            Insert::WrongType => {
+                self.tables[table].wrong_type += 1;
+                self.lost.push(lost());
+            }
         }
     }
 
