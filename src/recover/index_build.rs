@@ -35,6 +35,8 @@ use sqlite_salvage_format::varint::write_varint;
 
 /// Memory for the entries of one table's indexes before they go to runs.
 const BUDGET: usize = 8 << 20;
+/// The bytes of one entry of a [`Sorter`]'s key list.
+const KEY_ENTRY: usize = std::mem::size_of::<(u64, u32, u32)>();
 
 /// One index being built.
 pub(crate) struct IndexBuild {
@@ -407,15 +409,25 @@ impl Sorter {
     }
 
     fn push(&mut self, key: &[u8]) -> std::io::Result<()> {
+        // The arena and the key list take half the limit each, reserved
+        // once: they never grow past it (a doubling Vec would hold up to
+        // twice its contents, and three times while it moves them). Only a
+        // key longer than the arena is held alone, in a larger one.
+        if self.keys.capacity() == 0 {
+            self.arena.reserve_exact(self.limit / 2);
+            self.keys.reserve_exact((self.limit / 2 / KEY_ENTRY).max(1));
+        }
+        let full = self.arena.len() + key.len() > self.arena.capacity()
+            || self.keys.len() == self.keys.capacity();
+        if full && !self.keys.is_empty() {
+            self.spill()?;
+        }
         let (Ok(start), Ok(len)) = (u32::try_from(self.arena.len()), u32::try_from(key.len()))
         else {
             return Err(std::io::Error::other("sort run too large"));
         };
         self.arena.extend_from_slice(key);
         self.keys.push((prefix(key), start, len));
-        if self.arena.len() + self.keys.len() * 16 >= self.limit {
-            self.spill()?;
-        }
         Ok(())
     }
 
