@@ -2,7 +2,9 @@
 //! against the generator's ground truth at page sizes 512, 1024, 4096 and
 //! 65536 in UTF-8 and UTF-16, in rollback-journal and WAL mode: recall over
 //! the deleted rows whose bytes survive (their record's body, as stored, is
-//! still somewhere in the input's files, in one piece), and precision (rows in the
+//! still somewhere in the input's files: in one piece, or for a row that
+//! spills, the part in its cell and each overflow page's part, each in one
+//! piece), and precision (rows in the
 //! `__deleted` table that really were deleted, with their values, and
 //! their rowid when given); and with auto-vacuum FULL and INCREMENTAL, and
 //! with secure_delete on and a journal kept (`journal_mode=PERSIST`).
@@ -89,6 +91,55 @@ fn input_bytes(input: &Path) -> Vec<u8> {
     bytes
 }
 
+/// SQLite's varint encoding of `v`.
+fn varint(mut v: u64) -> Vec<u8> {
+    if v > 0x00ff_ffff_ffff_ffff {
+        let mut out = vec![0u8; 9];
+        out[8] = v as u8;
+        v >>= 8;
+        for b in out[..8].iter_mut().rev() {
+            *b = (v as u8 & 0x7f) | 0x80;
+            v >>= 7;
+        }
+        return out;
+    }
+    let mut out = vec![(v & 0x7f) as u8];
+    v >>= 7;
+    while v > 0 {
+        out.push((v & 0x7f) as u8 | 0x80);
+        v >>= 7;
+    }
+    out.reverse();
+    out
+}
+
+/// The pieces in which row `r`'s record body was stored in a table leaf
+/// of `page_size` bytes: the body's part in the cell (the record header
+/// before it left out), then each overflow page's part, split where
+/// SQLite splits a payload.
+fn stored_parts(r: &Row, enc: &str, page_size: u32) -> Vec<Vec<u8>> {
+    let (name, email) = (encode(&r.1, enc), encode(&r.2, enc));
+    let mut serials = vec![0u8];
+    serials.extend(varint(13 + 2 * name.len() as u64));
+    serials.extend(varint(13 + 2 * email.len() as u64));
+    serials.push(1);
+    let header_len = serials.len() + 1;
+    let body: Vec<u8> = [name, email, vec![r.3 as u8]].concat();
+    let (u, p) = (page_size as usize, header_len + body.len());
+    let (x, m) = (u - 35, (u - 12) * 32 / 255 - 23);
+    let k = m + (p - m) % (u - 4);
+    let local = if p <= x {
+        p
+    } else if k <= x {
+        k
+    } else {
+        m
+    };
+    let mut parts = vec![body[..local - header_len].to_vec()];
+    parts.extend(body[local - header_len..].chunks(u - 4).map(<[u8]>::to_vec));
+    parts
+}
+
 /// Runs one case; gives the truth (deleted rows) and what came back.
 fn run_case(
     dir: &Path,
@@ -172,17 +223,10 @@ fn run_case(
     let surviving: HashSet<i64> = truth
         .values()
         .filter(|r| {
-            // The record's body: name, email, then n as one byte (for a
-            // spilled one, its two ends: the middle is on overflow pages).
-            let mut body = encode(&r.1, enc);
-            body.extend(encode(&r.2, enc));
-            body.push(r.3 as u8);
+            // The record's body (name, email, then n as one byte) as it was
+            // stored: the part in the cell and each overflow page's part.
             let found = |part: &[u8]| bytes.windows(part.len()).any(|w| w == part);
-            if long {
-                found(&body[..48]) && found(&body[body.len() - 48..])
-            } else {
-                found(&body)
-            }
+            stored_parts(r, enc, ps).iter().all(|p| found(p))
         })
         .map(|r| r.0)
         .collect();

@@ -17,6 +17,7 @@
 
 use super::carve::{FoundCell, cell_at, fits, texts_valid};
 use crate::schema::{Affinity, Table};
+use sqlite_salvage_format::cell::local_size;
 use sqlite_salvage_format::header::TextEncoding;
 use sqlite_salvage_format::page::{BtreePage, PageKind, is_zeroed};
 use sqlite_salvage_format::record::{Record, ValueRef, serial_len};
@@ -333,9 +334,12 @@ fn rebuilt(
     // size its header gives is tried, then, failing a cell that ends where
     // the freeblock does, each other size it may have had.
     let own = be16_at(raw, at + 2).unwrap_or(0);
-    let mut best: Option<(u8, Vec<u8>, usize)> = None;
-    let keep = |best: &mut Option<(u8, Vec<u8>, usize)>, b: Option<(u8, Vec<u8>, usize)>| {
-        if let Some(b) = b.filter(|b| best.as_ref().is_none_or(|o| b.0 < o.0)) {
+    let mut best: Option<(u8, RebuiltRecord, usize)> = None;
+    type Found = Option<(u8, RebuiltRecord, usize)>;
+    let keep = |best: &mut Found, b: Found| {
+        // Of two readings that end as well, the one that does not spill.
+        let key = |b: &(u8, RebuiltRecord, usize)| (b.0, b.1.overflow != 0);
+        if let Some(b) = b.filter(|b| best.as_ref().is_none_or(|o| key(b) < key(o))) {
             *best = Some(b);
         }
     };
@@ -348,13 +352,13 @@ fn rebuilt(
             }
         }
     }
-    let (_, payload, next) = best?;
+    let (_, r, next) = best?;
     let c = FreeCell {
         offset: at,
         rowid: None,
-        payload,
-        overflow: 0,
-        total: 0,
+        payload: r.local,
+        overflow: r.overflow,
+        total: r.total,
         place: Place::Rebuilt,
     };
     Some((c, next))
@@ -373,14 +377,14 @@ fn rebuilt_at(
     t: &Table,
     enc: TextEncoding,
     rec: &mut Record,
-) -> Option<(u8, Vec<u8>, usize)> {
-    let payload = record_from(raw, (at, head, stop), t, size)?;
-    let fits_t = rec.parse(&payload).is_ok()
-        && rec.end() == payload.len()
-        && plausible(rec, &payload, t, enc)
-        && texts_plain(rec, &payload, enc);
-    // A rebuilt record takes the same bytes in the page as it did.
-    let next = head + payload.len();
+) -> Option<(u8, RebuiltRecord, usize)> {
+    let r = record_from(raw, (at, head, stop), (t, usable), size)?;
+    let fits_t = r
+        .judged(rec)
+        .is_some_and(|p| plausible(rec, p, t, enc) && texts_plain(rec, p, enc));
+    // A rebuilt record takes the same bytes in the page as it did, and a
+    // spilled one its overflow page's number after them.
+    let next = head + r.local.len() + if r.overflow == 0 { 0 } else { 4 };
     if !fits_t || next > stop {
         return None;
     }
@@ -401,7 +405,13 @@ fn rebuilt_at(
     } else {
         return None;
     };
-    Some((rank, payload, if rank == 0 { stop } else { next }))
+    if r.overflow != 0 && rank > 0 {
+        // A spilled reading must end where the free space does: its
+        // length comes from its serial types alone, and the bytes after a
+        // wrong one are too easily read as the start of something.
+        return None;
+    }
+    Some((rank, r, if rank == 0 { stop } else { next }))
 }
 
 /// The two bytes at `at`, big-endian.
@@ -463,9 +473,8 @@ fn head_rebuilds(
     let sizes: Vec<usize> = cell_sizes(raw, (at, stop, usable), t, enc).collect();
     (first_head(t)..=9usize).any(|k| {
         sizes.iter().any(|&size| {
-            record_from(raw, (at, at + k, stop), t, size).is_some_and(|p| {
-                rec.parse(&p).is_ok() && rec.end() == p.len() && plausible(rec, &p, t, enc)
-            })
+            record_from(raw, (at, at + k, stop), (t, usable), size)
+                .is_some_and(|r| r.reads_as_row(t, enc, rec))
         })
     })
 }
@@ -533,9 +542,9 @@ pub(crate) fn texts_aligned(rec: &Record, payload: &[u8], enc: TextEncoding) -> 
 fn record_from(
     raw: &[u8],
     (at, head, stop): (usize, usize, usize),
-    t: &Table,
+    (t, usable): (&Table, u32),
     size: usize,
-) -> Option<Vec<u8>> {
+) -> Option<RebuiltRecord> {
     let region = raw.get(..stop)?;
     if head >= at + 4 {
         let (hdr, _) = read_varint(region.get(head..)?)?;
@@ -549,7 +558,9 @@ fn record_from(
             body = body.checked_add(serial_len(serial) as usize)?;
         }
         pos = pos.checked_add(body)?;
-        return region.get(head..pos).map(<[u8]>::to_vec);
+        let (local, overflow) = RebuiltRecord::on_page(region, head, pos - head, (t, usable))?;
+        let local = region.get(head..head.checked_add(local)?)?.to_vec();
+        return Some(RebuiltRecord::new(local, overflow, pos - head));
     }
     // The length byte is at `head` (lost); serial types from head + 1, of
     // which those before at + 4 are lost too.
@@ -578,8 +589,18 @@ fn record_from(
             lost_first_serial(t, size.checked_sub(head - at)?, p - (at + 4), body)?;
     }
     let hdr = 1 + first.len() + (p - (at + 4));
-    let body_end = p.checked_add(first_len)?.checked_add(body)?;
-    if hdr > 127 || body_end > region.len() {
+    let total = hdr.checked_add(first_len)?.checked_add(body)?;
+    let (local, overflow) = RebuiltRecord::on_page(region, head, total, (t, usable))?;
+    // The record's bytes lie where they did: its header put back takes
+    // the bytes lost (a spilled one only then), the rest follows.
+    let body_end = if overflow == 0 {
+        p.checked_add(first_len)?.checked_add(body)?
+    } else if first.len() == lost_serials {
+        head.checked_add(local)?
+    } else {
+        return None;
+    };
+    if hdr > 127 || body_end > region.len() || body_end < p {
         return None;
     }
     let mut out = Vec::with_capacity(body_end.saturating_sub(p).saturating_add(hdr));
@@ -587,7 +608,69 @@ fn record_from(
     out.extend_from_slice(&first);
     out.extend_from_slice(region.get(at + 4..p)?);
     out.extend_from_slice(region.get(p..body_end)?);
-    Some(out)
+    Some(RebuiltRecord::new(out, overflow, total))
+}
+
+/// A record rebuilt at a freed head: its bytes on the page (all of it, or
+/// the part before its overflow chain), the chain's first page (0 when it
+/// does not spill) and, when it spills, its whole length.
+struct RebuiltRecord {
+    local: Vec<u8>,
+    overflow: u32,
+    total: u64,
+}
+
+impl RebuiltRecord {
+    fn new(local: Vec<u8>, overflow: u32, total: usize) -> RebuiltRecord {
+        let total = if overflow == 0 { 0 } else { total as u64 };
+        RebuiltRecord {
+            local,
+            overflow,
+            total,
+        }
+    }
+
+    /// How much of a record of `total` bytes starting at `head` lies on a
+    /// page of `t`'s leaves (SQLite's rule), and the overflow page number
+    /// that follows it there when it spills (never 0).
+    fn on_page(
+        region: &[u8],
+        head: usize,
+        total: usize,
+        (t, usable): (&Table, u32),
+    ) -> Option<(usize, u32)> {
+        let local = usize::try_from(local_size(total as u64, usable, leaf_kind(t))).ok()?;
+        if local >= total {
+            return Some((total, 0));
+        }
+        let at = head.checked_add(local)?;
+        let b = region.get(at..at.checked_add(4)?)?;
+        let next = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        (next != 0).then_some((local, next))
+    }
+
+    /// Parses the record into `rec`; gives the bytes to judge it by: all
+    /// of it, or for a spilled one its values on the page, the one its
+    /// chain cuts left out (the row is judged again whole once its chain
+    /// is read).
+    fn judged<'r>(&'r self, rec: &mut Record) -> Option<&'r [u8]> {
+        let p = &self.local;
+        if self.overflow == 0 {
+            return (rec.parse(p).is_ok() && rec.end() == p.len()).then_some(p);
+        }
+        rec.parse_partial(p).ok()?;
+        let cut = (0..rec.len())
+            .filter_map(|i| rec.span(i))
+            .find(|s| s.end > p.len() as u64)
+            .map_or(p.len(), |s| s.start as usize);
+        p.get(..cut)
+    }
+
+    /// Whether the record reads as a row of `t` ([`plausible`], by the
+    /// bytes [`RebuiltRecord::judged`] gives).
+    fn reads_as_row(&self, t: &Table, enc: TextEncoding, rec: &mut Record) -> bool {
+        self.judged(rec).is_some_and(|p| plausible(rec, p, t, enc))
+    }
 }
 
 /// The first serial type of a record whose payload is `payload` bytes,
