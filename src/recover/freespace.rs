@@ -258,6 +258,46 @@ fn cell_head_at(raw: &[u8], at: usize, usable: u32, t: &Table) -> bool {
     count == t.stored_columns() && (hdr as u64).saturating_add(body) == total
 }
 
+/// Whether `[at, stop)` is the start of a cell of `t` cut short inside its
+/// record header: a payload size, a rowid (table leaves), a header length
+/// that `t`'s width allows and that runs past `stop`, and the serial types
+/// before `stop` none of the reserved ones. A cell freed next to a
+/// freeblock merges with it and keeps its own head; a newer cell may take
+/// all of it but those bytes.
+fn cut_head_at(raw: &[u8], at: usize, stop: usize, t: &Table) -> bool {
+    let Some(buf) = raw.get(at..stop) else {
+        return false;
+    };
+    let Some((total, n1)) = read_varint(buf).filter(|&(v, _)| v > 0) else {
+        return false;
+    };
+    let n2 = if t.without_rowid {
+        0
+    } else {
+        match buf.get(n1..).and_then(read_varint) {
+            Some((_, n)) => n,
+            None => return false,
+        }
+    };
+    let Some((hdr, n)) = buf.get(n1 + n2..).and_then(read_varint) else {
+        return false;
+    };
+    let widest = 1 + 9 * t.stored_columns() as u64;
+    if hdr <= n as u64 || hdr > widest || hdr >= total || (n1 + n2) as u64 + hdr <= buf.len() as u64
+    {
+        return false;
+    }
+    let mut p = n1 + n2 + n;
+    let mut count = 0;
+    while let Some((serial, k)) = buf.get(p..).and_then(read_varint) {
+        if serial == 10 || serial == 11 {
+            return false;
+        }
+        (p, count) = (p + k, count + 1);
+    }
+    count < t.stored_columns()
+}
+
 /// A whole cell at `at`, ending by `stop`, whose record fits `t`.
 fn whole_cell(
     raw: &[u8],
@@ -394,13 +434,17 @@ fn rebuilt_at(
         || cell_head_at(raw, next, usable, t)
     {
         1
-    } else if !freeblock_header(raw, next, usable) {
-        return None;
-    } else if head_rebuilds(raw, (next, stop, usable), t, enc, rec) {
+    } else if freeblock_header(raw, next, usable)
+        && head_rebuilds(raw, (next, stop, usable), t, enc, rec)
+    {
         2
-    } else if stop - next <= 16 {
-        // What is left of a freed head whose cell a newer one took but
-        // for its first bytes: the free space ends a few bytes on.
+    } else if stop - next <= 16
+        && (freeblock_header(raw, next, usable) || cut_head_at(raw, next, stop, t))
+    {
+        // What is left of a freed neighbour whose cell a newer one took
+        // but for its first bytes (its freeblock header, or its own head
+        // where it merged with this one): the free space ends a few bytes
+        // on.
         3
     } else {
         return None;
@@ -439,6 +483,7 @@ fn cell_sizes<'a>(
         .filter(move |&p| {
             freeblock_header(raw, p, usable)
                 || cell_head_at(raw, p, usable, t)
+                || (stop - p <= 16 && cut_head_at(raw, p, stop, t))
                 || whole_cell(raw, p, stop, usable, t, enc, &mut rec).is_some()
         })
         .map(move |p| p - at)
