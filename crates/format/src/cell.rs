@@ -161,7 +161,14 @@ impl<'a> Cell<'a> {
 /// pointer), as SQLite's `cellSizePtr` counts it (at least 4).
 #[inline]
 pub fn cell_size(buf: &[u8], kind: PageKind, usable: u32) -> Result<usize, Malformed> {
-    let end = match Cell::parse(buf, kind, usable)? {
+    let cell = Cell::parse(buf, kind, usable)?;
+    size_of_parsed(buf, &cell)
+}
+
+/// The size in bytes of `cell`, parsed from the start of `buf` (as
+/// [`cell_size`] gives it, without parsing the cell again).
+pub(crate) fn size_of_parsed(buf: &[u8], cell: &Cell<'_>) -> Result<usize, Malformed> {
+    let end = match cell {
         Cell::TableInterior { .. } => {
             let (_, n) = buf
                 .get(4..)
@@ -171,7 +178,9 @@ pub fn cell_size(buf: &[u8], kind: PageKind, usable: u32) -> Result<usize, Malfo
         }
         c => {
             let p = c.payload().ok_or(Malformed("cell"))?;
-            let start = p.local.as_ptr() as usize - buf.as_ptr() as usize;
+            let start = (p.local.as_ptr() as usize)
+                .checked_sub(buf.as_ptr() as usize)
+                .ok_or(Malformed("cell"))?;
             start + p.local.len() + if p.overflow != 0 || p.spills() { 4 } else { 0 }
         }
     };

@@ -182,16 +182,24 @@ impl<'a> BtreePage<'a> {
         let mut extents: Vec<(usize, usize)> = Vec::with_capacity(usize::from(self.cell_count) + 8);
         let mut last_key: Option<i64> = None;
         for i in 0..self.cell_count {
-            let (Ok(off), Ok(size)) = (self.cell_offset(i), self.cell_size(i)) else {
+            // Each cell parsed once: its size and its key from one reading.
+            let Ok(off) = self.cell_offset(i) else {
+                return false;
+            };
+            let buf = &self.data[off..];
+            let Ok(cell) = super::cell::Cell::parse(buf, self.kind, self.usable) else {
+                return false;
+            };
+            let Ok(size) = super::cell::size_of_parsed(buf, &cell) else {
                 return false;
             };
             if off < self.content_start as usize || off + size > self.data.len() {
                 return false;
             }
             if self.kind.is_table() {
-                let key = match self.cell(i) {
-                    Ok(super::cell::Cell::TableLeaf { rowid, .. })
-                    | Ok(super::cell::Cell::TableInterior { rowid, .. }) => rowid,
+                let key = match cell {
+                    super::cell::Cell::TableLeaf { rowid, .. }
+                    | super::cell::Cell::TableInterior { rowid, .. } => rowid,
                     _ => return false,
                 };
                 if last_key.is_some_and(|k| key <= k) {
