@@ -27,15 +27,14 @@ use sqlite_salvage_format::record::{Record, ValueRef};
 /// Whether table `t`'s rows answer to rules this module does not apply,
 /// so that SQLite must check the table once it is written: generated
 /// columns, a STRICT table, or columns not from SQLite's parser. STRICT is
-/// read from the words after the column list; a word that only looks like
-/// it (in a string) costs a check, nothing else.
+/// looked for as a word anywhere in the CREATE statement: one that only
+/// looks like the option (a column's name, a string, a comment) costs a
+/// check, nothing else.
 pub(crate) fn sqlite_judges(t: &Table) -> bool {
     if !t.parsed || t.columns.iter().any(|c| c.generated) {
         return true;
     }
-    let upper = t.sql.to_ascii_uppercase();
-    let options = upper.rfind(')').map_or("", |i| &upper[i..]);
-    has_word(options, "STRICT")
+    has_word(&t.sql.to_ascii_uppercase(), "STRICT")
 }
 
 /// Whether `word` occurs in `s` with no identifier character either side.
@@ -163,6 +162,7 @@ mod tests {
         assert!(!has_word("RECHECK INT", "CHECK"));
         assert!(has_word(") STRICT", "STRICT"));
         assert!(has_word(") WITHOUT ROWID, STRICT", "STRICT"));
+        assert!(has_word(") STRICT -- a note)", "STRICT"));
         assert!(!has_word(") STRICTLY", "STRICT"));
     }
 }
