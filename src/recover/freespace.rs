@@ -224,18 +224,16 @@ fn cell_head_at(raw: &[u8], at: usize, usable: u32, t: &Table) -> bool {
     let Some(buf) = raw.get(at..(usable as usize).min(raw.len())) else {
         return false;
     };
-    let Some((total, n1)) = read_varint(buf).filter(|&(v, _)| v > 0) else {
+    let Some(CellHead {
+        total,
+        before,
+        hdr,
+        n,
+    }) = CellHead::read(buf, t)
+    else {
         return false;
     };
-    let n2 = if t.without_rowid {
-        0
-    } else {
-        match buf.get(n1..).and_then(read_varint) {
-            Some((_, n)) => n,
-            None => return false,
-        }
-    };
-    let Some((head, (hdr, n))) = buf.get(n1 + n2..).and_then(|h| Some((h, read_varint(h)?))) else {
+    let Some(head) = buf.get(before..) else {
         return false;
     };
     let Some(hdr) = usize::try_from(hdr)
@@ -258,6 +256,35 @@ fn cell_head_at(raw: &[u8], at: usize, usable: u32, t: &Table) -> bool {
     count == t.stored_columns() && (hdr as u64).saturating_add(body) == total
 }
 
+/// The first fields of a cell of `t` read from the start of `buf`: its
+/// payload size (not 0), the bytes before its record (the payload size's
+/// and the rowid's varints), and its record header's length and that
+/// length's own varint size.
+struct CellHead {
+    total: u64,
+    before: usize,
+    hdr: u64,
+    n: usize,
+}
+
+impl CellHead {
+    fn read(buf: &[u8], t: &Table) -> Option<CellHead> {
+        let (total, n1) = read_varint(buf).filter(|&(v, _)| v > 0)?;
+        let n2 = if t.without_rowid {
+            0
+        } else {
+            buf.get(n1..).and_then(read_varint)?.1
+        };
+        let (hdr, n) = buf.get(n1 + n2..).and_then(read_varint)?;
+        Some(CellHead {
+            total,
+            before: n1 + n2,
+            hdr,
+            n,
+        })
+    }
+}
+
 /// Whether `[at, stop)` is the start of a cell of `t` cut short inside its
 /// record header: a payload size, a rowid (table leaves), a header length
 /// that `t`'s width allows and that runs past `stop`, and the serial types
@@ -268,26 +295,20 @@ fn cut_head_at(raw: &[u8], at: usize, stop: usize, t: &Table) -> bool {
     let Some(buf) = raw.get(at..stop) else {
         return false;
     };
-    let Some((total, n1)) = read_varint(buf).filter(|&(v, _)| v > 0) else {
-        return false;
-    };
-    let n2 = if t.without_rowid {
-        0
-    } else {
-        match buf.get(n1..).and_then(read_varint) {
-            Some((_, n)) => n,
-            None => return false,
-        }
-    };
-    let Some((hdr, n)) = buf.get(n1 + n2..).and_then(read_varint) else {
+    let Some(CellHead {
+        total,
+        before,
+        hdr,
+        n,
+    }) = CellHead::read(buf, t)
+    else {
         return false;
     };
     let widest = 1 + 9 * t.stored_columns() as u64;
-    if hdr <= n as u64 || hdr > widest || hdr >= total || (n1 + n2) as u64 + hdr <= buf.len() as u64
-    {
+    if hdr <= n as u64 || hdr > widest || hdr >= total || before as u64 + hdr <= buf.len() as u64 {
         return false;
     }
-    let mut p = n1 + n2 + n;
+    let mut p = before + n;
     let mut count = 0;
     while let Some((serial, k)) = buf.get(p..).and_then(read_varint) {
         if serial == 10 || serial == 11 {
