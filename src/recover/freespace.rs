@@ -221,19 +221,12 @@ fn scanned_cell(
 /// newer cell's: a cell freed at the content's start is taken back in part
 /// by the next insert.
 fn cell_head_at(raw: &[u8], at: usize, usable: u32, t: &Table) -> bool {
-    let Some(buf) = raw.get(at..(usable as usize).min(raw.len())) else {
+    let end = (usable as usize).min(raw.len());
+    let Some((buf, h)) = CellHead::read(raw, at..end, t) else {
         return false;
     };
-    let Some(CellHead {
-        total,
-        before,
-        hdr,
-        n,
-    }) = CellHead::read(buf, t)
-    else {
-        return false;
-    };
-    let Some(head) = buf.get(before..) else {
+    let (total, hdr, n) = (h.total, h.hdr, h.n);
+    let Some(head) = buf.get(h.before..) else {
         return false;
     };
     let Some(hdr) = usize::try_from(hdr)
@@ -268,7 +261,13 @@ struct CellHead {
 }
 
 impl CellHead {
-    fn read(buf: &[u8], t: &Table) -> Option<CellHead> {
+    /// Reads the head at the start of `raw[range]`; gives those bytes too.
+    fn read<'r>(
+        raw: &'r [u8],
+        range: std::ops::Range<usize>,
+        t: &Table,
+    ) -> Option<(&'r [u8], CellHead)> {
+        let buf = raw.get(range)?;
         let (total, n1) = read_varint(buf).filter(|&(v, _)| v > 0)?;
         let n2 = if t.without_rowid {
             0
@@ -276,12 +275,13 @@ impl CellHead {
             buf.get(n1..).and_then(read_varint)?.1
         };
         let (hdr, n) = buf.get(n1 + n2..).and_then(read_varint)?;
-        Some(CellHead {
+        let head = CellHead {
             total,
             before: n1 + n2,
             hdr,
             n,
-        })
+        };
+        Some((buf, head))
     }
 }
 
@@ -292,23 +292,15 @@ impl CellHead {
 /// freeblock merges with it and keeps its own head; a newer cell may take
 /// all of it but those bytes.
 fn cut_head_at(raw: &[u8], at: usize, stop: usize, t: &Table) -> bool {
-    let Some(buf) = raw.get(at..stop) else {
-        return false;
-    };
-    let Some(CellHead {
-        total,
-        before,
-        hdr,
-        n,
-    }) = CellHead::read(buf, t)
-    else {
+    let Some((buf, h)) = CellHead::read(raw, at..stop, t) else {
         return false;
     };
     let widest = 1 + 9 * t.stored_columns() as u64;
-    if hdr <= n as u64 || hdr > widest || hdr >= total || before as u64 + hdr <= buf.len() as u64 {
+    let runs_past = h.before as u64 + h.hdr > buf.len() as u64;
+    if h.hdr <= h.n as u64 || h.hdr > widest || h.hdr >= h.total || !runs_past {
         return false;
     }
-    let mut p = before + n;
+    let mut p = h.before + h.n;
     let mut count = 0;
     while let Some((serial, k)) = buf.get(p..).and_then(read_varint) {
         if serial == 10 || serial == 11 {
