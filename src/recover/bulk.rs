@@ -22,7 +22,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -38,24 +38,35 @@ const TABLE_INTERIOR: u8 = 0x05;
 const MIN_CELL: usize = 4;
 
 /// Appended pages go to the file from a thread of their own, in blocks, so
-/// that reading the input and writing the output overlap.
+/// that reading the input and writing the output overlap. A block written
+/// comes back to be filled again: memory already mapped, not a fresh
+/// allocation whose every page faults in (at 4 GB, most of the cost of
+/// filling the blocks).
 struct Appender {
     buf: Vec<u8>,
     /// File offset of `buf`'s first byte.
     offset: u64,
     tx: Option<SyncSender<(u64, Vec<u8>)>>,
+    /// Blocks written, emptied, to fill again.
+    spare: Receiver<Vec<u8>>,
     worker: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl Appender {
     const BLOCK: usize = 1 << 20;
+    /// Blocks queued for the writer at most.
+    const IN_FLIGHT: usize = 4;
 
     fn new(file: File, offset: u64) -> Appender {
-        // A few blocks in flight at most.
-        let (tx, rx) = sync_channel::<(u64, Vec<u8>)>(4);
+        let (tx, rx) = sync_channel::<(u64, Vec<u8>)>(Self::IN_FLIGHT);
+        // Never more blocks exist than are in flight and being filled, so
+        // every one written finds room to come back.
+        let (back, spare) = sync_channel::<Vec<u8>>(Self::IN_FLIGHT + 2);
         let worker = std::thread::spawn(move || {
-            for (at, block) in rx {
+            for (at, mut block) in rx {
                 file.write_all_at(&block, at)?;
+                block.clear();
+                let _ = back.try_send(block);
             }
             Ok(())
         });
@@ -63,6 +74,7 @@ impl Appender {
             buf: Vec::with_capacity(Self::BLOCK),
             offset,
             tx: Some(tx),
+            spare,
             worker: Some(worker),
         }
     }
@@ -76,7 +88,11 @@ impl Appender {
     }
 
     fn send(&mut self) -> std::io::Result<()> {
-        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::BLOCK));
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(Self::BLOCK));
+        let block = std::mem::replace(&mut self.buf, next);
         let len = block.len() as u64;
         let sent = self
             .tx
