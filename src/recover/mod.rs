@@ -43,7 +43,7 @@
 //! goes out (cells in the content area, no overlap, the space adds up,
 //! rowids increasing), trees are built bottom-up from keys that were seen
 //! to increase, and each row meets SQLite's NOT NULL and type rules or goes
-//! through SQL instead ([`rules`]). Tables with rules only SQLite applies
+//! through SQL instead (module `rules`). Tables with rules only SQLite applies
 //! (generated columns, STRICT) are checked by SQLite's
 //! `quick_check` of the table, and WITHOUT ROWID tables whose key order was
 //! not seen to hold by its `integrity_check`. With

@@ -64,15 +64,21 @@ pub(crate) fn meets_rules(t: &Table, rec: &Record, payload: &[u8], enc: TextEnco
             }
             continue;
         }
-        let v = rec.value(payload, slot);
-        let ok = match (col.affinity, v) {
-            (_, ValueRef::Null) => !col.notnull,
-            (_, ValueRef::Real(f)) if f.is_nan() => !col.notnull && col.affinity != Affinity::Text,
-            (Affinity::Text, ValueRef::Integer(_) | ValueRef::Real(_)) => false,
-            (Affinity::Numeric | Affinity::Integer | Affinity::Real, ValueRef::Text(b)) => {
-                !may_be_numeric(b, enc)
-            }
-            _ => true,
+        // Judged by the serial type, as SQLite's check is: a stored NaN
+        // is a REAL (no TEXT column holds one) that reads as NULL.
+        let text = col.affinity == Affinity::Text;
+        let ok = match rec.serial_type(slot).unwrap_or(0) {
+            0 => !col.notnull,
+            10 | 11 => false,
+            7 => !(text || (col.notnull && rec.value(payload, slot) == ValueRef::Null)),
+            1..=6 | 8 | 9 => !text,
+            s if s % 2 == 0 => true,
+            _ => match rec.value(payload, slot) {
+                ValueRef::Text(b) if col.affinity != Affinity::Blob && !text => {
+                    !may_be_numeric(b, enc)
+                }
+                _ => true,
+            },
         };
         if !ok {
             return false;
