@@ -127,13 +127,11 @@ fn stored_parts(r: &Row, enc: &str, page_size: u32) -> Vec<Vec<u8>> {
     let body: Vec<u8> = [name, email, vec![r.3 as u8]].concat();
     let (u, p) = (page_size as usize, header_len + body.len());
     let (x, m) = (u - 35, (u - 12) * 32 / 255 - 23);
-    let k = m + (p - m) % (u - 4);
     let local = if p <= x {
         p
-    } else if k <= x {
-        k
     } else {
-        m
+        let k = m + (p - m) % (u - 4);
+        if k <= x { k } else { m }
     };
     let mut parts = vec![body[..local - header_len].to_vec()];
     parts.extend(body[local - header_len..].chunks(u - 4).map(<[u8]>::to_vec));
