@@ -11,7 +11,8 @@
 //! the rows (`index_copy`, `index_build`) SQLite rebuilds from the table
 //! pages (`REINDEX` by name); the key order of a WITHOUT ROWID table is
 //! checked as its rows are written, or else by SQLite's `integrity_check`
-//! of the table; SQLite's `quick_check` then checks the whole file.
+//! of the table. Each b-tree page is read back with the input's page reader
+//! as it is written ([`BulkFile::unsound`]).
 //!
 //! Rowid tables ([`TableTree`]) refuse a row whose rowid does not follow the
 //! previous one; WITHOUT ROWID tables ([`IndexTree`], an index b-tree whose

@@ -15,8 +15,8 @@
 //! the rows written, by a sum of keyed hashes, leaving out the entries of
 //! rows in the tree's holes and of rows that go in through SQL (SQLite adds
 //! the entries of those that do); then to append those entries. Any doubt
-//! leaves the index to SQLite's REINDEX; SQLite's `quick_check` of the
-//! output covers the pages written here as it covers the tables'.
+//! leaves the index to SQLite's REINDEX. The pages written here are read
+//! back as they are written, as the tables' are (`bulk`).
 
 use std::cmp::Ordering;
 use std::hash::{BuildHasher, Hasher, RandomState};
