@@ -296,7 +296,7 @@ fn cut_head_at(raw: &[u8], at: usize, stop: usize, t: &Table) -> bool {
         return false;
     };
     let widest = 1 + 9 * t.stored_columns() as u64;
-    let runs_past = h.before as u64 + h.hdr > buf.len() as u64;
+    let runs_past = (h.before as u64).saturating_add(h.hdr) > buf.len() as u64;
     if h.hdr <= h.n as u64 || h.hdr > widest || h.hdr >= h.total || !runs_past {
         return false;
     }
